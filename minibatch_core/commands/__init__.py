@@ -1,0 +1,1 @@
+"""One module per ``minibatch-bench`` subcommand."""

@@ -1,0 +1,117 @@
+"""Run configuration: a plain dataclass, validated once, at construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .errors import MinibatchError
+
+BUNDLED_DATASETS = ("wine", "iris", "breast_cancer", "digits", "synthetic")
+OPTIMIZERS = ("adam", "sgd")
+SCALERS = ("none", "standard")
+
+
+def parse_batch_size(value: int | str) -> int | str:
+    """A positive integer, or ``"full"`` for the whole dataset. Strings of digits become ints."""
+    if isinstance(value, bool):
+        raise MinibatchError(f"batch size {value!r} is not valid: use a positive integer or 'full'")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "full":
+            return "full"
+        try:
+            value = int(text)
+        except ValueError:
+            raise MinibatchError(
+                f"batch size {value!r} is not valid: use a positive integer or 'full'"
+            ) from None
+    if not isinstance(value, int) or value < 1:
+        raise MinibatchError(f"batch size {value!r} is not valid: use a positive integer or 'full'")
+    return value
+
+
+def resolve_batch_size(spec: int | str, n_samples: int) -> int:
+    """``full`` and any size above N both mean N: the recorded size is what the loader really used."""
+    return n_samples if spec == "full" else min(int(spec), n_samples)
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise MinibatchError(f"{name} {value!r} is not valid: use an integer >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. Field names are the public contract (CLI flags mirror them)."""
+
+    dataset: str = "wine"
+    batch_size: int | str = 32
+    epochs: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    engine: str = "reference"
+    lr: float = 0.001
+    optimizer: str = "adam"
+    hidden: tuple[int, ...] = (10, 10)
+    target: str | None = None
+    scale: str = "none"
+    # synthetic data (sklearn.datasets.make_classification); data_seed fixes the data, not the training
+    n_samples: int = 1000
+    n_features: int = 20
+    n_classes: int = 2
+    data_seed: int = 0
+    record_batches: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
+        _positive_int("epochs", self.epochs)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise MinibatchError(f"seed {self.seed!r} is not valid: use a non-negative integer")
+        try:
+            lr = float(self.lr)
+        except (TypeError, ValueError):
+            raise MinibatchError(f"learning rate {self.lr!r} is not valid: use a positive number") from None
+        if not (lr > 0 and math.isfinite(lr)):
+            raise MinibatchError(f"learning rate {self.lr!r} is not valid: use a positive number")
+        object.__setattr__(self, "lr", lr)
+        if self.optimizer not in OPTIMIZERS:
+            raise MinibatchError(
+                f"optimizer {self.optimizer!r} is not known: use one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.scale not in SCALERS:
+            raise MinibatchError(f"scale {self.scale!r} is not known: use one of {', '.join(SCALERS)}")
+        hidden = tuple(self.hidden)
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise MinibatchError(
+                f"hidden widths {self.hidden!r} are not valid: use positive integers, e.g. 10,10"
+            )
+        object.__setattr__(self, "hidden", hidden)
+        _positive_int("n_samples", self.n_samples, 2)
+        _positive_int("n_features", self.n_features, 1)
+        _positive_int("n_classes", self.n_classes, 2)
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise MinibatchError("dataset is empty: use one of " + ", ".join(BUNDLED_DATASETS) + " or a file")
+        # engine names are checked against the registry by the trainer, which owns it
+
+    @property
+    def batch_spec(self) -> str:
+        """What was asked for, as text: ``1``, ``32``, ``full``."""
+        return str(self.batch_size)
+
+    def with_(self, **changes: Any) -> RunConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)

@@ -1,0 +1,168 @@
+"""Datasets as the trainer sees them: float32 features, int64 labels 0..k-1, nothing downloaded."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import MinibatchError
+
+BUNDLED = {
+    "wine": "load_wine",
+    "iris": "load_iris",
+    "breast_cancer": "load_breast_cancer",
+    "digits": "load_digits",
+}
+FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    X: torch.Tensor  # (N, F) float32
+    y: torch.Tensor  # (N,) int64, values 0..n_classes-1
+    n_classes: int
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.X.element_size() * self.X.numel() + self.y.element_size() * self.y.numel()
+
+
+def is_file_dataset(name: str) -> bool:
+    return name.lower().endswith(FILE_SUFFIXES) or "/" in name or Path(name).suffix != ""
+
+
+def known_datasets() -> str:
+    return ", ".join([*BUNDLED, "synthetic"]) + " or a .csv/.parquet file"
+
+
+def load_dataset(
+    name: str,
+    *,
+    target: str | None = None,
+    scale: str = "none",
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_classes: int = 2,
+    data_seed: int = 0,
+) -> Dataset:
+    """Load a dataset by name. Bundled sets load exactly as the lesson does (float32, unscaled)."""
+    if name in BUNDLED:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, BUNDLED[name])()
+        # the lesson: torch.tensor(wine.data, dtype=torch.float32), torch.tensor(wine.target, dtype=long)
+        X = torch.tensor(bunch.data, dtype=torch.float32)
+        y = torch.tensor(bunch.target, dtype=torch.long)
+        features = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
+        classes = tuple(str(c) for c in getattr(bunch, "target_names", ()))
+        ds = Dataset(name, X, y, int(y.max()) + 1, features, classes)
+    elif name == "synthetic":
+        ds = _synthetic(n_samples, n_features, n_classes, data_seed)
+    elif is_file_dataset(name):
+        ds = _from_file(Path(name), target)
+    else:
+        raise MinibatchError(f"unknown dataset {name!r}: use {known_datasets()}")
+    if scale == "standard":
+        from sklearn.preprocessing import StandardScaler
+
+        Xs = StandardScaler().fit_transform(ds.X.numpy().astype(np.float64))
+        ds = Dataset(ds.name, torch.tensor(Xs, dtype=torch.float32), ds.y, ds.n_classes,
+                     ds.feature_names, ds.class_names)
+    elif scale != "none":
+        raise MinibatchError(f"unknown scale {scale!r}: use none or standard")
+    return ds
+
+
+def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) -> Dataset:
+    from sklearn.datasets import make_classification
+
+    # make_classification needs n_classes * clusters <= 2**n_informative and informative <= features
+    n_informative = min(n_features, max(2, math.ceil(math.log2(n_classes)) + 1))
+    if n_classes > 2**n_informative:
+        raise MinibatchError(
+            f"synthetic data with {n_classes} classes needs at least "
+            f"{math.ceil(math.log2(n_classes))} features, got n_features={n_features}"
+        )
+    if n_samples < n_classes:
+        raise MinibatchError(f"synthetic data needs n_samples >= n_classes, got {n_samples} < {n_classes}")
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=min(2, n_features - n_informative),
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        random_state=data_seed,
+    )
+    return Dataset(
+        "synthetic",
+        torch.tensor(X, dtype=torch.float32),
+        torch.tensor(y, dtype=torch.long),
+        n_classes,
+        tuple(f"x{i}" for i in range(n_features)),
+        tuple(str(c) for c in range(n_classes)),
+    )
+
+
+def _from_file(path: Path, target: str | None) -> Dataset:
+    import pandas as pd
+
+    if not path.exists():
+        raise MinibatchError(f"data file {str(path)!r} does not exist")
+    if target is None:
+        raise MinibatchError(f"data file {str(path)!r} needs --target COLUMN naming the label column")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise MinibatchError(f"data file {str(path)!r} is empty") from None
+    except Exception as err:  # parser errors come in many types; all mean "unreadable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MinibatchError(f"data file {str(path)!r} could not be read: {first}") from None
+    if frame.shape[0] == 0:
+        raise MinibatchError(f"data file {str(path)!r} is empty (no rows)")
+    if target not in frame.columns:
+        cols = ", ".join(map(str, frame.columns[:20]))
+        raise MinibatchError(f"target column {target!r} is not in {str(path)!r} (columns: {cols})")
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise MinibatchError(f"data file {str(path)!r} has no feature columns besides {target!r}")
+    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise MinibatchError(
+            f"data file {str(path)!r} has non-numeric feature columns: {', '.join(non_numeric[:10])} "
+            "(encode them as numbers first)"
+        )
+    missing = frame.isna().sum()
+    missing = missing[missing > 0]
+    if len(missing):
+        where = ", ".join(f"{c} ({n})" for c, n in missing.items())
+        raise MinibatchError(f"data file {str(path)!r} has missing values in: {where}")
+    # label-encode every target (numeric ones too) so that classes are exactly 0..k-1
+    classes, codes = np.unique(frame[target].to_numpy(), return_inverse=True)
+    if len(classes) < 2:
+        raise MinibatchError(
+            f"target column {target!r} in {str(path)!r} has {len(classes)} class; at least 2 are needed"
+        )
+    X = torch.tensor(features.to_numpy(dtype=np.float64), dtype=torch.float32)
+    y = torch.tensor(codes.reshape(-1), dtype=torch.long)
+    return Dataset(
+        path.name, X, y, len(classes), tuple(map(str, features.columns)), tuple(map(str, classes))
+    )

@@ -1,0 +1,26 @@
+"""Engine registry. Modules are imported on first use so that ``--help`` stays fast."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ..errors import MinibatchError
+from .base import Engine, EpochOutput, Session
+
+# name -> module that defines ENGINE; order is the order sweeps and reports show them in
+_MODULES = {
+    "reference": "minibatch_core.engines.reference",
+}
+
+
+def engine_names() -> list[str]:
+    return list(_MODULES)
+
+
+def get_engine(name: str) -> Engine:
+    if name not in _MODULES:
+        raise MinibatchError(f"unknown engine {name!r}: use one of {', '.join(_MODULES)}")
+    return import_module(_MODULES[name]).ENGINE
+
+
+__all__ = ["Engine", "EpochOutput", "Session", "engine_names", "get_engine"]

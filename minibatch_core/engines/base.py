@@ -1,0 +1,73 @@
+"""What every engine provides, so sweeps, reports, compare and bench treat engines alike.
+
+An engine builds a *session* for one configuration and one or more seeds. The trainer owns the clock
+and the memory probe; a session only trains and evaluates. ``run_epoch`` is the timed region: it
+returns host floats, so any device work it queued is finished by the time it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig
+from ..data import Dataset
+from ..results import MemoryBreakdown
+
+PROFILE_PHASES = ("data", "forward", "backward", "optimizer")
+
+
+@dataclass
+class EpochOutput:
+    losses: list[float]  # one per replica: the lesson's epoch loss
+    steps: int
+    batch_losses: list[list[float]] | None = None  # per replica, when config.record_batches
+
+
+class Session(Protocol):
+    seeds: Sequence[int]
+
+    def run_epoch(self) -> EpochOutput: ...
+
+    def evaluate(self) -> list[tuple[float, float]]:
+        """(loss, accuracy) on the whole dataset per replica: eval mode, no grad."""
+        ...
+
+    def memory(self) -> MemoryBreakdown:
+        """Bytes of parameters, gradients, optimizer state and the largest batch's activations."""
+        ...
+
+    def profile(self, steps: int) -> dict[str, float] | None:
+        """Mean seconds per step in each of PROFILE_PHASES over ``steps`` extra instrumented steps
+        (synchronized on CUDA), or None where the engine cannot split its step."""
+        ...
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    summary: str
+    start: Callable[[RunConfig, Dataset, torch.device, Sequence[int]], Session]
+    multi_seed: bool = False  # True: all seeds train in one timed pass
+
+
+EVAL_CHUNK = 65536
+
+
+@torch.no_grad()
+def evaluate_logits(forward: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor,
+                    y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (X, y), chunked so evaluation memory stays bounded."""
+    total_loss = torch.zeros((), dtype=torch.float64, device=X.device)
+    correct = torch.zeros((), dtype=torch.int64, device=X.device)
+    for start in range(0, X.shape[0], EVAL_CHUNK):
+        xb, yb = X[start:start + EVAL_CHUNK], y[start:start + EVAL_CHUNK]
+        logits = forward(xb)
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").double()
+        correct += (logits.argmax(1) == yb).sum()
+    n = X.shape[0]
+    return float(total_loss) / n, int(correct) / n

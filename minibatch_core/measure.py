@@ -1,0 +1,174 @@
+"""Measurement primitives: clocks that synchronize CUDA, memory probes, tensor byte counts.
+
+Nothing here formats or presents; it returns numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels so a clock read means what it says (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Wall-clock timer for one region; on CUDA the device is synchronized before each clock read."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.elapsed_s = 0.0
+
+    @contextmanager
+    def region(self):
+        synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            yield self
+        finally:
+            synchronize(self.device)
+            self.elapsed_s = time.perf_counter() - start
+
+
+# --- process memory (CPU) -------------------------------------------------------------------------
+
+def current_rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (Linux >= 4.0) so VmHWM covers what follows.
+
+    Returns False where that is not possible; peak_rss_bytes then falls back to the process lifetime
+    peak, which is still sound in a fresh worker process.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size since the last reset (or process start)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if platform.system() == "Darwin" else peak * 1024)
+
+
+@dataclass
+class MemoryProbe:
+    """Peak memory of the training regions only.
+
+    CPU: growth of the resident set's high-water mark over the resident set at start().
+    CUDA: ``torch.cuda.max_memory_allocated`` after a reset of the peak statistics.
+    Call ``sample()`` right after each training region and ``rearm()`` after work that must not count
+    (per-epoch evaluation), so that evaluating the whole dataset never inflates a batch size's peak.
+    """
+
+    device: torch.device
+    baseline: int = 0
+    peak: int = 0
+    method: str = ""
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline = 0
+            self.method = "torch.cuda.max_memory_allocated (training regions, peak stats reset per run)"
+        else:
+            exact = reset_peak_rss()
+            self.baseline = current_rss_bytes()
+            self.method = (
+                "peak RSS growth over the run's start, training regions only (VmHWM reset via "
+                "/proc/self/clear_refs), one fresh worker process per run"
+                if exact
+                else "peak RSS growth (ru_maxrss), one fresh worker process per run"
+            )
+
+    def sample(self) -> int:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            value = int(torch.cuda.max_memory_allocated(self.device))
+        else:
+            value = max(0, peak_rss_bytes() - self.baseline)
+        self.peak = max(self.peak, value)
+        return self.peak
+
+    def rearm(self) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            reset_peak_rss()
+
+
+# --- tensor byte counts ---------------------------------------------------------------------------
+
+def tensor_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
+    return int(sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor)))
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    return tensor_bytes(v for state in optimizer.state.values() for v in state.values())
+
+
+def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of every module output for one forward pass of ``x`` (hooks on leaf modules, no grad)."""
+    total = 0
+
+    def hook(_module, _inputs, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,121 @@
+"""``train(RunConfig) -> RunResult``: picks the engine and wraps it in measurement."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Sequence
+
+import torch
+
+from .config import RunConfig, resolve_batch_size
+from .data import Dataset, load_dataset
+from .devices import resolve_device
+from .engines import Engine, get_engine
+from .isolation import run_isolated
+from .measure import MemoryProbe, Stopwatch, device_name
+from .results import EpochRecord, RunResult
+
+PROFILE_STEPS = 200
+
+
+def load_for(config: RunConfig) -> Dataset:
+    return load_dataset(
+        config.dataset,
+        target=config.target,
+        scale=config.scale,
+        n_samples=config.n_samples,
+        n_features=config.n_features,
+        n_classes=config.n_classes,
+        data_seed=config.data_seed,
+    )
+
+
+def train(config: RunConfig, *, isolate: bool = True, profile: bool = False) -> RunResult:
+    """Train one run. ``isolate`` (default) runs it in a fresh worker process so that its peak
+    memory is its own; in-process runs give the same losses (and are what tests of determinism use)."""
+    return train_seeds(config, [config.seed], isolate=isolate, profile=profile)[0]
+
+
+def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True,
+                profile: bool = False) -> list[RunResult]:
+    """One result per seed. Multi-seed engines train all seeds in one timed pass; the others run
+    one fresh process per seed."""
+    engine = get_engine(config.engine)
+    resolve_device(config.device)  # fail fast, in this process, with the one-line error
+    groups = [list(seeds)] if engine.multi_seed else [[s] for s in seeds]
+    out: list[RunResult] = []
+    for group in groups:
+        cfg = config.with_(seed=group[0])
+        out += run_isolated(_measure, cfg, group, profile) if isolate else _measure(cfg, group, profile)
+    return out
+
+
+def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.device,
+             seeds: list[int]) -> None:
+    """Run the engine once on a few rows first. A fresh worker faults in torch's code pages and
+    allocator arenas lazily; without this, tens of MB of that would be billed to the measured run."""
+    rows = slice(None, None, max(1, data.n_samples // 8))
+    tiny = Dataset(data.name, data.X[rows], data.y[rows], data.n_classes)
+    session = engine.start(config.with_(epochs=1, record_batches=False), tiny, device, seeds)
+    session.run_epoch()
+    session.evaluate()
+    session.memory()
+    del session
+    gc.collect()
+
+
+def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
+    engine = get_engine(config.engine)
+    device = resolve_device(config.device)
+    data = load_for(config)
+    batch_size = resolve_batch_size(config.batch_size, data.n_samples)
+    _prewarm(engine, config, data, device, seeds)
+    probe = MemoryProbe(device)
+    probe.start()
+    session = engine.start(config, data, device, seeds)
+    per_seed: list[list[EpochRecord]] = [[] for _ in seeds]
+    clock = Stopwatch(device)
+    for epoch in range(1, config.epochs + 1):
+        with clock.region():
+            out = session.run_epoch()
+        probe.sample()
+        evals = session.evaluate()
+        probe.rearm()
+        for k in range(len(seeds)):
+            per_seed[k].append(
+                EpochRecord(
+                    epoch=epoch,
+                    loss=float(out.losses[k]),
+                    eval_loss=float(evals[k][0]),
+                    eval_accuracy=float(evals[k][1]),
+                    time_s=clock.elapsed_s,
+                    steps=out.steps,
+                    samples_per_s=data.n_samples / clock.elapsed_s if clock.elapsed_s > 0 else 0.0,
+                    batch_losses=None if out.batch_losses is None else list(out.batch_losses[k]),
+                )
+            )
+    memory = session.memory()
+    split = session.profile(PROFILE_STEPS) if profile else None
+    return [
+        RunResult(
+            config=config.with_(seed=seed),
+            engine=engine.name,
+            dataset=data.name,
+            n_samples=data.n_samples,
+            n_features=data.n_features,
+            n_classes=data.n_classes,
+            device=str(device),
+            device_name=device_name(device),
+            batch_spec=config.batch_spec,
+            batch_size=batch_size,
+            seed=seed,
+            records=per_seed[k],
+            peak_memory_bytes=probe.peak,
+            memory_method=probe.method,
+            memory=memory,
+            replicas=len(seeds),
+            torch_threads=torch.get_num_threads(),
+            profile=split,
+        )
+        for k, seed in enumerate(seeds)
+    ]
