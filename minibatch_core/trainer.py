@@ -15,7 +15,13 @@ from .isolation import run_isolated
 from .measure import MemoryProbe, Stopwatch, device_name
 from .results import EpochRecord, RunResult
 
-PROFILE_STEPS = 200
+PROFILE_MAX_STEPS = 200
+
+
+def profile_steps(steps_per_epoch: int) -> int:
+    """Two epochs' worth of steps, at least 10 and at most 200: enough for a stable mean, cheap at
+    batch size full on large data."""
+    return max(10, min(PROFILE_MAX_STEPS, 2 * steps_per_epoch))
 
 
 def load_for(config: RunConfig) -> Dataset:
@@ -95,7 +101,7 @@ def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResu
                 )
             )
     memory = session.memory()
-    split = session.profile(PROFILE_STEPS) if profile else None
+    split = session.profile(profile_steps(per_seed[0][-1].steps)) if profile else None
     return [
         RunResult(
             config=config.with_(seed=seed),
