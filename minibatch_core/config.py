@@ -15,8 +15,9 @@ SCALERS = ("none", "standard")
 
 def parse_batch_size(value: int | str) -> int | str:
     """A positive integer, or ``"full"`` for the whole dataset. Strings of digits become ints."""
+    error = MinibatchError(f"batch size {value!r} is not valid: use a positive integer or 'full'")
     if isinstance(value, bool):
-        raise MinibatchError(f"batch size {value!r} is not valid: use a positive integer or 'full'")
+        raise error
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "full":
@@ -24,11 +25,9 @@ def parse_batch_size(value: int | str) -> int | str:
         try:
             value = int(text)
         except ValueError:
-            raise MinibatchError(
-                f"batch size {value!r} is not valid: use a positive integer or 'full'"
-            ) from None
+            raise error from None
     if not isinstance(value, int) or value < 1:
-        raise MinibatchError(f"batch size {value!r} is not valid: use a positive integer or 'full'")
+        raise error
     return value
 
 

@@ -10,7 +10,7 @@ from ..errors import MinibatchError
 
 def parse_hidden(text: str) -> tuple[int, ...]:
     try:
-        widths = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise MinibatchError(f"hidden widths {text!r} are not valid: use positive integers, e.g. 10,10") from None
     return widths

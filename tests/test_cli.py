@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minibatch_core import RunConfig, train
+from minibatch_core.cli import main
+
+BAD_INPUTS = [
+    (["--batch-size", "0"], "batch size '0'"),
+    (["--batch-size", "-4"], "batch size '-4'"),
+    (["--batch-size", "lots"], "batch size 'lots'"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--engine", "turbo"], "unknown engine 'turbo'"),
+    (["--epochs", "0"], "epochs 0"),
+    (["--epochs", "ten"], "--epochs: invalid int value: 'ten'"),
+    (["--lr", "0"], "learning rate 0.0"),
+    (["--lr=-1e-3"], "learning rate -0.001"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--hidden", "10,x"], "hidden widths '10,x'"),
+    (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert exit_code(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def exit_code(argv) -> int:
+    """main()'s return value, or argparse's SystemExit code for errors it catches itself."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message; this machine has a GPU")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(capsys):
+    assert main(["train", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_broken_data_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "broken.csv"
+    bad.write_text("a,b,t\n1,2,0\n3,x,1\n")
+    assert main(["train", "--dataset", str(bad), "--target", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "non-numeric feature columns: b" in err and err.count("\n") == 1
+
+
+def test_the_console_script_exits_nonzero_without_a_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "minibatch_core", "train", "--batch-size", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "minibatch-bench train: error: batch size '0' is not valid: use a positive integer or 'full'"
+    ]
+
+
+def test_cli_json_agrees_with_the_api(capsys):
+    assert main(["train", "--json", "--epochs", "3", "--batch-size", "16", "--seed", "4"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    api = train(RunConfig(dataset="wine", batch_size=16, epochs=3, seed=4, device="cpu"))
+    assert printed["epoch_losses"] == api.epoch_losses
+    assert printed["batch_size"] == api.batch_size == 16
+    assert [r["eval_accuracy"] for r in printed["records"]] == [r.eval_accuracy for r in api.records]
+
+
+def test_cli_prints_the_lessons_lines(capsys):
+    assert main(["train", "--epochs", "2", "--batch-size", "full", "--print-batches", "--seed", "0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    api = train(RunConfig(batch_size="full", epochs=2, seed=0), isolate=False)
+    assert out[:4] == [
+        f"Batch Loss: {api.records[0].loss:.4f}",  # one batch per epoch: batch loss == epoch loss
+        f"Epoch [1/2] Average Loss: {api.records[0].loss:.4f}",
+        f"Batch Loss: {api.records[1].loss:.4f}",
+        f"Epoch [2/2] Average Loss: {api.records[1].loss:.4f}",
+    ]
+    assert any(line.startswith("peak memory") for line in out)
+
+
+def test_profile_splits_the_step(capsys):
+    assert main(["train", "--epochs", "1", "--batch-size", "8", "--profile", "--json"]) == 0
+    profile = json.loads(capsys.readouterr().out)["profile"]
+    assert set(profile) == {"data", "forward", "backward", "optimizer"}
+    assert all(v > 0 for v in profile.values())
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--dataset", "--batch-size", "--epochs", "--seed", "--device", "--engine", "--lr", "--optimizer",
+                 "--hidden", "--target", "--scale", "--n-samples", "--n-features", "--n-classes", "--print-batches",
+                 "--json", "--profile"):
+        assert flag in out

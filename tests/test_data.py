@@ -1,0 +1,95 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from minibatch_core import MinibatchError, load_dataset
+
+
+@pytest.mark.parametrize(
+    "name, shape, n_classes",
+    [("wine", (178, 13), 3), ("iris", (150, 4), 3), ("breast_cancer", (569, 30), 2), ("digits", (1797, 64), 10)],
+)
+def test_bundled_datasets_load_with_the_right_shapes(name, shape, n_classes):
+    ds = load_dataset(name)
+    assert tuple(ds.X.shape) == shape and ds.X.dtype == torch.float32
+    assert tuple(ds.y.shape) == (shape[0],) and ds.y.dtype == torch.long
+    assert ds.n_classes == n_classes
+    assert set(ds.y.tolist()) == set(range(n_classes))
+
+
+def test_wine_is_loaded_as_the_lesson_loads_it():
+    from sklearn.datasets import load_wine
+
+    wine = load_wine()
+    ds = load_dataset("wine")
+    assert torch.equal(ds.X, torch.tensor(wine.data, dtype=torch.float32))  # unscaled float32
+    assert torch.equal(ds.y, torch.tensor(wine.target, dtype=torch.long))
+
+
+def test_standard_scaling_is_opt_in():
+    ds = load_dataset("wine", scale="standard")
+    assert ds.X.mean(0).abs().max() < 1e-5
+    assert (ds.X.std(0, unbiased=False) - 1).abs().max() < 1e-4
+    assert load_dataset("wine").X.mean(0).abs().max() > 1  # default: as written in the lesson
+
+
+def test_synthetic_is_seeded_and_sized():
+    a = load_dataset("synthetic", n_samples=500, n_features=12, n_classes=4, data_seed=3)
+    b = load_dataset("synthetic", n_samples=500, n_features=12, n_classes=4, data_seed=3)
+    c = load_dataset("synthetic", n_samples=500, n_features=12, n_classes=4, data_seed=4)
+    assert tuple(a.X.shape) == (500, 12) and a.n_classes == 4
+    assert torch.equal(a.X, b.X) and torch.equal(a.y, b.y)
+    assert not torch.equal(a.X, c.X)
+    big = load_dataset("synthetic", n_samples=2000, n_features=64, n_classes=10)
+    assert tuple(big.X.shape) == (2000, 64) and big.n_classes == 10
+
+
+def test_csv_with_text_labels_is_label_encoded(tmp_path):
+    path = tmp_path / "flowers.csv"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0, 1, 0, 1], "kind": ["x", "y", "x", "z"]}).to_csv(path, index=False)
+    ds = load_dataset(str(path), target="kind")
+    assert tuple(ds.X.shape) == (4, 2) and ds.n_classes == 3
+    assert ds.y.tolist() == [0, 1, 0, 2]
+    assert ds.class_names == ("x", "y", "z")
+
+
+def test_parquet_with_numeric_labels_is_encoded_to_0_k(tmp_path):
+    path = tmp_path / "d.parquet"
+    pd.DataFrame({"f": np.arange(6, dtype=float), "label": [5, 9, 5, 9, 7, 7]}).to_parquet(path)
+    ds = load_dataset(str(path), target="label")
+    assert ds.y.tolist() == [0, 2, 0, 2, 1, 1] and ds.n_classes == 3
+
+
+@pytest.mark.parametrize(
+    "frame, target, message",
+    [
+        (pd.DataFrame({"a": ["u", "v"], "t": [0, 1]}), "t", "non-numeric feature columns: a"),
+        (pd.DataFrame({"a": [1.0, None], "t": [0, 1]}), "t", "missing values in: a (1)"),
+        (pd.DataFrame({"a": [1.0, 2.0], "t": [0, 1]}), "label", "target column 'label' is not in"),
+        (pd.DataFrame({"a": [1.0, 2.0], "t": [1, 1]}), "t", "at least 2 are needed"),
+        (pd.DataFrame({"a": [], "t": []}), "t", "is empty"),
+    ],
+)
+def test_broken_files_get_one_line_errors(tmp_path, frame, target, message):
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(MinibatchError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        load_dataset(str(path), target=target)
+    assert "\n" not in str(info.value)
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(MinibatchError, match="is empty"):
+        load_dataset(str(empty), target="t")
+    with pytest.raises(MinibatchError, match="does not exist"):
+        load_dataset(str(tmp_path / "nope.csv"), target="t")
+    with pytest.raises(MinibatchError, match="needs --target"):
+        load_dataset(str(empty))
+
+
+def test_unknown_dataset_names_what_is_accepted():
+    with pytest.raises(MinibatchError, match="unknown dataset 'mnist'.*wine, iris"):
+        load_dataset("mnist")
