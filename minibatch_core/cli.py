@@ -15,6 +15,10 @@ from .errors import MinibatchError
 # subcommand name -> module with add_parser(subparsers) and run(args) -> int
 COMMANDS = {
     "train": "minibatch_core.commands.train",
+    "run": "minibatch_core.commands.run",
+    "report": "minibatch_core.commands.report",
+    "compare": "minibatch_core.commands.compare",
+    "baseline": "minibatch_core.commands.baseline",
 }
 
 EXIT_BAD_INPUT = 2

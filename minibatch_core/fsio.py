@@ -20,6 +20,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -28,6 +29,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary
             pass
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

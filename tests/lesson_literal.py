@@ -38,7 +38,7 @@ def lesson_epoch_losses(seed: int, batch_size: int | None, num_epochs: int = 10)
 
     # Model training with mini-batches
     epoch_losses, batch_losses = [], []
-    for epoch in range(num_epochs):
+    for epoch in range(num_epochs):  # noqa: B007 - the lesson uses it in a print
         model.train()
         running_loss = 0.0
         for batch_X, batch_y in data_loader:

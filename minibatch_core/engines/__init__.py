@@ -10,6 +10,9 @@ from .base import Engine, EpochOutput, Session
 # name -> module that defines ENGINE; order is the order sweeps and reports show them in
 _MODULES = {
     "reference": "minibatch_core.engines.reference",
+    "fast": "minibatch_core.engines.fast",
+    "stacked": "minibatch_core.engines.stacked",
+    "sklearn": "minibatch_core.engines.sklearn_peer",
 }
 
 

@@ -119,7 +119,7 @@ class ReferenceSession:
                 optimizer.step()
                 loss.item()
                 t4 = time.perf_counter()
-                for phase, dt in zip(totals, (t1 - t0 - t_zero, t2 - t1, t3 - t2, t4 - t3 + t_zero)):
+                for phase, dt in zip(totals, (t1 - t0 - t_zero, t2 - t1, t3 - t2, t4 - t3 + t_zero), strict=True):
                     totals[phase] += dt
                 done += 1
         return {phase: total / done for phase, total in totals.items()}

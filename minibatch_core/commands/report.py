@@ -1,0 +1,25 @@
+"""``minibatch-bench report DIR``: rebuild a sweep folder's tables, plots and report from its records."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="rebuild summary, plots and report of a sweep folder from its runs.csv (no training)",
+        description="Read DIR/runs.csv (and profile.csv, env.json, calibration.json when present) and rewrite "
+        "summary.csv, summary.md, plots/*.png, report.md and report.html. Nothing is trained.",
+    )
+    p.add_argument("folder", metavar="DIR", help="a results folder written by `minibatch-bench run`")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import build
+
+    written = build(args.folder)
+    print(f"rebuilt {args.folder}: " + ", ".join(p.name for k, p in written.items() if not k.startswith("plot_"))
+          + f" and {sum(k.startswith('plot_') for k in written)} plots")
+    return 0

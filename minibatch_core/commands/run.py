@@ -1,0 +1,184 @@
+"""``minibatch-bench run``: the main job. A sweep of batch size x device x seeds x datasets x engines into a
+results folder with runs.csv, tables, plots and a report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..engines import engine_names
+from ..errors import MinibatchError
+from .options import DATASET_HELP, add_data_options
+
+DEFAULT_ROOT = Path("results")
+LATEST = "latest"
+
+# argparse dest -> SweepConfig field (only flags the user actually gave override the --config file)
+_FLAG_FIELDS = {
+    "datasets": "datasets", "batch_sizes": "batch_sizes", "devices": "devices", "engines": "engines",
+    "seeds": "seeds", "lrs": "lrs", "epochs": "epochs", "optimizer": "optimizer", "hidden": "hidden",
+    "target": "target", "scale": "scale", "n_samples": "n_samples", "n_features": "n_features",
+    "n_classes": "n_classes", "data_seed": "data_seed",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="sweep batch size x device x seeds x datasets x engines; write runs.csv, tables, plots, report",
+        description="Measure every combination of the lists below, one timed run at a time, into a results "
+        "folder: runs.csv (one row per run x epoch), profile.csv, calibration.json, env.json, summary.csv/.md, "
+        "plots/*.png, report.md and a self-contained report.html. Lists are comma-separated.",
+    )
+    p.add_argument("--config", metavar="FILE", help="read settings from a TOML file (keys as the options below, "
+                   "e.g. batch_sizes = [1, 32, \"full\"]); options given here override it")
+    g = p.add_argument_group("the grid")
+    g.add_argument("--datasets", metavar="D[,D...]", help=f"datasets: {DATASET_HELP} (default wine)")
+    g.add_argument("--batch-sizes", metavar="B[,B...]",
+                   help="positive integers and/or 'full' (default 1,32,full)")
+    g.add_argument("--devices", metavar="DEV[,DEV...]",
+                   help="cpu, cuda, cuda:N, auto (= cpu plus cuda when present; default auto)")
+    g.add_argument("--engines", metavar="E[,E...]",
+                   help=f"training engines, or 'all' (default all: {', '.join(engine_names())})")
+    g.add_argument("--seeds", metavar="S", help="seeds as a list and/or ranges: 0,1,2 or 0-9 (default 0,1,2)")
+    g.add_argument("--lrs", metavar="LR[,LR...]", help="learning rates, > 0 (default 0.001)")
+    g.add_argument("--epochs", type=int, help="epochs per run, >= 1 (default 10, the lesson's)")
+    m = p.add_argument_group("model and optimizer")
+    m.add_argument("--optimizer", metavar="OPT[,OPT...]", help="adam (the lesson's) and/or sgd (default adam)")
+    m.add_argument("--hidden", nargs="+", metavar="W,W",
+                   help="hidden widths; several architectures separated by spaces, e.g. --hidden 10,10 32,32 "
+                   "(default 10,10, the lesson's)")
+    add_data_options(p)
+    # None = not given, so that a --config file's value is kept (the defaults live in SweepConfig)
+    p.set_defaults(target=None, scale=None, n_samples=None, n_features=None, n_classes=None, data_seed=None)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="output folder (default results/<UTC timestamp>/ with "
+                   "results/latest pointing to it); a folder that already holds a runs.csv is refused")
+    o.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
+    o.add_argument("--no-profile", action="store_true",
+                   help="skip the per-phase step-time split (profile.csv and its plot)")
+    o.add_argument("--no-isolate", action="store_true",
+                   help="train in this process instead of a fresh worker per run (memory figures less exact)")
+    p.set_defaults(handler=run)
+
+
+def sweep_from_args(args: argparse.Namespace):
+    from ..sweep import SweepConfig, load_toml
+
+    base = SweepConfig.from_mapping(load_toml(args.config)) if args.config else SweepConfig()
+    given: dict[str, Any] = {f: getattr(args, dest) for dest, f in _FLAG_FIELDS.items()
+                             if getattr(args, dest, None) is not None}
+    if args.no_profile:
+        given["profile"] = False
+    return SweepConfig.from_mapping(given, base=base)
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def choose_folder(out: str | None) -> tuple[Path, bool]:
+    """The folder to write (not yet created) and whether it is the default, timestamped one."""
+    if out:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise MinibatchError(f"--out {out!r} exists and is not a folder")
+        if (folder / "runs.csv").exists():
+            raise MinibatchError(f"--out {out!r} already holds a sweep (runs.csv); refusing to overwrite it: "
+                                 "choose a new folder")
+        return folder, False
+    stamp = _timestamp()
+    folder, n = DEFAULT_ROOT / stamp, 1
+    while folder.exists():  # two sweeps in the same second: never share a folder
+        n += 1
+        folder = DEFAULT_ROOT / f"{stamp}-{n}"
+    return folder, True
+
+
+def point_latest(folder: Path) -> bool:
+    """results/latest -> folder, as a relative symlink replaced atomically. False where not possible."""
+    link = folder.parent / LATEST
+    tmp = folder.parent / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(folder.name, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+        return True
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..envinfo import collect
+    from ..report import build
+    from ..sweep import execute, plan
+
+    sweep = sweep_from_args(args)
+    the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
+    folder, default_place = choose_folder(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
+    env = collect(config)
+
+    progress = None if args.quiet else _progress()
+    try:
+        if progress is None:
+            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate)
+        else:
+            with progress:
+                task = progress.add_task("starting", total=the_plan.total_runs)
+
+                def show(done: int, total: int, label: str) -> None:
+                    progress.update(task, completed=done, total=total, description=label)
+
+                outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate)
+                progress.update(task, description="building tables, plots and report")
+                build(folder)
+    except KeyboardInterrupt:
+        done = _runs_done(folder)
+        print(f"minibatch-bench run: interrupted after {done} of {the_plan.total_runs} runs; the completed runs "
+              f"are kept in {folder / 'runs.csv'} (`minibatch-bench report {folder}` builds their report)",
+              file=sys.stderr)
+        return 130
+    if progress is None:
+        build(folder)
+    latest = point_latest(folder) if default_place else False
+    where = f"{folder}" + (f" (also {folder.parent / LATEST})" if latest else "")
+    if args.quiet:
+        print(folder)
+    else:
+        print(f"{outcome.runs_done} runs in {outcome.wall_s:.1f} s -> {where}: runs.csv, summary.md, "
+              "report.html")
+    return 0
+
+
+def _runs_done(folder: Path) -> int:
+    import pandas as pd
+
+    try:
+        return int(pd.read_csv(folder / "runs.csv", usecols=["run_id"])["run_id"].nunique())
+    except (OSError, ValueError):
+        return 0
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                    console=Console(stderr=True), transient=False)

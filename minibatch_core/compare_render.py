@@ -1,0 +1,165 @@
+"""Presentation of a ``Comparison``: a rich table for the terminal and Markdown for a CI job summary.
+
+Reads verdicts only; every figure shown was computed in ``compare``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from .compare import (
+    IMPROVED,
+    MISSING,
+    NEW,
+    NOT_JUDGED,
+    REGRESSED,
+    UNCHANGED,
+    Comparison,
+    RowComparison,
+)
+
+STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, MISSING, NEW)
+STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yellow", NEW: "cyan",
+         NOT_JUDGED: "dim"}
+MARK = {REGRESSED: "▲", IMPROVED: "▼", UNCHANGED: "", NOT_JUDGED: "", MISSING: "", NEW: ""}
+COLUMNS = ("engine", "dataset", "device", "batch", "seeds", "epochs", "epoch time", "speed ratio [CI]",
+           "final loss", "loss curve", "peak memory", "status", "notes")
+
+
+def _bytes(n: float) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} B"
+
+
+def _time(x: float, normalize: str) -> str:
+    """Seconds as ms; normalized times in their unit: calibration steps, or multiples of an engine."""
+    if math.isnan(x):
+        return "–"
+    def num(v: float) -> str:
+        return f"{v:.0f}" if abs(v) >= 100 else f"{v:#.3g}"
+
+    if normalize == "none":
+        return f"{num(x * 1e3)} ms"
+    return f"{num(x)} cal. steps" if normalize == "calibration" else f"{num(x)} × {normalize[len('engine:'):]}"
+
+
+def _mark(verdict: str) -> str:
+    return f" {MARK[verdict]}" if MARK.get(verdict) else ""
+
+
+def cells(row: RowComparison, comparison: Comparison) -> dict[str, str]:
+    """The table's cells for one row, as plain text (shared by both renderers)."""
+    key = row.key
+    out = {
+        "engine": str(key["engine"]), "dataset": str(key["dataset"]), "device": str(key["device"]),
+        "batch": str(key["batch_size"]) + (f" ({row.batch_spec})" if row.batch_spec != str(key["batch_size"])
+                                           else ""),
+        "seeds": str(key["seeds"]), "epochs": str(key["epochs"]),
+        "status": row.status, "notes": "; ".join(row.notes),
+    }
+    normalize = comparison.options.normalize
+    s, lo, m = row.speed, row.loss, row.memory
+    if s is not None:
+        out["epoch time"] = f"{_time(s.base_median, normalize)} → {_time(s.cur_median, normalize)}"
+        if math.isnan(s.ratio):
+            out["speed ratio [CI]"] = "–"
+        elif math.isnan(s.low):
+            out["speed ratio [CI]"] = f"{s.ratio:.2f} (not judged)"
+        else:
+            out["speed ratio [CI]"] = f"{s.ratio:.2f} [{s.low:.2f}, {s.high:.2f}]" + _mark(s.verdict)
+    if lo is not None:
+        if math.isnan(lo.base_final):
+            out["final loss"] = "–"
+        else:
+            rtol = comparison.options.loss_rtol
+            trend = REGRESSED if lo.rel_change > rtol else IMPROVED if lo.rel_change < -rtol else UNCHANGED
+            out["final loss"] = (f"{lo.base_final:.4g} → {lo.cur_final:.4g} ({lo.rel_change:+.1%})"
+                                 + _mark(trend))
+        if lo.exact == "differs" and lo.first_difference:
+            seed, epoch, b, c = lo.first_difference
+            out["loss curve"] = (f"differs in {lo.differing}/{lo.compared} (first: seed {seed} "
+                                 f"epoch {epoch}: {b!r} → {c!r}) ▲")
+        else:
+            shown = {"identical": f"identical ({lo.compared})", "fallback": "not exact (see note)",
+                     "not checked": "–"}
+            out["loss curve"] = shown.get(lo.exact, lo.exact)
+    if m is not None:
+        out["peak memory"] = (f"{_bytes(m.base_bytes)} → {_bytes(m.cur_bytes)}"
+                              + ("" if math.isnan(m.ratio) or math.isinf(m.ratio) else f" (×{m.ratio:.2f})")
+                              + _mark(m.verdict))
+    return {c: out.get(c, "") for c in COLUMNS}
+
+
+def summary_line(comparison: Comparison) -> str:
+    counts = ", ".join(f"{comparison.count(s)} {s}" for s in STATUS_ORDER)
+    verdict = "REGRESSION" if comparison.regressed else "no regression"
+    return f"{verdict}: {counts} ({len(comparison.rows)} configurations)"
+
+
+def settings_line(comparison: Comparison) -> str:
+    o = comparison.options
+    return (f"normalize {o.normalize}; speed regresses when ratio > {o.max_slowdown:g} and its "
+            f"{o.confidence:.0%} bootstrap interval is above 1; loss mode {o.loss_mode}, "
+            f"loss rtol {o.loss_rtol:g}; "
+            f"memory regresses above ×{o.max_memory_growth:g} and +{_bytes(o.memory_floor_bytes)}")
+
+
+def header_lines(comparison: Comparison) -> list[str]:
+    b, c = comparison.baseline, comparison.current
+    return [
+        f"baseline: {b.source} ({b.kind}; {b.env.describe()})",
+        f"current:  {c.source} ({c.kind}; {c.env.describe()})",
+        f"matched on: {', '.join(comparison.keys)}",
+        settings_line(comparison),
+        *[f"note: {n}" for n in comparison.notes],
+    ]
+
+
+def rich_renderable(comparison: Comparison) -> Group:
+    table = Table(title="minibatch-bench compare: baseline → current", show_lines=False, expand=False)
+    wraps = ("notes", "loss curve", "final loss", "peak memory", "epoch time", "speed ratio [CI]")
+    for col in COLUMNS:
+        # identity columns never shrink to nothing in a narrow terminal; long cells fold instead
+        table.add_column(col, overflow="fold", no_wrap=col not in wraps,
+                         min_width=None if col in wraps else len(col))
+    for row in comparison.rows:
+        table.add_row(*cells(row, comparison).values(), style=STYLE.get(row.status, ""))
+    head = Text("\n".join(header_lines(comparison)), style="dim")
+    tail = Text(summary_line(comparison), style="bold red" if comparison.regressed else "bold green")
+    return Group(head, table, tail)
+
+
+def print_comparison(comparison: Comparison, console: Console | None = None) -> None:
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a CI log: no terminal width to respect, keep rows on one line
+            console = Console(width=220)
+    console.print(rich_renderable(comparison))
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(comparison: Comparison) -> str:
+    lines = ["## minibatch-bench compare", "", f"**{summary_line(comparison)}**", ""]
+    lines += [f"- {_md_escape(line)}" for line in header_lines(comparison)]
+    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in comparison.rows:
+        values = cells(row, comparison)
+        values["status"] = f"**{row.status}**" if row.status == REGRESSED else row.status
+        lines.append("| " + " | ".join(_md_escape(v) for v in values.values()) + " |")
+    normalize = comparison.options.normalize
+    lines += ["", "▲ worse, ▼ better than the baseline beyond the thresholds. Speed ratio = current/baseline "
+              "median epoch time (warm-up epoch excluded)"
+              + (f", each normalized by {normalize}" if normalize != "none" else "") + ".", ""]
+    return "\n".join(lines)

@@ -1,0 +1,341 @@
+"""``fast``: the lesson's math without the lesson loop's overhead.
+
+Same model initialization and the same batches in the same order as ``reference`` (the DataLoader's
+shuffle is reproduced by :mod:`.shuffle`), so per-epoch losses agree within float rounding. What it
+drops is overhead:
+
+- data resident on the device; per epoch one permuted copy of X (and of the one-hot targets), then
+  every batch is a view of a row range, prepared once (no collation, no per-step slicing);
+- analytic forward and backward for the MLP into preallocated buffers (``out=`` ops, no autograd
+  graph, no allocation per step), every gradient written in place into one flat tensor;
+- the optimizer is one fused kernel over that flat tensor (see :mod:`.flat`);
+- no host synchronization per step: each step's logits land in an epoch-sized buffer and the epoch
+  loss (and batch losses, when asked) is computed from it once, at the end of the epoch;
+- on CUDA the step is captured in CUDA graphs (a chunk of full-size steps, one full step, and the last,
+  shorter step) that read their rows through a device-side offset, so an epoch is a few replays.
+
+``torch.compile`` is not used: at these sizes the step is a couple of dozen tiny kernels whose cost is
+dispatch, which the out= formulation already minimizes; compiling would add tens of seconds of
+start-up to every worker process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig, resolve_batch_size
+from ..data import Dataset
+from ..measure import synchronize
+from ..models import build_mlp
+from ..results import MemoryBreakdown
+from .base import PROFILE_PHASES, Engine, EpochOutput, evaluate_logits
+from .flat import FlatParams, make_flat_optimizer, step_work, threads_for
+from .shuffle import LoaderShuffle
+
+GRAPH_CHUNK = 64  # full-size steps captured in one CUDA graph
+
+
+def batch_plan(n: int, batch_size: int) -> tuple[int, int]:
+    """(full-size steps, size of the last shorter batch or 0), as the DataLoader batches N rows."""
+    full, rest = divmod(n, batch_size)
+    return full, rest
+
+
+class _StepBuffers:
+    """Everything one step of a given batch size writes, allocated once."""
+
+    def __init__(self, size: int, n_features: int, hidden: Sequence[int], n_classes: int,
+                 device: torch.device) -> None:
+        def buf(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=dtype, device=device)
+
+        self.size = size
+        self.inv = 1.0 / size
+        self.hidden = [buf(size, w) for w in hidden]
+        self.masks = [buf(size, w) for w in hidden]
+        self.grad_hidden = [buf(size, w) for w in hidden]
+        self.grad_logits = buf(size, n_classes)
+        # graph mode: the step gathers its own rows through a device-side offset
+        self.rows = torch.arange(size, device=device)
+        self.index = buf(size, dtype=torch.int64)
+        self.x = buf(size, n_features)
+        self.targets = buf(size, n_classes)
+        self.logits = buf(size, n_classes)
+
+    def forward_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.hidden, self.logits))
+
+
+class FastSession:
+    def __init__(self, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int],
+                 *, use_graphs: bool | None = None, indexed: bool | None = None) -> None:
+        if len(seeds) != 1:
+            raise ValueError("the fast engine trains one seed per run")
+        self.seeds = list(seeds)
+        self.config = config
+        self.device = device
+        n, self.n = data.n_samples, data.n_samples
+        self.batch_size = resolve_batch_size(config.batch_size, n)
+        # the reference engine's order of RNG use: seed, build the model, then the loader's shuffle
+        torch.manual_seed(self.seeds[0])
+        model = build_mlp(data.n_features, config.hidden, data.n_classes)
+        self.shuffle = LoaderShuffle(n)
+        self.params = FlatParams([model], device)
+        self.optimizer = make_flat_optimizer(config.optimizer, self.params, config.lr)
+        self.step_work = step_work(1, self.batch_size, self.params.shapes)
+        p = self.params
+        self.W = [w[0] for w in p.weights]
+        self.WT = [w.t() for w in self.W]
+        self.b = [b[0] for b in p.biases]
+        self.gW = [g[0] for g in p.grad_weights]
+        self.b_hidden, self.WT_hidden = self.b[:-1], self.WT[:-1]
+        self.gb = [g[0] for g in p.grad_biases]
+
+        self.X = data.X.to(device)
+        self.y = data.y.to(device)
+        self.neg_onehot = -F.one_hot(self.y, data.n_classes).float()
+        # epoch buffers: the permuted copies, and every step's logits (the loss is read from them)
+        self.Xp = torch.zeros_like(self.X)
+        self.targets = torch.zeros_like(self.neg_onehot)  # -onehot / batch size, permuted
+        self.Z = torch.zeros(n, data.n_classes, device=device)
+        self.yp = torch.zeros_like(self.y)
+        full, rest = batch_plan(n, self.batch_size)
+        self.full_steps, self.rest = full, rest
+        self.row_scale = torch.full((n, 1), 1.0 / self.batch_size, device=device)
+        if rest:
+            self.row_scale[full * self.batch_size:] = 1.0 / rest
+        widths = (data.n_features, config.hidden, data.n_classes, device)
+        self.main = _StepBuffers(self.batch_size, *widths)
+        self.last = _StepBuffers(rest, *widths) if rest else None
+        bs = self.batch_size
+        # (x, targets, logits) views of the epoch buffers for every step: made once, reused each epoch
+        self.plan = [
+            (self.Xp[s:s + size], self.targets[s:s + size], self.Z[s:s + size], buf)
+            for s, size, buf in [(i * bs, bs, self.main) for i in range(full)]
+            + ([(full * bs, rest, self.last)] if rest else [])
+        ]
+        self._layers = len(self.W)
+        self._bind_backward()
+        self.use_graphs = (device.type == "cuda") if use_graphs is None else use_graphs
+        self.indexed = self.use_graphs if indexed is None else indexed
+        if self.use_graphs and device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        self.offset = torch.zeros((), dtype=torch.int64, device=device)
+        self.graphs: list[tuple[torch.cuda.CUDAGraph, int]] = []
+        if self.use_graphs:
+            self._capture()
+
+    # --- the step ------------------------------------------------------------------------------
+    def _bind_backward(self) -> None:
+        """Per buffer set, the backward pass as a list of (grad W, grad b, input, W, grad input,
+        mask, activation) per layer from the top, so the hot loop does no index arithmetic."""
+        for buf in filter(None, (self.main, self.last)):
+            if buf.size == 1:
+                # a batch of one: each layer's bias gradient IS its output gradient, so the backward
+                # pass writes those straight into the flat gradient and no reduction is needed
+                buf.grad_hidden = [g.view(1, -1) for g in self.gb[:-1]]
+                buf.grad_logits = self.gb[-1].view(1, -1)
+            grads = [*buf.grad_hidden, buf.grad_logits]
+            inputs = [None, *buf.hidden]  # None: the batch's x, known per step
+            buf.backward_plan = []
+            for layer in reversed(range(self._layers)):
+                below = layer - 1
+                bias_grad = None if buf.size == 1 else self.gb[layer]
+                buf.backward_plan.append((
+                    self.gW[layer], bias_grad, grads[layer], grads[layer].t(), inputs[layer],
+                    self.W[layer] if layer else None,
+                    buf.grad_hidden[below] if layer else None,
+                    buf.masks[below] if layer else None,
+                    buf.hidden[below] if layer else None,
+                ))
+
+    def _forward(self, x: torch.Tensor, logits: torch.Tensor, buf: _StepBuffers) -> None:
+        addmm, relu_ = torch.addmm, torch.relu_
+        a = x
+        for b, wt, h in zip(self.b_hidden, self.WT_hidden, buf.hidden, strict=True):
+            addmm(b, a, wt, out=h)
+            relu_(h)
+            a = h
+        addmm(self.b[-1], a, self.WT[-1], out=logits)
+
+    def _backward(self, x: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor,
+                  buf: _StepBuffers) -> None:
+        mm, tsum, sign = torch.mm, torch.sum, torch.sign
+        dz = buf.grad_logits
+        # d(mean CE)/d(logits) = (softmax - onehot) / B; targets already hold -onehot / B
+        torch.softmax(logits, 1, out=dz)
+        torch.add(targets, dz, alpha=buf.inv, out=dz)
+        for gw, gb, d, d_t, a, w, d_below, mask, h_below in buf.backward_plan:
+            mm(d_t, x if a is None else a, out=gw)
+            if gb is not None:
+                tsum(d, 0, out=gb)
+            if w is not None:
+                mm(d, w, out=d_below)
+                sign(h_below, out=mask)  # ReLU's derivative: h >= 0 after ReLU, so sign is 0 or 1
+                d_below.mul_(mask)
+
+    # --- epochs --------------------------------------------------------------------------------
+    def _prepare_epoch(self) -> None:
+        perm = self.shuffle.next_permutation().to(self.device)
+        torch.index_select(self.X, 0, perm, out=self.Xp)
+        torch.index_select(self.neg_onehot, 0, perm, out=self.targets)
+        self.targets.mul_(self.row_scale)
+        torch.index_select(self.y, 0, perm, out=self.yp)
+        self.offset.zero_()
+
+    def _gather(self, buf: _StepBuffers) -> None:
+        """Graph mode: this step's rows, read through the device-side offset."""
+        torch.add(buf.rows, self.offset, out=buf.index)
+        torch.index_select(self.Xp, 0, buf.index, out=buf.x)
+        torch.index_select(self.targets, 0, buf.index, out=buf.targets)
+
+    def _indexed_step(self, buf: _StepBuffers) -> None:
+        self._gather(buf)
+        self._forward(buf.x, buf.logits, buf)
+        self._backward(buf.x, buf.targets, buf.logits, buf)
+        self.optimizer.step()
+        self.Z.index_copy_(0, buf.index, buf.logits)
+        self.offset.add_(buf.size)
+
+    def _indexed_schedule(self) -> list[tuple[_StepBuffers, int]]:
+        return [(self.main, self.full_steps)] + ([(self.last, 1)] if self.last else [])
+
+    def run_epoch(self) -> EpochOutput:
+        with threads_for(self.step_work):
+            return self._run_epoch()
+
+    def _run_epoch(self) -> EpochOutput:
+        self._prepare_epoch()
+        if self.graphs:
+            for graph, replays in self.graphs:
+                for _ in range(replays):
+                    graph.replay()
+        elif self.indexed:
+            for buf, count in self._indexed_schedule():
+                for _ in range(count):
+                    self._indexed_step(buf)
+        else:
+            forward, backward, step = self._forward, self._backward, self.optimizer.step
+            for x, targets, logits, buf in self.plan:
+                forward(x, logits, buf)
+                backward(x, targets, logits, buf)
+                step()
+        return self._epoch_output()
+
+    def _epoch_output(self) -> EpochOutput:
+        # per-sample losses of the logits each step saw; summed as the lesson sums batch loss x size
+        per_sample = F.cross_entropy(self.Z, self.yp, reduction="none").double()
+        loss = float(per_sample.sum()) / self.n
+        steps = self.full_steps + (1 if self.rest else 0)
+        batch_losses = None
+        if self.config.record_batches:
+            cut = self.full_steps * self.batch_size
+            means = per_sample[:cut].view(self.full_steps, self.batch_size).mean(1).tolist()
+            if self.rest:
+                means.append(float(per_sample[cut:].mean()))
+            batch_losses = [means]
+        return EpochOutput([loss], steps, batch_losses)
+
+    # --- CUDA graphs ---------------------------------------------------------------------------
+    def _capture(self) -> None:
+        """Capture chunks of the indexed step. Warm-up runs on a side stream (as capture requires)
+        on the real state, which is then restored, so capturing never changes the training."""
+        state = [self.params.param, self.params.grad, *self.optimizer.state, self.Z]
+        saved = [t.clone() for t in state]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.offset.zero_()
+                for buf, _count in self._indexed_schedule():
+                    self._indexed_step(buf)  # one step of each size keeps the offset in range
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.no_grad():
+            for t, v in zip(state, saved, strict=True):
+                t.copy_(v)
+        self.offset.zero_()
+        synchronize(self.device)
+        pool = torch.cuda.graph_pool_handle()
+
+        def capture(buf: _StepBuffers, steps: int) -> torch.cuda.CUDAGraph:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                for _ in range(steps):
+                    self._indexed_step(buf)
+            return graph
+
+        chunk = min(GRAPH_CHUNK, self.full_steps)
+        chunks, single = divmod(self.full_steps, chunk) if chunk else (0, 0)
+        if chunks:
+            self.graphs.append((capture(self.main, chunk), chunks))
+        if single:
+            self.graphs.append((capture(self.main, 1), single))
+        if self.last is not None:
+            self.graphs.append((capture(self.last, 1), 1))
+
+    # --- evaluation, memory, profile -----------------------------------------------------------
+    def evaluate(self) -> list[tuple[float, float]]:
+        return [evaluate_logits(self.params.forward_fn(0), self.X, self.y)]
+
+    def memory(self) -> MemoryBreakdown:
+        p = self.params
+        return MemoryBreakdown(
+            parameters=p.param.numel() * p.param.element_size(),
+            gradients=p.grad.numel() * p.grad.element_size(),
+            optimizer_state=self.optimizer.state_bytes(),
+            activations=self.main.forward_bytes(),
+        )
+
+    def profile(self, steps: int) -> dict[str, float]:
+        with threads_for(self.step_work):
+            return self._profile(steps)
+
+    def _profile(self, steps: int) -> dict[str, float]:
+        """Eager steps with a (synchronized) clock read between phases. ``data`` is the per-epoch
+        permuted copy, spread over the epoch's steps, plus the per-step gather on CUDA. On CUDA the
+        split is of the eager step: replayed graphs run the same kernels without launch overhead,
+        so their step is shorter than the sum of these phases."""
+        totals = dict.fromkeys(PROFILE_PHASES, 0.0)
+        clock, dev = time.perf_counter, self.device
+        gather = self.device.type == "cuda"
+        done = 0
+        while done < steps:
+            t0 = clock()
+            self._prepare_epoch()
+            synchronize(dev)
+            totals["data"] += clock() - t0
+            for x, targets, logits, buf in self.plan:
+                if done >= steps:
+                    break
+                t0 = clock()
+                if gather:
+                    self._gather(buf)
+                    x, targets, logits = buf.x, buf.targets, buf.logits
+                    self.offset.add_(buf.size)
+                synchronize(dev)
+                t1 = clock()
+                self._forward(x, logits, buf)
+                synchronize(dev)
+                t2 = clock()
+                self._backward(x, targets, logits, buf)
+                synchronize(dev)
+                t3 = clock()
+                self.optimizer.step()
+                synchronize(dev)
+                t4 = clock()
+                for phase, dt in zip(PROFILE_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    totals[phase] += dt
+                done += 1
+        return {phase: total / done for phase, total in totals.items()}
+
+
+ENGINE = Engine(
+    name="fast",
+    summary="same math, batches and init as reference; data resident, analytic backward into "
+            "preallocated buffers, one fused optimizer kernel, no per-step sync; CUDA graphs on GPU",
+    start=FastSession,
+)

@@ -1,0 +1,245 @@
+"""``stacked``: K seeds trained in one pass, as K independent replicas with stacked weights.
+
+Replica k is exactly what ``fast`` (and ``reference``) trains for seed k: its own initialization
+(``torch.manual_seed(seed)`` then ``build_mlp``) and its own DataLoader shuffle. The replicas share
+nothing but the kernels: weights are stacked (K, out, in), every layer is one batched matmul
+(``baddbmm``/``bmm``) over the replicas, each step gathers every replica's own rows with one
+``index_select``, and one fused optimizer kernel updates all replicas' parameters (Adam is elementwise
+and all replicas are at the same step, so this is K independent Adams). One pass yields K loss curves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig, resolve_batch_size
+from ..data import Dataset
+from ..measure import synchronize
+from ..models import build_mlp
+from ..results import MemoryBreakdown
+from .base import PROFILE_PHASES, Engine, EpochOutput, evaluate_logits
+from .fast import batch_plan
+from .flat import FlatParams, make_flat_optimizer, step_work, threads_for
+from .shuffle import LoaderShuffle
+
+Op = Callable[[], object]
+
+
+class _StackedBuffers:
+    """One step's working tensors for K replicas and a batch of ``size`` rows each."""
+
+    def __init__(self, k: int, size: int, n_features: int, hidden: Sequence[int],
+                 device: torch.device) -> None:
+        def buf(*shape: int) -> torch.Tensor:
+            return torch.zeros(*shape, device=device)
+
+        self.size = size
+        self.inv = 1.0 / size
+        self.x = buf(k, size, n_features)
+        self.x_rows = self.x.view(k * size, n_features)  # index_select writes rows here
+        self.hidden = [buf(k, size, w) for w in hidden]
+        self.masks = [buf(k, size, w) for w in hidden]
+        self.grad_hidden = [buf(k, size, w) for w in hidden]
+        self.backward_ops: list[Op] = []
+
+    def forward_bytes(self, logits_per_step: int) -> int:
+        return sum(t.numel() * t.element_size() for t in self.hidden) + logits_per_step
+
+
+class StackedSession:
+    def __init__(self, config: RunConfig, data: Dataset, device: torch.device,
+                 seeds: Sequence[int]) -> None:
+        if not seeds:
+            raise ValueError("the stacked engine needs at least one seed")
+        self.seeds = list(seeds)
+        self.config = config
+        self.device = device
+        n, self.n = data.n_samples, data.n_samples
+        k = self.k = len(self.seeds)
+        c = data.n_classes
+        bs = self.batch_size = resolve_batch_size(config.batch_size, n)
+        models, self.shuffles = [], []
+        for seed in self.seeds:  # per replica, the reference engine's order of RNG use
+            torch.manual_seed(seed)
+            models.append(build_mlp(data.n_features, config.hidden, c))
+            self.shuffles.append(LoaderShuffle(n))
+        self.params = FlatParams(models, device)
+        self.optimizer = make_flat_optimizer(config.optimizer, self.params, config.lr)
+        self.step_work = step_work(self.k, self.batch_size, self.params.shapes)
+        p = self.params
+        self.W = p.weights
+        self.WT = [w.transpose(1, 2) for w in p.weights]
+        self.b = [b.unsqueeze(1) for b in p.biases]  # (K, 1, out): broadcast over the batch rows
+
+        self.X = data.X.to(device)
+        self.y = data.y.to(device)
+        self.neg_onehot = -F.one_hot(self.y, c).float()
+        full, rest = self.full_steps, self.rest = batch_plan(n, bs)
+        # epoch buffers in step-major layout, so that each step's slice is one contiguous block
+        self.index_main = torch.zeros(full, k, bs, dtype=torch.int64, device=device)
+        self.targets_main = torch.zeros(full, k, bs, c, device=device)  # -onehot / B
+        self.Z_main = torch.zeros(full, k, bs, c, device=device)
+        self.index_last = torch.zeros(k, rest, dtype=torch.int64, device=device)
+        self.targets_last = torch.zeros(k, rest, c, device=device)
+        self.Z_last = torch.zeros(k, rest, c, device=device)
+        self.y_main = torch.zeros(full, k, bs, dtype=torch.int64, device=device)
+        self.y_last = torch.zeros(k, rest, dtype=torch.int64, device=device)
+
+        self.main = _StackedBuffers(k, bs, data.n_features, config.hidden, device)
+        self.last = _StackedBuffers(k, rest, data.n_features, config.hidden, device) if rest else None
+        for buf in filter(None, (self.main, self.last)):
+            self._bind_backward(buf, c)
+        # every step as three lists of bound kernel calls (gather, forward, backward): all tensors
+        # are fixed buffers or fixed views of the epoch buffers, so an epoch only calls them
+        self.plan = [self._bind_step(self.index_main[j].view(-1), self.targets_main[j], self.Z_main[j],
+                                     self.main) for j in range(full)]
+        if self.last is not None:
+            self.plan.append(self._bind_step(self.index_last.view(-1), self.targets_last, self.Z_last,
+                                             self.last))
+        step = self.optimizer.step
+        self.epoch_ops = [op for gather, forward, backward in self.plan
+                          for op in (*gather, *forward, *backward, step)]
+
+    def _bind_backward(self, buf: _StackedBuffers, n_classes: int) -> None:
+        """The backward pass below the logits' gradient, as bound kernel calls on fixed buffers."""
+        k = self.k
+        gbs = self.params.grad_biases
+        if buf.size == 1:
+            # a batch of one: each layer's bias gradient IS its output gradient, so the backward
+            # pass writes those straight into the flat gradient and no reduction is needed
+            buf.grad_hidden = [g.view(k, 1, -1) for g in gbs[:-1]]
+            buf.grad_logits = gbs[-1].view(k, 1, -1)
+        else:
+            buf.grad_logits = torch.zeros(k, buf.size, n_classes, device=self.device)
+        grads = [*buf.grad_hidden, buf.grad_logits]
+        inputs = [buf.x, *buf.hidden]
+        ops = buf.backward_ops
+        for layer in reversed(range(len(self.W))):
+            d, a = grads[layer], inputs[layer]
+            gw = self.params.grad_weights[layer]
+            if buf.size == 1:
+                # an outer product per replica; the batched matmul's small-matrix path is slower here
+                ops.append(partial(torch.mul, d.view(k, -1, 1), a.view(k, 1, -1), out=gw))
+            else:
+                ops.append(partial(torch.bmm, d.transpose(1, 2), a, out=gw))
+                ops.append(partial(torch.sum, d, 1, out=gbs[layer]))
+            if layer:
+                below, mask, h = buf.grad_hidden[layer - 1], buf.masks[layer - 1], buf.hidden[layer - 1]
+                ops.append(partial(torch.bmm, d, self.W[layer], out=below))
+                ops.append(partial(torch.sign, h, out=mask))  # ReLU's derivative (h >= 0 after ReLU)
+                ops.append(partial(below.mul_, mask))
+
+    def _bind_step(self, index: torch.Tensor, targets: torch.Tensor, logits: torch.Tensor,
+                   buf: _StackedBuffers) -> tuple[list[Op], list[Op], list[Op]]:
+        gather = [partial(torch.index_select, self.X, 0, index, out=buf.x_rows)]
+        forward: list[Op] = []
+        a = buf.x
+        for b, wt, h in zip(self.b[:-1], self.WT[:-1], buf.hidden, strict=True):
+            forward += [partial(torch.baddbmm, b, a, wt, out=h), partial(torch.relu_, h)]
+            a = h
+        forward.append(partial(torch.baddbmm, self.b[-1], a, self.WT[-1], out=logits))
+        dz = buf.grad_logits
+        backward = [
+            partial(torch.softmax, logits, 2, out=dz),
+            partial(torch.add, targets, dz, alpha=buf.inv, out=dz),  # (softmax - onehot) / B
+            *buf.backward_ops,
+        ]
+        return gather, forward, backward
+
+    # --- epochs --------------------------------------------------------------------------------
+    def _prepare_epoch(self) -> None:
+        perms = torch.stack([s.next_permutation() for s in self.shuffles]).to(self.device)  # (K, N)
+        full, bs, c = self.full_steps, self.batch_size, self.neg_onehot.shape[1]
+        self.index_main.copy_(perms[:, :full * bs].view(self.k, full, bs).transpose(0, 1))
+        torch.index_select(self.neg_onehot, 0, self.index_main.view(-1), out=self.targets_main.view(-1, c))
+        self.targets_main.mul_(1.0 / bs)
+        torch.index_select(self.y, 0, self.index_main.view(-1), out=self.y_main.view(-1))
+        if self.rest:
+            self.index_last.copy_(perms[:, full * bs:])
+            torch.index_select(self.neg_onehot, 0, self.index_last.view(-1),
+                               out=self.targets_last.view(-1, c))
+            self.targets_last.mul_(1.0 / self.rest)
+            torch.index_select(self.y, 0, self.index_last.view(-1), out=self.y_last.view(-1))
+
+    def run_epoch(self) -> EpochOutput:
+        with threads_for(self.step_work):
+            return self._run_epoch()
+
+    def _run_epoch(self) -> EpochOutput:
+        self._prepare_epoch()
+        for op in self.epoch_ops:
+            op()
+        return self._epoch_output()
+
+    def _epoch_output(self) -> EpochOutput:
+        c = self.neg_onehot.shape[1]
+        per_sample = F.cross_entropy(self.Z_main.view(-1, c), self.y_main.view(-1),
+                                     reduction="none").double().view(self.full_steps, self.k, -1)
+        totals = per_sample.sum((0, 2))
+        batch_means = per_sample.mean(2).t()  # (K, steps)
+        if self.rest:
+            last = F.cross_entropy(self.Z_last.view(-1, c), self.y_last.view(-1),
+                                   reduction="none").double().view(self.k, self.rest)
+            totals = totals + last.sum(1)
+            batch_means = torch.cat([batch_means, last.mean(1, keepdim=True)], 1)
+        losses = (totals / self.n).tolist()
+        batch_losses = batch_means.tolist() if self.config.record_batches else None
+        return EpochOutput(losses, len(self.plan), batch_losses)
+
+    # --- evaluation, memory, profile -----------------------------------------------------------
+    def evaluate(self) -> list[tuple[float, float]]:
+        return [evaluate_logits(self.params.forward_fn(r), self.X, self.y) for r in range(self.k)]
+
+    def memory(self) -> MemoryBreakdown:
+        p = self.params
+        logits = self.Z_main[0]
+        return MemoryBreakdown(
+            parameters=p.param.numel() * p.param.element_size(),
+            gradients=p.grad.numel() * p.grad.element_size(),
+            optimizer_state=self.optimizer.state_bytes(),
+            activations=self.main.forward_bytes(logits.numel() * logits.element_size()),
+        )
+
+    def profile(self, steps: int) -> dict[str, float]:
+        with threads_for(self.step_work):
+            return self._profile(steps)
+
+    def _profile(self, steps: int) -> dict[str, float]:
+        """Mean seconds per (all-replica) step per phase; ``data`` is the per-epoch index and target
+        preparation spread over the epoch's steps plus each step's gather."""
+        totals = dict.fromkeys(PROFILE_PHASES, 0.0)
+        clock, dev = time.perf_counter, self.device
+        done = 0
+        while done < steps:
+            t0 = clock()
+            self._prepare_epoch()
+            synchronize(dev)
+            totals["data"] += clock() - t0
+            for phases in self.plan:
+                if done >= steps:
+                    break
+                marks = [clock()]
+                for ops in (*phases, [self.optimizer.step]):
+                    for op in ops:
+                        op()
+                    synchronize(dev)
+                    marks.append(clock())
+                t0, t1, t2, t3, t4 = marks
+                for phase, dt in zip(PROFILE_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    totals[phase] += dt
+                done += 1
+        return {phase: total / done for phase, total in totals.items()}
+
+
+ENGINE = Engine(
+    name="stacked",
+    summary="K seeds in one pass: stacked weights, batched matmuls, each replica its own init and "
+            "shuffle (each equals a separate fast run)",
+    start=StackedSession,
+    multi_seed=True,
+)

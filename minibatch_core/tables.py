@@ -1,0 +1,347 @@
+"""Tables from records: pure pandas, no training, no plotting.
+
+Conventions used throughout (and documented in results/README.md):
+- epoch time statistics exclude the warm-up epoch (epoch 1) unless a run has only one epoch;
+- the spread of epoch time is the interquartile range (25th-75th percentile) over all timed epochs of
+  all seeds of a configuration;
+- for multi-seed engines (``replicas`` > 1) one timed pass trains every replica, so the per-model time
+  is ``epoch_time / replicas``; speedups between engines compare per-model times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import MinibatchError
+
+# one configuration = one row of summary.csv (seeds are aggregated over)
+CONFIG_KEYS = ["engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer", "epochs", "hidden"]
+# what two configurations must share to be compared on batch size or engine
+MATCH_KEYS = ["dataset", "device", "lr", "optimizer", "epochs", "hidden"]
+REQUIRED_RUN_COLUMNS = ["run_id", "engine", "dataset", "device", "batch_spec", "batch_size", "seed", "lr",
+                        "epoch", "epoch_loss", "eval_loss", "eval_accuracy", "epoch_time_s",
+                        "cumulative_time_s", "steps", "samples_per_s", "peak_memory_bytes"]
+LESSON_BATCH = "32"
+BASELINE_ENGINES = ("reference", "sklearn")
+PHASES = ("data", "forward", "backward", "optimizer")
+_TEXT_COLUMNS = {"run_id": str, "engine": str, "dataset": str, "device": str, "device_name": str,
+                 "batch_spec": str, "optimizer": str, "hidden": str, "memory_method": str}
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    """runs.csv with the right types (``batch_spec`` and ``hidden`` stay text), checked for the columns
+    every table needs."""
+    try:
+        frame = pd.read_csv(path, dtype=_TEXT_COLUMNS)
+    except FileNotFoundError:
+        raise MinibatchError(f"{str(path)!r} does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise MinibatchError(f"{str(path)!r} is not a readable CSV: {str(err).splitlines()[0]}") from None
+    return with_defaults(frame, str(path))
+
+
+def with_defaults(frame: pd.DataFrame, source: str = "runs") -> pd.DataFrame:
+    missing = [c for c in REQUIRED_RUN_COLUMNS if c not in frame.columns]
+    if missing:
+        raise MinibatchError(f"{source} lacks the columns {', '.join(missing)}: is it a minibatch-bench runs.csv?")
+    if frame.empty:
+        raise MinibatchError(f"{source} has no runs")
+    frame = frame.copy()
+    defaults = {"optimizer": "adam", "hidden": "10-10", "replicas": 1, "device_name": ""}
+    for column, value in defaults.items():
+        if column not in frame.columns:
+            frame[column] = value
+    if "epochs" not in frame.columns:
+        frame["epochs"] = frame.groupby("run_id")["epoch"].transform("max")
+    if "warmup" not in frame.columns:
+        frame["warmup"] = frame["epoch"] == 1
+    frame["warmup"] = frame["warmup"].astype(str).str.lower().isin(["true", "1"])
+    for column in ("batch_spec", "hidden", "engine", "dataset", "device", "optimizer"):
+        frame[column] = frame[column].astype(str)
+    return frame
+
+
+def read_profile(path: str | Path) -> pd.DataFrame | None:
+    if not Path(path).exists():
+        return None
+    frame = pd.read_csv(path, dtype=_TEXT_COLUMNS)
+    return frame if not frame.empty else None
+
+
+# --- ordering ----------------------------------------------------------------------------------------------
+
+def engine_order(engines: list[str]) -> list[str]:
+    """Registered engines in registry order, then any others alphabetically."""
+    from .engines import engine_names
+
+    known = [e for e in engine_names() if e in engines]
+    return known + sorted(set(engines) - set(known))
+
+
+def batch_order(frame: pd.DataFrame) -> list[str]:
+    """Batch specs from small to large: numbers ascending, then ``full``."""
+    specs = frame["batch_spec"].astype(str).unique().tolist()
+    return sorted(specs, key=lambda s: (s == "full", int(s) if s.isdigit() else 0, s))
+
+
+def _sort(frame: pd.DataFrame) -> pd.DataFrame:
+    engines = engine_order(frame["engine"].unique().tolist())
+    specs = batch_order(frame)
+    key = frame.assign(_e=frame["engine"].map(engines.index), _b=frame["batch_spec"].map(specs.index))
+    cols = [c for c in ["dataset", "device", "lr", "optimizer", "hidden", "epochs", "_b", "_e"] if c in key]
+    return key.sort_values(cols, kind="stable").drop(columns=["_e", "_b"]).reset_index(drop=True)
+
+
+# --- summary ---------------------------------------------------------------------------------------------
+
+def timed_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The epochs whose times count: all but the warm-up, unless a run has nothing else."""
+    only_warmup = runs.groupby("run_id")["warmup"].transform("all")
+    return runs[~runs["warmup"] | only_warmup]
+
+
+def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+    last = runs.groupby("run_id")["epoch"].transform("max")
+    return runs[runs["epoch"] == last]
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv: one row per configuration, aggregated across seeds."""
+    runs = with_defaults(runs)
+    timed = timed_epochs(runs)
+    final = final_epochs(runs)
+    g_timed = timed.groupby(CONFIG_KEYS, sort=False)
+    g_final = final.groupby(CONFIG_KEYS, sort=False)
+    g_all = runs.groupby(CONFIG_KEYS, sort=False)
+    per_run_total = runs.groupby(CONFIG_KEYS + ["run_id"], sort=False)["epoch_time_s"].sum()
+    warm = runs[runs["warmup"]].groupby(CONFIG_KEYS, sort=False)["epoch_time_s"].median()
+    summary = pd.DataFrame({
+        "device_name": g_all["device_name"].first(),
+        "n_samples": g_all["n_samples"].first() if "n_samples" in runs else np.nan,
+        "replicas": g_all["replicas"].max(),
+        "n_seeds": g_all["seed"].nunique(),
+        "steps": g_all["steps"].median(),
+        "epoch_time_median_s": g_timed["epoch_time_s"].median(),
+        "epoch_time_q1_s": g_timed["epoch_time_s"].quantile(0.25),
+        "epoch_time_q3_s": g_timed["epoch_time_s"].quantile(0.75),
+        "epoch_time_min_s": g_timed["epoch_time_s"].min(),
+        "epoch_time_max_s": g_timed["epoch_time_s"].max(),
+        "n_timed_epochs": g_timed["epoch_time_s"].count(),
+        "warmup_time_median_s": warm,
+        "total_time_median_s": per_run_total.groupby(level=list(range(len(CONFIG_KEYS))), sort=False).median(),
+        "samples_per_s_median": g_timed["samples_per_s"].median(),
+        "final_loss_mean": g_final["epoch_loss"].mean(),
+        "final_loss_std": g_final["epoch_loss"].std(ddof=1),
+        "final_eval_loss_mean": g_final["eval_loss"].mean(),
+        "final_eval_accuracy_mean": g_final["eval_accuracy"].mean(),
+        "peak_memory_median_bytes": g_final["peak_memory_bytes"].median(),
+    })
+    if "calibration_step_s" in runs:
+        summary["calibration_step_s"] = g_all["calibration_step_s"].first()
+    summary = summary.reset_index()
+    summary["epoch_time_per_model_s"] = summary["epoch_time_median_s"] / summary["replicas"]
+    summary["model_samples_per_s_median"] = summary["samples_per_s_median"] * summary["replicas"]
+    summary = _add_ratios_to_lesson(summary)
+    summary = _add_engine_speedups(summary)
+    return _sort(summary)
+
+
+def _add_ratios_to_lesson(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each row against batch 32 on the same engine, dataset, device (and lr, optimizer, epochs, model)."""
+    keys = ["engine", *MATCH_KEYS]
+    lesson = summary[summary["batch_spec"] == LESSON_BATCH][keys + ["epoch_time_median_s", "final_loss_mean"]]
+    lesson = lesson.rename(columns={"epoch_time_median_s": "_t32", "final_loss_mean": "_l32"})
+    merged = summary.merge(lesson, on=keys, how="left")
+    merged["time_ratio_vs_b32"] = merged["epoch_time_median_s"] / merged["_t32"]
+    merged["loss_ratio_vs_b32"] = merged["final_loss_mean"] / merged["_l32"]
+    return merged.drop(columns=["_t32", "_l32"])
+
+
+def _add_engine_speedups(summary: pd.DataFrame) -> pd.DataFrame:
+    """speedup_vs_<engine> = that engine's per-model epoch time / this row's, same batch size and setup.
+    Above 1: this row is faster. Only for baseline engines present in the sweep."""
+    keys = [*MATCH_KEYS, "batch_spec"]
+    for base in BASELINE_ENGINES:
+        rows = summary[summary["engine"] == base]
+        if rows.empty:
+            continue
+        ref = rows[keys + ["epoch_time_per_model_s"]].rename(columns={"epoch_time_per_model_s": "_base"})
+        summary = summary.merge(ref, on=keys, how="left")
+        summary[f"speedup_vs_{base}"] = summary["_base"] / summary["epoch_time_per_model_s"]
+        summary = summary.drop(columns=["_base"])
+    return summary
+
+
+# --- questions the report answers -------------------------------------------------------------------------
+
+def loss_within_budget(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per group of batch sizes (same engine, dataset, device, setup): the wall-time budget is the total
+    training time of the batch size that finished all epochs first (median over seeds); for each batch
+    size, the epoch loss of the last epoch completed within that budget (mean over seeds that completed
+    one; NaN when none did)."""
+    runs = with_defaults(runs)
+    group_keys = ["engine", *MATCH_KEYS]
+    final = final_epochs(runs)
+    totals = final.groupby(CONFIG_KEYS, sort=False)["cumulative_time_s"].median().reset_index()
+    budgets = totals.groupby(group_keys, sort=False)["cumulative_time_s"].min().rename("budget_s").reset_index()
+    frame = runs.merge(budgets, on=group_keys)
+    within = frame[frame["cumulative_time_s"] <= frame["budget_s"]]
+    last = within[within["epoch"] == within.groupby("run_id")["epoch"].transform("max")]
+    per_config = last.groupby(CONFIG_KEYS, sort=False).agg(
+        loss_at_budget=("epoch_loss", "mean"), epochs_within_budget=("epoch", "median"),
+        seeds_within_budget=("seed", "nunique"))
+    out = totals.rename(columns={"cumulative_time_s": "total_time_s"}).merge(
+        budgets, on=group_keys).merge(per_config.reset_index(), on=CONFIG_KEYS, how="left")
+    out["epochs_within_budget"] = out["epochs_within_budget"].fillna(0)
+    return _sort(out)
+
+
+def time_to_target(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per group of batch sizes: the target is the highest of their final mean epoch losses (a loss every
+    batch size reached); for each, the wall time (median over seeds) at the first epoch whose mean loss
+    across seeds is at or below it."""
+    runs = with_defaults(runs)
+    group_keys = ["engine", *MATCH_KEYS]
+    curve = runs.groupby(CONFIG_KEYS + ["epoch"], sort=False).agg(
+        loss=("epoch_loss", "mean"), time_s=("cumulative_time_s", "median")).reset_index()
+    final = curve[curve["epoch"] == curve.groupby(CONFIG_KEYS, sort=False)["epoch"].transform("max")]
+    targets = final.groupby(group_keys, sort=False)["loss"].max().rename("target_loss").reset_index()
+    curve = curve.merge(targets, on=group_keys)
+    reached = curve[curve["loss"] <= curve["target_loss"]]
+    first = reached[reached["epoch"] == reached.groupby(CONFIG_KEYS, sort=False)["epoch"].transform("min")]
+    out = first.rename(columns={"epoch": "epoch_reached", "time_s": "time_to_target_s"})
+    return _sort(out[CONFIG_KEYS + ["target_loss", "epoch_reached", "time_to_target_s"]])
+
+
+def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
+    """profile.csv long -> one row per configuration with ``<phase>_s`` (mean s/step) and
+    ``<phase>_share`` per phase, and ``total_step_s``."""
+    keys = [c for c in ["engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer", "hidden",
+                        "replicas"] if c in profile.columns]
+    long = profile.assign(phase=profile["phase"].astype(str) + "_s")
+    wide = long.pivot_table(index=keys, columns="phase", values="mean_step_s", aggfunc="mean").reset_index()
+    wide.columns.name = None
+    found = [p for p in PHASES if f"{p}_s" in wide.columns]
+    wide["total_step_s"] = wide[[f"{p}_s" for p in found]].sum(axis=1)
+    for p in found:
+        wide[f"{p}_share"] = wide[f"{p}_s"] / wide["total_step_s"]
+    return _sort(wide)
+
+
+# --- formatting for markdown/html ------------------------------------------------------------------------
+
+def fmt_seconds(s: float) -> str:
+    if s is None or not np.isfinite(s):
+        return "–"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.0f} µs"
+
+
+def fmt_bytes(n: float) -> str:
+    if n is None or not np.isfinite(n):
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} B"
+
+
+def fmt_ratio(x: float) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.2f}×"
+
+
+def fmt_num(x: float, digits: int = 4) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def batch_label(spec: str, size: int) -> str:
+    return f"full ({size})" if spec == "full" else (spec if str(size) == spec else f"{spec} ({size})")
+
+
+def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv rendered for people: units in the headers, seeds aggregated as mean ± std."""
+    multi = (summary["replicas"] > 1).any()
+    rows = []
+    for _, r in summary.iterrows():
+        row = {
+            "engine": r["engine"],
+            "dataset": r["dataset"],
+            "device": r["device"],
+            "batch": batch_label(r["batch_spec"], int(r["batch_size"])),
+            "seeds": int(r["n_seeds"]),
+            "epoch time (median)": fmt_seconds(r["epoch_time_median_s"]),
+            "IQR": f"{fmt_seconds(r['epoch_time_q1_s'])} – {fmt_seconds(r['epoch_time_q3_s'])}",
+        }
+        if multi:
+            row["per-model epoch time"] = (fmt_seconds(r["epoch_time_per_model_s"])
+                                           + (f" (÷{int(r['replicas'])})" if r["replicas"] > 1 else ""))
+        row.update({
+            "samples/s": f"{r['model_samples_per_s_median']:,.0f}",
+            "final loss (mean ± std)": f"{fmt_num(r['final_loss_mean'])} ± {fmt_num(r['final_loss_std'])}",
+            "eval accuracy": fmt_num(r["final_eval_accuracy_mean"], 3),
+            "peak memory": fmt_bytes(r["peak_memory_median_bytes"]),
+            "time vs b32": fmt_ratio(r["time_ratio_vs_b32"]),
+            "loss vs b32": fmt_ratio(r["loss_ratio_vs_b32"]),
+        })
+        for base in BASELINE_ENGINES:
+            if f"speedup_vs_{base}" in summary:
+                row[f"speedup vs {base}"] = fmt_ratio(r[f"speedup_vs_{base}"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_profile(split: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in split.iterrows():
+        row = {"engine": r["engine"], "dataset": r["dataset"], "device": r["device"],
+               "batch": batch_label(r["batch_spec"], int(r["batch_size"]))}
+        for p in PHASES:
+            if f"{p}_s" in split:
+                row[f"{p} (µs/step)"] = f"{r[f'{p}_s'] * 1e6:.1f} ({r[f'{p}_share']:.0%})"
+        row["total (µs/step)"] = f"{r['total_step_s'] * 1e6:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (pipes escaped), without needing tabulate."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def summary_markdown(summary: pd.DataFrame, machine: str) -> str:
+    multi = (summary["replicas"] > 1).any()
+    notes = [
+        "# Summary",
+        "",
+        f"Measured on: {machine}.",
+        "",
+        "One row per configuration across seeds. Epoch time: median over every epoch of every seed with the "
+        "warm-up epoch (epoch 1) excluded; IQR = 25th–75th percentile of the same epochs. Final loss: the "
+        "lesson's epoch loss at the last epoch, mean ± standard deviation across seeds. Peak memory: median "
+        "across seeds. \"vs b32\": ratio to batch size 32 (the lesson's choice) on the same engine, dataset and "
+        "device.",
+    ]
+    if any(f"speedup_vs_{b}" in summary for b in BASELINE_ENGINES):
+        notes.append("")
+        notes.append("\"speedup vs X\": X's per-model epoch time divided by this row's, same dataset, device and "
+                     "batch size (above 1 = faster than X).")
+    if multi:
+        notes.append("")
+        notes.append("Multi-seed engines train several models (replicas) in one timed pass: their per-model "
+                     "epoch time is the pass's time ÷ replicas, and samples/s counts samples × replicas.")
+    return "\n".join(notes) + "\n\n" + markdown_table(display_summary(summary)) + "\n"

@@ -1,0 +1,180 @@
+"""Tables, findings, plots and report from records with known numbers (no training, no timing)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from minibatch_core.cli import main
+from minibatch_core.tables import loss_within_budget, summarize, time_to_target
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+N = 178
+EPOCH_TIME = {"1": 0.4, "32": 0.1, "full": 0.05}  # reference; warm-up epochs take 3x as long
+ENGINE_FACTOR = {"reference": 1.0, "fast": 0.5, "stacked": 0.5}  # stacked: a pass trains 2 replicas
+REPLICAS = {"reference": 1, "fast": 1, "stacked": 2}
+LOSS_BASE = {"1": 1.0, "32": 2.0, "full": 4.0}
+MACHINE = "Test CPU 9000"
+
+
+def synthetic_runs(epochs: int = 3, seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
+    rows = []
+    for engine, factor in ENGINE_FACTOR.items():
+        for spec, t in EPOCH_TIME.items():
+            size = N if spec == "full" else int(spec)
+            for seed in seeds:
+                cumulative = 0.0
+                for epoch in range(1, epochs + 1):
+                    time_s = t * factor * (3 if epoch == 1 else 1)
+                    cumulative += time_s
+                    rows.append({
+                        "run_id": f"{engine}|wine|cpu|b{spec}|s{seed}|lr0.001", "engine": engine, "dataset": "wine",
+                        "device": "cpu", "device_name": MACHINE, "batch_spec": spec, "batch_size": size,
+                        "seed": seed, "lr": 0.001, "optimizer": "adam", "hidden": "10-10", "epochs": epochs,
+                        "epoch": epoch, "epoch_loss": (LOSS_BASE[spec] + 0.1 * seed) / epoch,
+                        "eval_loss": (LOSS_BASE[spec] + 0.1 * seed) / epoch, "eval_accuracy": 0.5 + 0.1 * epoch,
+                        "epoch_time_s": time_s, "cumulative_time_s": cumulative, "warmup": epoch == 1,
+                        "steps": -(-N // size), "samples_per_s": N / time_s,
+                        "peak_memory_bytes": 4096 * (10 + size), "param_bytes": 1132, "grad_bytes": 1132,
+                        "optimizer_state_bytes": 2288, "activation_bytes": 172 * size,
+                        "replicas": REPLICAS[engine], "n_samples": N, "calibration_step_s": 5e-4,
+                    })
+    return pd.DataFrame(rows)
+
+
+def synthetic_profile() -> pd.DataFrame:
+    rows = []
+    for spec, split in {"1": (1, 2, 3, 4), "32": (4, 2, 2, 2), "full": (10, 5, 3, 2)}.items():
+        for phase, us in zip(["data", "forward", "backward", "optimizer"], split, strict=True):
+            rows.append({"engine": "reference", "dataset": "wine", "device": "cpu", "batch_spec": spec,
+                         "batch_size": N if spec == "full" else int(spec), "phase": phase,
+                         "mean_step_s": us * 1e-6})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    synthetic_runs().to_csv(out / "runs.csv", index=False)
+    synthetic_profile().to_csv(out / "profile.csv", index=False)
+    (out / "env.json").write_text(json.dumps({"cpu_model": MACHINE, "cpu_cores": 2, "torch_threads": 2,
+                                              "gpus": [], "versions": {"torch": "9.9"}, "status": "complete"}))
+    assert main(["report", str(out)]) == 0
+    return out
+
+
+def test_summary_ratios_and_speedups() -> None:
+    s = summarize(synthetic_runs()).set_index(["engine", "batch_spec"])
+    # warm-up excluded: medians are the steady epoch times
+    assert s.loc[("reference", "1"), "epoch_time_median_s"] == pytest.approx(0.4)
+    assert s.loc[("reference", "1"), "warmup_time_median_s"] == pytest.approx(1.2)
+    assert s.loc[("reference", "1"), "time_ratio_vs_b32"] == pytest.approx(4.0)
+    assert s.loc[("reference", "full"), "time_ratio_vs_b32"] == pytest.approx(0.5)
+    final_b1 = np.mean([1.0 / 3, 1.1 / 3])
+    final_b32 = np.mean([2.0 / 3, 2.1 / 3])
+    assert s.loc[("reference", "1"), "final_loss_mean"] == pytest.approx(final_b1)
+    assert s.loc[("reference", "1"), "final_loss_std"] == pytest.approx(np.std([1.0 / 3, 1.1 / 3], ddof=1))
+    assert s.loc[("reference", "1"), "loss_ratio_vs_b32"] == pytest.approx(final_b1 / final_b32)
+    assert s.loc[("fast", "32"), "speedup_vs_reference"] == pytest.approx(2.0)
+    # stacked: the pass takes half the reference time and trains 2 models -> 4x per model
+    assert s.loc[("stacked", "1"), "epoch_time_per_model_s"] == pytest.approx(0.1)
+    assert s.loc[("stacked", "1"), "speedup_vs_reference"] == pytest.approx(4.0)
+    assert s.loc[("stacked", "1"), "model_samples_per_s_median"] == pytest.approx(2 * N / 0.2)
+    assert "speedup_vs_sklearn" not in s.columns  # only for engines in the sweep
+    assert (s["n_seeds"] == 2).all() and (s["n_timed_epochs"] == 4).all()
+
+
+def test_budget_and_time_to_target() -> None:
+    runs = synthetic_runs()
+    budget = loss_within_budget(runs)
+    ref = budget[budget["engine"] == "reference"].set_index("batch_spec")
+    assert ref["budget_s"].unique().tolist() == pytest.approx([0.25])  # full's 3 epochs: 0.15 + 0.05 + 0.05
+    assert np.isnan(ref.loc["1", "loss_at_budget"]) and np.isnan(ref.loc["32", "loss_at_budget"])
+    assert ref.loc["full", "loss_at_budget"] == pytest.approx(np.mean([4.0 / 3, 4.1 / 3]))
+    target = time_to_target(runs)
+    ref = target[target["engine"] == "reference"].set_index("batch_spec")
+    assert ref["target_loss"].unique().tolist() == pytest.approx([np.mean([4.0 / 3, 4.1 / 3])])
+    assert ref.loc["1", "epoch_reached"] == 1 and ref.loc["1", "time_to_target_s"] == pytest.approx(1.2)
+    assert ref.loc["32", "epoch_reached"] == 2 and ref.loc["32", "time_to_target_s"] == pytest.approx(0.4)
+
+
+def test_findings_are_computed_from_the_data(folder: Path) -> None:
+    md = (folder / "report.md").read_text()
+    assert "batch size 1 took 4.0× as long per epoch as batch 32 (400.00 ms vs 100.00 ms)" in md
+    assert "batch size full (178) was 2.0× faster per epoch than batch 32" in md
+    assert "batch size full (178) reached the lowest loss, 1.3500 after 3 epochs" in md
+    assert "batch size 1 had not finished its first epoch" in md
+    assert "fast vs reference on wine · cpu: per-epoch speedup 2.00× at batch size 1" in md
+    assert "stacked vs reference on wine · cpu: per-epoch speedup 4.00× at batch size 1" in md
+    assert "one pass trains 2 replicas" in md
+    assert f"Engine speedups measured on: {MACHINE}" in md
+    assert "batch size 1: optimizer 40% of 10 µs/step" in md
+    assert "nan" not in md.lower().replace("finance", "")
+
+
+def test_summary_md_names_the_machine(folder: Path) -> None:
+    md = (folder / "summary.md").read_text()
+    assert f"Measured on: {MACHINE}, 2 cores, 2 torch threads, no GPU" in md
+    assert "IQR" in md and "speedup vs reference" in md
+
+
+def test_plots_are_valid_pngs(folder: Path) -> None:
+    names = ["loss_vs_epoch", "loss_vs_time", "epoch_time_vs_batch_size", "peak_memory_vs_batch_size",
+             "throughput", "profile_split"]
+    for name in names:
+        path = folder / "plots" / f"{name}.png"
+        assert path.read_bytes()[:8] == PNG_SIGNATURE, name
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            assert img.format == "PNG"
+            assert img.width >= 500 and img.height >= 300, (name, img.size)
+    md = (folder / "report.md").read_text()
+    assert all(f"(plots/{n}.png)" in md for n in names)
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.srcs: list[str] = []
+        self.links: list[str] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.srcs.append(attrs.get("src", ""))
+        if tag in ("link", "script") or (tag == "a" and attrs.get("href", "").startswith("http")):
+            self.links.append(tag)
+        if tag == "table":
+            self.tables += 1
+
+
+def test_html_is_self_contained(folder: Path) -> None:
+    parser = _Images()
+    text = (folder / "report.html").read_text()
+    parser.feed(text)
+    parser.close()
+    assert text.startswith("<!DOCTYPE html>")
+    assert len(parser.srcs) == 6 and not parser.links
+    assert parser.tables == 2  # summary + profile split
+    for src in parser.srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_SIGNATURE
+
+
+def test_report_bad_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path)]) == 2  # a folder without runs.csv
+    (tmp_path / "runs.csv").write_text("a,b\n1,2\n")
+    assert main(["report", str(tmp_path)]) == 2  # not a runs.csv
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("minibatch-bench report: error:") for line in lines)
+    assert "lacks the columns" in lines[2]
