@@ -52,5 +52,12 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     # keyed like runs.csv's device column (resolved: "cpu", "cuda:0")
     calibrations = [measure_calibration(device) for device in expand_devices(["auto"])]
     machine_info["minibatch_calibration"] = {c.device: c.to_dict() for c in calibrations}
+    import numpy
+    import sklearn
+
+    # what `compare --loss-mode exact` needs to know whether curves can be bit-identical across files
     machine_info["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
-                             "cuda": torch.version.cuda}
+                             "cuda": torch.version.cuda,
+                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    machine_info["numpy_version"] = numpy.__version__
+    machine_info["sklearn_version"] = sklearn.__version__

@@ -21,6 +21,7 @@ from .compare import (
     Comparison,
     RowComparison,
 )
+from .units import fmt_bytes
 
 STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, MISSING, NEW)
 STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yellow", NEW: "cyan",
@@ -28,16 +29,6 @@ STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yell
 MARK = {REGRESSED: "▲", IMPROVED: "▼", UNCHANGED: "", NOT_JUDGED: "", MISSING: "", NEW: ""}
 COLUMNS = ("engine", "dataset", "device", "batch", "seeds", "epochs", "epoch time", "speed ratio [CI]",
            "final loss", "loss curve", "peak memory", "status", "notes")
-
-
-def _bytes(n: float) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.0f} B"
 
 
 def _time(x: float, normalize: str) -> str:
@@ -93,7 +84,7 @@ def cells(row: RowComparison, comparison: Comparison) -> dict[str, str]:
                      "not checked": "–"}
             out["loss curve"] = shown.get(lo.exact, lo.exact)
     if m is not None:
-        out["peak memory"] = (f"{_bytes(m.base_bytes)} → {_bytes(m.cur_bytes)}"
+        out["peak memory"] = (f"{fmt_bytes(m.base_bytes)} → {fmt_bytes(m.cur_bytes)}"
                               + ("" if math.isnan(m.ratio) or math.isinf(m.ratio) else f" (×{m.ratio:.2f})")
                               + _mark(m.verdict))
     return {c: out.get(c, "") for c in COLUMNS}
@@ -110,7 +101,7 @@ def settings_line(comparison: Comparison) -> str:
     return (f"normalize {o.normalize}; speed regresses when ratio > {o.max_slowdown:g} and its "
             f"{o.confidence:.0%} bootstrap interval is above 1; loss mode {o.loss_mode}, "
             f"loss rtol {o.loss_rtol:g}; "
-            f"memory regresses above ×{o.max_memory_growth:g} and +{_bytes(o.memory_floor_bytes)}")
+            f"memory regresses above ×{o.max_memory_growth:g} and +{fmt_bytes(o.memory_floor_bytes)}")
 
 
 def header_lines(comparison: Comparison) -> list[str]:

@@ -24,7 +24,7 @@ from .envinfo import busy_warning, describe_machine
 from .errors import MinibatchError
 from .fsio import atomic_write_csv, atomic_write_text
 from .sweep import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
-from .tables import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from .units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"

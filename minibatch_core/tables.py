@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MinibatchError
+from .units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
 
 # one configuration = one row of summary.csv (seeds are aggregated over)
 CONFIG_KEYS = ["engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer", "epochs", "hidden"]
@@ -234,34 +235,6 @@ def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- formatting for markdown/html ------------------------------------------------------------------------
-
-def fmt_seconds(s: float) -> str:
-    if s is None or not np.isfinite(s):
-        return "–"
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.2f} ms"
-    return f"{s * 1e6:.0f} µs"
-
-
-def fmt_bytes(n: float) -> str:
-    if n is None or not np.isfinite(n):
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.0f} B"
-
-
-def fmt_ratio(x: float) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:.2f}×"
-
-
-def fmt_num(x: float, digits: int = 4) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
 
 def batch_label(spec: str, size: int) -> str:
     return f"full ({size})" if spec == "full" else (spec if str(size) == spec else f"{spec} ({size})")

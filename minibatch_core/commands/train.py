@@ -10,6 +10,7 @@ from ..config import RunConfig
 from ..engines import engine_names
 from ..results import RunResult
 from ..trainer import train
+from ..units import fmt_bytes
 from .options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
 
 
@@ -83,14 +84,6 @@ def print_lesson_lines(result: RunResult, *, batches: bool) -> None:
         print(f"Epoch [{record.epoch}/{epochs}] Average Loss: {record.loss:.4f}")
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def summary_text(result: RunResult) -> str:
     last = result.records[-1]
     timed = [r.time_s for r in result.records[1:]] or [result.records[0].time_s]
@@ -106,9 +99,9 @@ def summary_text(result: RunResult) -> str:
         f"time: warm-up epoch {result.warmup_time_s * 1e3:.2f} ms | median epoch (warm-up excluded) "
         f"{median * 1e3:.2f} ms | total {result.total_time_s:.3f} s | "
         f"{result.n_samples / median:,.0f} samples/s",
-        f"peak memory {_bytes(result.peak_memory_bytes)} ({result.memory_method})",
-        f"tensors: parameters {_bytes(m.parameters)}, gradients {_bytes(m.gradients)}, optimizer state "
-        f"{_bytes(m.optimizer_state)}, activations of the largest batch {_bytes(m.activations)}",
+        f"peak memory {fmt_bytes(result.peak_memory_bytes)} ({result.memory_method})",
+        f"tensors: parameters {fmt_bytes(m.parameters)}, gradients {fmt_bytes(m.gradients)}, optimizer state "
+        f"{fmt_bytes(m.optimizer_state)}, activations of the largest batch {fmt_bytes(m.activations)}",
     ]
     if result.profile:
         total = sum(result.profile.values()) or 1.0
