@@ -118,7 +118,7 @@ def describe_machine(env: dict[str, Any]) -> str:
         return "machine not recorded (no env.json)"
     parts = [f"{env.get('cpu_model', 'unknown CPU')}",
              f"{env.get('cpu_cores', '?')} cores",
-             f"{env.get('torch_threads', '?')} torch threads"]
+             f"torch threads: {env.get('torch_threads', '?')}"]
     if env.get("torch_cpu_capability"):
         parts.append(f"CPU capability {env['torch_cpu_capability']}")
     gpus = env.get("gpus") or []

@@ -10,7 +10,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import sys
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import MinibatchError
@@ -24,6 +26,20 @@ def _context():
     if method == "forkserver":
         ctx.set_forkserver_preload(_PRELOAD)
     return ctx
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """multiprocessing re-imports the caller's ``__main__`` in every non-fork child. For a user's
+    script without an ``if __name__ == "__main__"`` guard that would train again inside the worker
+    (or fail outright for code read from stdin or a notebook). The worker needs nothing from
+    ``__main__`` (its target lives in this package), so a bare stand-in is shown while it starts."""
+    real = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = real
 
 
 def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
@@ -42,7 +58,8 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
-    proc.start()
+    with _main_module_hidden():
+        proc.start()
     child.close()
     try:
         status, payload = parent.recv()

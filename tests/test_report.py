@@ -121,7 +121,7 @@ def test_findings_are_computed_from_the_data(folder: Path) -> None:
 
 def test_summary_md_names_the_machine(folder: Path) -> None:
     md = (folder / "summary.md").read_text()
-    assert f"Measured on: {MACHINE}, 2 cores, 2 torch threads, no GPU" in md
+    assert f"Measured on: {MACHINE}, 2 cores, torch threads: 2, no GPU" in md
     assert "IQR" in md and "speedup vs reference" in md
 
 
