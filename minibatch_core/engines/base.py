@@ -8,7 +8,7 @@ returns host floats, so any device work it queued is finished by the time it ret
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -19,6 +19,25 @@ from ..data import Dataset
 from ..results import MemoryBreakdown
 
 PROFILE_PHASES = ("data", "forward", "backward", "optimizer")
+
+
+@dataclass
+class PhaseClock:
+    """Accumulates the seconds of instrumented steps per phase; ``means()`` is what profile() returns."""
+
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PROFILE_PHASES, 0.0))
+    steps: int = 0
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.totals[phase] += seconds
+
+    def step(self, data: float, forward: float, backward: float, optimizer: float) -> None:
+        for phase, seconds in zip(PROFILE_PHASES, (data, forward, backward, optimizer), strict=True):
+            self.totals[phase] += seconds
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {phase: total / max(1, self.steps) for phase, total in self.totals.items()}
 
 
 @dataclass

@@ -32,7 +32,7 @@ from ..data import Dataset
 from ..measure import synchronize
 from ..models import build_mlp
 from ..results import MemoryBreakdown
-from .base import PROFILE_PHASES, Engine, EpochOutput, evaluate_logits
+from .base import Engine, EpochOutput, PhaseClock, evaluate_logits
 from .flat import FlatParams, make_flat_optimizer, step_work, threads_for
 from .shuffle import LoaderShuffle
 
@@ -299,17 +299,16 @@ class FastSession:
         permuted copy, spread over the epoch's steps, plus the per-step gather on CUDA. On CUDA the
         split is of the eager step: replayed graphs run the same kernels without launch overhead,
         so their step is shorter than the sum of these phases."""
-        totals = dict.fromkeys(PROFILE_PHASES, 0.0)
+        phases = PhaseClock()
         clock, dev = time.perf_counter, self.device
         gather = self.device.type == "cuda"
-        done = 0
-        while done < steps:
+        while phases.steps < steps:
             t0 = clock()
             self._prepare_epoch()
             synchronize(dev)
-            totals["data"] += clock() - t0
+            phases.add("data", clock() - t0)
             for x, targets, logits, buf in self.plan:
-                if done >= steps:
+                if phases.steps >= steps:
                     break
                 t0 = clock()
                 if gather:
@@ -327,10 +326,8 @@ class FastSession:
                 self.optimizer.step()
                 synchronize(dev)
                 t4 = clock()
-                for phase, dt in zip(PROFILE_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    totals[phase] += dt
-                done += 1
-        return {phase: total / done for phase, total in totals.items()}
+                phases.step(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+        return phases.means()
 
 
 ENGINE = Engine(

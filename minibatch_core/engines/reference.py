@@ -20,7 +20,7 @@ from ..data import Dataset
 from ..measure import activation_bytes, optimizer_state_bytes, synchronize, tensor_bytes
 from ..models import build_mlp
 from ..results import MemoryBreakdown
-from .base import Engine, EpochOutput, evaluate_logits
+from .base import Engine, EpochOutput, PhaseClock, evaluate_logits
 
 
 def make_optimizer(name: str, params, lr: float) -> optim.Optimizer:
@@ -92,12 +92,11 @@ class ReferenceSession:
         """The same loop, with a synchronized clock read between its phases."""
         model, criterion, optimizer = self.model, self.criterion, self.optimizer
         sync = self.device
-        totals = dict.fromkeys(("data", "forward", "backward", "optimizer"), 0.0)
-        done = 0
+        phases = PhaseClock()
         model.train()
-        while done < steps:
+        while phases.steps < steps:
             iterator = iter(self.data_loader)
-            while done < steps:
+            while phases.steps < steps:
                 t0 = time.perf_counter()
                 try:
                     batch_X, batch_y = next(iterator)
@@ -119,10 +118,8 @@ class ReferenceSession:
                 optimizer.step()
                 loss.item()
                 t4 = time.perf_counter()
-                for phase, dt in zip(totals, (t1 - t0 - t_zero, t2 - t1, t3 - t2, t4 - t3 + t_zero), strict=True):
-                    totals[phase] += dt
-                done += 1
-        return {phase: total / done for phase, total in totals.items()}
+                phases.step(t1 - t0 - t_zero, t2 - t1, t3 - t2, t4 - t3 + t_zero)
+        return phases.means()
 
 
 ENGINE = Engine(

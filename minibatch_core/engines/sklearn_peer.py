@@ -33,7 +33,7 @@ from ..config import RunConfig, resolve_batch_size
 from ..data import Dataset
 from ..errors import MinibatchError
 from ..results import MemoryBreakdown
-from .base import PROFILE_PHASES, Engine, EpochOutput
+from .base import Engine, EpochOutput, PhaseClock
 from .flat import ADAM_BETAS, ADAM_EPS
 
 NEVER = 2**31 - 1  # "no tolerance stop": more epochs without improvement than any run has
@@ -133,13 +133,12 @@ class SklearnSession:
         deltas: list = [None] * (len(layer_units) - 1)
         params = clf.coefs_ + clf.intercepts_
         rng = np.random.RandomState(self.seeds[0])
-        totals = dict.fromkeys(PROFILE_PHASES, 0.0)
+        phases = PhaseClock()
         clock = time.perf_counter
-        done = 0
-        while done < steps:
+        while phases.steps < steps:
             order = sk_shuffle(np.arange(n), random_state=rng)
             for start in range(0, n, bs):
-                if done >= steps:
+                if phases.steps >= steps:
                     break
                 t0 = clock()
                 idx = order[start:start + bs]
@@ -153,11 +152,8 @@ class SklearnSession:
                 clf._optimizer.update_params(params, coef_grads + intercept_grads)
                 t4 = clock()
                 forward = t2 - t1
-                for phase, dt in zip(PROFILE_PHASES, (t1 - t0, forward, max(0.0, t3 - t2 - forward),
-                                                      t4 - t3), strict=True):
-                    totals[phase] += dt
-                done += 1
-        return {phase: total / done for phase, total in totals.items()}
+                phases.step(t1 - t0, forward, max(0.0, t3 - t2 - forward), t4 - t3)
+        return phases.means()
 
 
 ENGINE = Engine(

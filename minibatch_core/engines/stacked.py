@@ -22,7 +22,7 @@ from ..data import Dataset
 from ..measure import synchronize
 from ..models import build_mlp
 from ..results import MemoryBreakdown
-from .base import PROFILE_PHASES, Engine, EpochOutput, evaluate_logits
+from .base import Engine, EpochOutput, PhaseClock, evaluate_logits
 from .fast import batch_plan
 from .flat import FlatParams, make_flat_optimizer, step_work, threads_for
 from .shuffle import LoaderShuffle
@@ -212,16 +212,15 @@ class StackedSession:
     def _profile(self, steps: int) -> dict[str, float]:
         """Mean seconds per (all-replica) step per phase; ``data`` is the per-epoch index and target
         preparation spread over the epoch's steps plus each step's gather."""
-        totals = dict.fromkeys(PROFILE_PHASES, 0.0)
+        split = PhaseClock()
         clock, dev = time.perf_counter, self.device
-        done = 0
-        while done < steps:
+        while split.steps < steps:
             t0 = clock()
             self._prepare_epoch()
             synchronize(dev)
-            totals["data"] += clock() - t0
+            split.add("data", clock() - t0)
             for phases in self.plan:
-                if done >= steps:
+                if split.steps >= steps:
                     break
                 marks = [clock()]
                 for ops in (*phases, [self.optimizer.step]):
@@ -230,10 +229,8 @@ class StackedSession:
                     synchronize(dev)
                     marks.append(clock())
                 t0, t1, t2, t3, t4 = marks
-                for phase, dt in zip(PROFILE_PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    totals[phase] += dt
-                done += 1
-        return {phase: total / done for phase, total in totals.items()}
+                split.step(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+        return split.means()
 
 
 ENGINE = Engine(
