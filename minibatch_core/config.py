@@ -63,6 +63,8 @@ class RunConfig:
     n_classes: int = 2
     data_seed: int = 0
     record_batches: bool = False
+    # torch intra-op threads for the run; None keeps torch's default (one per core). Recorded either way.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
@@ -88,6 +90,8 @@ class RunConfig:
                 f"hidden widths {self.hidden!r} are not valid: use positive integers, e.g. 10,10"
             )
         object.__setattr__(self, "hidden", hidden)
+        if self.threads is not None:
+            _positive_int("threads", self.threads)
         _positive_int("n_samples", self.n_samples, 2)
         _positive_int("n_features", self.n_features, 1)
         _positive_int("n_classes", self.n_classes, 2)

@@ -80,7 +80,8 @@ def collect(sweep: dict[str, Any] | None = None, argv: list[str] | None = None) 
         "cpu_cores": cpu_count(),  # the cores this process may use (affinity), what torch can use
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "memory_total_bytes": int(psutil.virtual_memory().total),
-        "torch_threads": torch.get_num_threads(),
+        # what the runs used: the sweep's `threads` where set, else torch's default here
+        "torch_threads": (sweep or {}).get("threads") or torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "torch_cpu_capability": capability,
         "cuda_available": torch.cuda.is_available(),

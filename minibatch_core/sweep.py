@@ -166,6 +166,7 @@ class SweepConfig:
     n_features: int = 20
     n_classes: int = 2
     data_seed: int = 0
+    threads: int | None = None  # torch intra-op threads for every run; None: torch's default
     profile: bool = True
 
     def __post_init__(self) -> None:
@@ -182,6 +183,8 @@ class SweepConfig:
         set_(self, "hidden", parse_hidden_list(self.hidden))
         for name, minimum in (("n_samples", 2), ("n_features", 1), ("n_classes", 2), ("data_seed", 0)):
             set_(self, name, _int(name.replace("_", " "), getattr(self, name), minimum))
+        if self.threads is not None:
+            set_(self, "threads", _int("threads", self.threads, 1))
         if not isinstance(self.profile, bool):
             raise MinibatchError(f"profile {self.profile!r} is not valid: use true or false")
 
@@ -275,7 +278,7 @@ def plan(sweep: SweepConfig) -> Plan:
                                     optimizer=optimizer, hidden=hidden, target=sweep.target,
                                     scale=sweep.scale, n_samples=sweep.n_samples,
                                     n_features=sweep.n_features, n_classes=sweep.n_classes,
-                                    data_seed=sweep.data_seed,
+                                    data_seed=sweep.data_seed, threads=sweep.threads,
                                 )
                                 if dataset not in n_samples:
                                     n_samples[dataset] = trainer.load_for(base).n_samples

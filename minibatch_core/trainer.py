@@ -71,6 +71,17 @@ def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.dev
 
 
 def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
+    if config.threads is None:
+        return _measure_run(config, seeds, profile)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _measure_run(config, seeds, profile)
+    finally:
+        torch.set_num_threads(previous)  # in-process runs must not leak the setting
+
+
+def _measure_run(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
     engine = get_engine(config.engine)
     device = resolve_device(config.device)
     data = load_for(config)

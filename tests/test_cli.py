@@ -104,3 +104,13 @@ def test_help_explains_every_option(capsys):
                  "--hidden", "--target", "--scale", "--n-samples", "--n-features", "--n-classes", "--print-batches",
                  "--json", "--profile"):
         assert flag in out
+
+
+def test_threads_option_sets_and_records_torch_threads(capsys):
+    assert main(["train", "--json", "--epochs", "1", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["torch_threads"] == 1
+    assert exit_code(["train", "--threads", "0"]) == 2
+    assert "threads 0 is not valid" in capsys.readouterr().err
+    before = torch.get_num_threads()
+    train(RunConfig(epochs=1, threads=1), isolate=False)
+    assert torch.get_num_threads() == before  # an in-process run restores the caller's setting

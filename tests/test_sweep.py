@@ -249,3 +249,12 @@ def test_latest_link_is_replaced(tmp_path: Path) -> None:
         assert point_latest(tmp_path / name)
         assert os.readlink(tmp_path / "latest") == name
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_threads_reach_every_run_and_the_records(tmp_path):
+    out = tmp_path / "t"
+    assert main(["run", "--engines", "reference", "--batch-sizes", "full", "--seeds", "0", "--epochs", "2",
+                     "--threads", "1", "--no-profile", "--quiet", "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs["torch_threads"]) == {1}
+    assert json.loads((out / "env.json").read_text())["torch_threads"] == 1

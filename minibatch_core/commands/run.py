@@ -22,7 +22,7 @@ _FLAG_FIELDS = {
     "datasets": "datasets", "batch_sizes": "batch_sizes", "devices": "devices", "engines": "engines",
     "seeds": "seeds", "lrs": "lrs", "epochs": "epochs", "optimizer": "optimizer", "hidden": "hidden",
     "target": "target", "scale": "scale", "n_samples": "n_samples", "n_features": "n_features",
-    "n_classes": "n_classes", "data_seed": "data_seed",
+    "n_classes": "n_classes", "data_seed": "data_seed", "threads": "threads",
 }
 
 
@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     g.add_argument("--seeds", metavar="S", help="seeds as a list and/or ranges: 0,1,2 or 0-9 (default 0,1,2)")
     g.add_argument("--lrs", metavar="LR[,LR...]", help="learning rates, > 0 (default 0.001)")
     g.add_argument("--epochs", type=int, help="epochs per run, >= 1 (default 10, the lesson's)")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="torch intra-op threads for every run (default: torch's, one per core); "
+                   "recorded in runs.csv (torch_threads)")
     m = p.add_argument_group("model and optimizer")
     m.add_argument("--optimizer", metavar="OPT[,OPT...]", help="adam (the lesson's) and/or sgd (default adam)")
     m.add_argument("--hidden", nargs="+", metavar="W,W",

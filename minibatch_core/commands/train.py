@@ -30,6 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--engine", default="reference",
                    help=f"training engine: {', '.join(engine_names())} (default reference, the lesson's loop)")
     p.add_argument("--lr", type=float, default=0.001, help="learning rate, > 0 (default 0.001)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch intra-op threads for the run (default: torch's, one per core)")
     add_model_options(p)
     add_data_options(p)
     g = p.add_argument_group("output")
@@ -60,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         n_classes=args.n_classes,
         data_seed=args.data_seed,
         record_batches=args.print_batches or args.json,
+        threads=args.threads,
     )
 
 
