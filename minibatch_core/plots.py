@@ -60,6 +60,10 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def _facet_titles(grid: sns.FacetGrid, frame: pd.DataFrame) -> None:
+    grid.set_titles("{col_name} | {row_name}" if "row" in _facets(frame) else "{col_name}")
+
+
 def _facets(frame: pd.DataFrame) -> dict:
     """Engines across, dataset·device down; wrap a single row of many engines."""
     engines, setups = frame.attrs["engine_order"], frame.attrs["setup_order"]
@@ -115,8 +119,7 @@ def loss_vs_epoch(runs: pd.DataFrame, path: Path) -> Path:
             _plain_log_y(ax)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         grid.set_axis_labels("epoch", "epoch loss (cross-entropy, log)")
-        grid.set_titles(**({"template": "{col_name} | {row_name}"} if "row" in _facets(runs)
-                           else {"template": "{col_name}"}))
+        _facet_titles(grid, runs)
         grid.legend.set_title("batch size")
         _title(grid, "Training loss per epoch by batch size (line: mean over seeds, band: min–max)")
         return _save(grid.figure, path)
@@ -138,8 +141,7 @@ def loss_vs_time(runs: pd.DataFrame, path: Path) -> Path:
             ax.set_xscale("log")
             _plain_log_y(ax)
         grid.set_axis_labels("cumulative training time (s, log)", "epoch loss (log)")
-        grid.set_titles(**({"template": "{col_name} | {row_name}"} if "row" in _facets(curve)
-                           else {"template": "{col_name}"}))
+        _facet_titles(grid, curve)
         grid.legend.set_title("batch size")
         _title(grid, "Loss vs wall time: which batch size gets low fastest (mean loss, median time over seeds)")
         return _save(grid.figure, path)
