@@ -46,8 +46,8 @@ def mb_options(pytestconfig: pytest.Config) -> dict:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Add the calibration workload (per device) and the torch build to the saved machine info."""
-    from minibatch_core.calibration import measure_calibration
-    from minibatch_core.devices import expand_devices
+    from minibatch_core.input.devices import expand_devices
+    from minibatch_core.running.calibration import measure_calibration
 
     # keyed like runs.csv's device column (resolved: "cpu", "cuda:0")
     calibrations = [measure_calibration(device) for device in expand_devices(["auto"])]

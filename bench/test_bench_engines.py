@@ -22,11 +22,11 @@ import statistics
 import pytest
 import torch
 
-from minibatch_core.config import RunConfig, resolve_batch_size
-from minibatch_core.devices import resolve_device
 from minibatch_core.engines import get_engine
-from minibatch_core.measure import Stopwatch, device_name
-from minibatch_core.trainer import load_for
+from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.devices import resolve_device
+from minibatch_core.running.measure import Stopwatch, device_name
+from minibatch_core.running.trainer import load_for
 
 BATCH_SIZES = (1, 32, "full")
 STACKED_SEEDS = 64

@@ -12,11 +12,11 @@ import statistics
 import pytest
 import torch
 
-from minibatch_core.config import RunConfig, resolve_batch_size
-from minibatch_core.devices import resolve_device
 from minibatch_core.engines import engine_names, get_engine
-from minibatch_core.measure import MemoryProbe, device_name, synchronize
-from minibatch_core.trainer import load_for
+from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.devices import resolve_device
+from minibatch_core.running.measure import MemoryProbe, device_name, synchronize
+from minibatch_core.running.trainer import load_for
 
 BATCH_SIZES = [1, 32, "full"]
 DEVICES = ["cpu", "cuda"]

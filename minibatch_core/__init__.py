@@ -1,22 +1,34 @@
-"""minibatch-bench: measure the mini-batch trade-off of the lesson's MLP, honestly and repeatably."""
+"""minibatch-bench: measure the mini-batch trade-off of the lesson's MLP, honestly and repeatably.
 
-from .config import RunConfig
-from .data import Dataset, load_dataset
-from .errors import MinibatchError
-from .results import EpochRecord, MemoryBreakdown, RunResult
-from .trainer import train, train_seeds
+The public names below are imported on first use, so that ``import minibatch_core`` (and the CLI's
+``--help``) does not pay for importing torch.
+"""
 
-__version__ = "0.1.0"
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-__all__ = [
-    "Dataset",
-    "EpochRecord",
-    "MemoryBreakdown",
-    "MinibatchError",
-    "RunConfig",
-    "RunResult",
-    "load_dataset",
-    "train",
-    "train_seeds",
-    "__version__",
-]
+try:
+    __version__ = version("minibatch-bench")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+_EXPORTS = {
+    "RunConfig": "minibatch_core.input.config",
+    "Dataset": "minibatch_core.input.data",
+    "load_dataset": "minibatch_core.input.data",
+    "MinibatchError": "minibatch_core.errors",
+    "MemoryBreakdown": "minibatch_core.engines.base",
+    "EpochRecord": "minibatch_core.running.results",
+    "RunResult": "minibatch_core.running.results",
+    "train": "minibatch_core.running.trainer",
+    "train_seeds": "minibatch_core.running.trainer",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'minibatch_core' has no attribute {name!r}")

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from importlib import import_module
 
-from .errors import MinibatchError
+from minibatch_core.errors import MinibatchError
 
 # subcommand name -> module with add_parser(subparsers) and run(args) -> int
 COMMANDS = {

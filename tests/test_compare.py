@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from minibatch_core.cli import main
-from minibatch_core.compare import (
+from minibatch_core.analysis.compare import (
     IMPROVED,
     MISSING,
     NEW,
@@ -30,8 +29,9 @@ from minibatch_core.compare import (
     compare,
     load_results,
 )
-from minibatch_core.compare_render import to_markdown
+from minibatch_core.cli import main
 from minibatch_core.errors import MinibatchError
+from minibatch_core.presentation.compare_render import to_markdown
 
 ENGINES = ("reference", "fast")
 BATCHES = ((1, "1"), (32, "32"), (178, "full"))
@@ -403,7 +403,7 @@ def test_real_pytest_benchmark_output_loads(tmp_path):
 def _real_runs(folder: Path) -> Path:
     """Real measurements of a tiny grid in runs.csv form (RunResult.to_frame is what sweeps write)."""
     from minibatch_core import RunConfig, train_seeds
-    from minibatch_core.envinfo import collect
+    from minibatch_core.running.envinfo import collect
 
     frames = [r.to_frame() for batch in (32, "full")
               for r in train_seeds(RunConfig(batch_size=batch, epochs=3), [0, 1], isolate=False)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minibatch_core import RunConfig, train
-from minibatch_core.devices import resolve_device
+from minibatch_core.input.devices import resolve_device
 from tests.conftest import requires_cuda
 
 

@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from minibatch_core import RunConfig
-from minibatch_core.config import resolve_batch_size
 from minibatch_core.engines import engine_names, get_engine
 from minibatch_core.engines.base import PROFILE_PHASES
 from minibatch_core.engines.fast import FastSession
@@ -23,8 +22,9 @@ from minibatch_core.engines.shuffle import LoaderShuffle
 from minibatch_core.engines.sklearn_peer import SklearnSession, make_classifier
 from minibatch_core.engines.stacked import StackedSession
 from minibatch_core.errors import MinibatchError
-from minibatch_core.models import build_mlp
-from minibatch_core.trainer import load_for, train, train_seeds
+from minibatch_core.input.config import resolve_batch_size
+from minibatch_core.input.models import build_mlp
+from minibatch_core.running.trainer import load_for, train, train_seeds
 
 CPU = torch.device("cpu")
 REL = 1e-4

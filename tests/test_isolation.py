@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from minibatch_core import MinibatchError, RunConfig, train
-from minibatch_core.isolation import run_isolated
+from minibatch_core.running.isolation import run_isolated
 
 SCRIPT = textwrap.dedent("""
     from minibatch_core import RunConfig, train

@@ -79,8 +79,8 @@ def test_eval_metrics_are_recomputable_from_the_same_model_state():
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from minibatch_core.data import load_dataset
-    from minibatch_core.models import build_mlp
+    from minibatch_core.input.data import load_dataset
+    from minibatch_core.input.models import build_mlp
 
     ds = load_dataset("wine")
     torch.manual_seed(5)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from minibatch_core.analysis.tables import loss_within_budget, summarize, time_to_target
 from minibatch_core.cli import main
-from minibatch_core.tables import loss_within_budget, summarize, time_to_target
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 N = 178

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from minibatch_core import sweep as sweep_module
-from minibatch_core import trainer
+from minibatch_core.analysis.tables import PHASES, REQUIRED_RUN_COLUMNS
 from minibatch_core.cli import main
 from minibatch_core.commands.run import point_latest, sweep_from_args
 from minibatch_core.engines import engine_names, get_engine
 from minibatch_core.errors import MinibatchError
-from minibatch_core.sweep import SweepConfig, parse_hidden_list, parse_seeds, plan
-from minibatch_core.tables import PHASES, REQUIRED_RUN_COLUMNS
+from minibatch_core.running import trainer
+from minibatch_core.sweep import sweep as sweep_module
+from minibatch_core.sweep.sweep import SweepConfig, parse_hidden_list, parse_seeds, plan
 
 SEEDS = [0, 1]
 EPOCHS = 2

@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..compare import load_results
-from ..errors import MinibatchError
+from minibatch_core.analysis.compare import load_results
+from minibatch_core.errors import MinibatchError
 
 DEFAULT_CONFIG = Path("bench") / "quick-sweep.toml"
 DEFAULT_DIR = Path("results") / "baseline"

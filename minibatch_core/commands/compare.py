@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..compare import LOSS_MODES, CompareOptions, compare, load_results
-from ..compare_render import print_comparison, to_markdown
-from ..fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.analysis.compare import LOSS_MODES, CompareOptions, compare, load_results
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.presentation.compare_render import print_comparison, to_markdown
 
 EXIT_REGRESSED = 1
 

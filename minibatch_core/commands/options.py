@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS
-from ..errors import MinibatchError
+from minibatch_core.errors import MinibatchError
+from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import build
+    from minibatch_core.presentation.report import build
 
     written = build(args.folder)
     print(f"rebuilt {args.folder}: " + ", ".join(p.name for k, p in written.items() if not k.startswith("plot_"))

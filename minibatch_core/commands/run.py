@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..engines import engine_names
-from ..errors import MinibatchError
-from .options import DATASET_HELP, add_data_options
+from minibatch_core.commands.options import DATASET_HELP, add_data_options
+from minibatch_core.engines import engine_names
+from minibatch_core.errors import MinibatchError
 
 DEFAULT_ROOT = Path("results")
 LATEST = "latest"
@@ -70,7 +70,7 @@ def add_parser(sub) -> None:
 
 
 def sweep_from_args(args: argparse.Namespace):
-    from ..sweep import SweepConfig, load_toml
+    from minibatch_core.sweep.sweep import SweepConfig, load_toml
 
     base = SweepConfig.from_mapping(load_toml(args.config)) if args.config else SweepConfig()
     given: dict[str, Any] = {f: getattr(args, dest) for dest, f in _FLAG_FIELDS.items()
@@ -119,9 +119,9 @@ def point_latest(folder: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..envinfo import collect
-    from ..report import build
-    from ..sweep import execute, plan
+    from minibatch_core.presentation.report import build
+    from minibatch_core.running.envinfo import collect
+    from minibatch_core.sweep.sweep import execute, plan
 
     sweep = sweep_from_args(args)
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains

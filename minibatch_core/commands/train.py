@@ -6,12 +6,12 @@ import argparse
 import json
 import statistics
 
-from ..config import RunConfig
-from ..engines import engine_names
-from ..results import RunResult
-from ..trainer import train
-from ..units import fmt_bytes
-from .options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
+from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
+from minibatch_core.engines import engine_names
+from minibatch_core.input.config import RunConfig
+from minibatch_core.presentation.units import fmt_bytes
+from minibatch_core.running.results import RunResult
+from minibatch_core.running.trainer import train
 
 
 def add_parser(sub) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..errors import MinibatchError
-from .base import Engine, EpochOutput, Session
+from minibatch_core.engines.base import Engine, EpochOutput, Session
+from minibatch_core.errors import MinibatchError
 
 # name -> module that defines ENGINE; order is the order sweeps and reports show them in
 _MODULES = {

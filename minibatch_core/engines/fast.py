@@ -27,14 +27,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig, resolve_batch_size
-from ..data import Dataset
-from ..measure import synchronize
-from ..models import build_mlp
-from ..results import MemoryBreakdown
-from .base import Engine, EpochOutput, PhaseClock, evaluate_logits
-from .flat import FlatParams, make_flat_optimizer, step_work, threads_for
-from .shuffle import LoaderShuffle
+from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
+from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
+from minibatch_core.engines.shuffle import LoaderShuffle
+from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.data import Dataset
+from minibatch_core.input.devices import synchronize
+from minibatch_core.input.models import build_mlp
 
 GRAPH_CHUNK = 64  # full-size steps captured in one CUDA graph
 

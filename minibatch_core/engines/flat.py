@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import linear_layers
+from minibatch_core.input.models import linear_layers
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults, which the lesson uses
 ADAM_EPS = 1e-8

@@ -15,12 +15,12 @@ import torch
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..config import RunConfig, resolve_batch_size
-from ..data import Dataset
-from ..measure import activation_bytes, optimizer_state_bytes, synchronize, tensor_bytes
-from ..models import build_mlp
-from ..results import MemoryBreakdown
-from .base import Engine, EpochOutput, PhaseClock, evaluate_logits
+from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
+from minibatch_core.engines.membytes import activation_bytes, optimizer_state_bytes, tensor_bytes
+from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.data import Dataset
+from minibatch_core.input.devices import synchronize
+from minibatch_core.input.models import build_mlp
 
 
 def make_optimizer(name: str, params, lr: float) -> optim.Optimizer:

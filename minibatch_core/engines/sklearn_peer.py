@@ -29,12 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig, resolve_batch_size
-from ..data import Dataset
-from ..errors import MinibatchError
-from ..results import MemoryBreakdown
-from .base import Engine, EpochOutput, PhaseClock
-from .flat import ADAM_BETAS, ADAM_EPS
+from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock
+from minibatch_core.engines.flat import ADAM_BETAS, ADAM_EPS
+from minibatch_core.errors import MinibatchError
+from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.data import Dataset
 
 NEVER = 2**31 - 1  # "no tolerance stop": more epochs without improvement than any run has
 

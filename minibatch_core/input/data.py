@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import MinibatchError
+from minibatch_core.errors import MinibatchError
 
 BUNDLED = {
     "wine": "load_wine",

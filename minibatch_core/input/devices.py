@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from .errors import MinibatchError
+from minibatch_core.errors import MinibatchError
 
 ACCEPTED = "cpu, cuda, cuda:N, auto"
 
@@ -45,3 +45,9 @@ def expand_devices(specs: list[str]) -> list[str]:
             if name not in out:
                 out.append(name)
     return out
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels so a clock read means what it says (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -11,7 +11,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .compare import (
+from minibatch_core.analysis.compare import (
     IMPROVED,
     MISSING,
     NEW,
@@ -21,7 +21,7 @@ from .compare import (
     Comparison,
     RowComparison,
 )
-from .units import fmt_bytes
+from minibatch_core.presentation.units import fmt_bytes
 
 STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, MISSING, NEW)
 STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yellow", NEW: "cyan",

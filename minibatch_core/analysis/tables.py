@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import MinibatchError
-from .units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from minibatch_core.errors import MinibatchError
 
 # one configuration = one row of summary.csv (seeds are aggregated over)
 CONFIG_KEYS = ["engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer", "epochs", "hidden"]
@@ -78,7 +77,7 @@ def read_profile(path: str | Path) -> pd.DataFrame | None:
 
 def engine_order(engines: list[str]) -> list[str]:
     """Registered engines in registry order, then any others alphabetically."""
-    from .engines import engine_names
+    from minibatch_core.engines import engine_names
 
     known = [e for e in engine_names() if e in engines]
     return known + sorted(set(engines) - set(known))
@@ -232,89 +231,3 @@ def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
     for p in found:
         wide[f"{p}_share"] = wide[f"{p}_s"] / wide["total_step_s"]
     return _sort(wide)
-
-
-# --- formatting for markdown/html ------------------------------------------------------------------------
-
-def batch_label(spec: str, size: int) -> str:
-    return f"full ({size})" if spec == "full" else (spec if str(size) == spec else f"{spec} ({size})")
-
-
-def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv rendered for people: units in the headers, seeds aggregated as mean ± std."""
-    multi = (summary["replicas"] > 1).any()
-    rows = []
-    for _, r in summary.iterrows():
-        row = {
-            "engine": r["engine"],
-            "dataset": r["dataset"],
-            "device": r["device"],
-            "batch": batch_label(r["batch_spec"], int(r["batch_size"])),
-            "seeds": int(r["n_seeds"]),
-            "epoch time (median)": fmt_seconds(r["epoch_time_median_s"]),
-            "IQR": f"{fmt_seconds(r['epoch_time_q1_s'])} – {fmt_seconds(r['epoch_time_q3_s'])}",
-        }
-        if multi:
-            row["per-model epoch time"] = (fmt_seconds(r["epoch_time_per_model_s"])
-                                           + (f" (÷{int(r['replicas'])})" if r["replicas"] > 1 else ""))
-        row.update({
-            "samples/s": f"{r['model_samples_per_s_median']:,.0f}",
-            "final loss (mean ± std)": f"{fmt_num(r['final_loss_mean'])} ± {fmt_num(r['final_loss_std'])}",
-            "eval accuracy": fmt_num(r["final_eval_accuracy_mean"], 3),
-            "peak memory": fmt_bytes(r["peak_memory_median_bytes"]),
-            "time vs b32": fmt_ratio(r["time_ratio_vs_b32"]),
-            "loss vs b32": fmt_ratio(r["loss_ratio_vs_b32"]),
-        })
-        for base in BASELINE_ENGINES:
-            if f"speedup_vs_{base}" in summary:
-                row[f"speedup vs {base}"] = fmt_ratio(r[f"speedup_vs_{base}"])
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def display_profile(split: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for _, r in split.iterrows():
-        row = {"engine": r["engine"], "dataset": r["dataset"], "device": r["device"],
-               "batch": batch_label(r["batch_spec"], int(r["batch_size"]))}
-        for p in PHASES:
-            if f"{p}_s" in split:
-                row[f"{p} (µs/step)"] = f"{r[f'{p}_s'] * 1e6:.1f} ({r[f'{p}_share']:.0%})"
-        row["total (µs/step)"] = f"{r['total_step_s'] * 1e6:.1f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (pipes escaped), without needing tabulate."""
-    def cell(v: object) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def summary_markdown(summary: pd.DataFrame, machine: str) -> str:
-    multi = (summary["replicas"] > 1).any()
-    notes = [
-        "# Summary",
-        "",
-        f"Measured on: {machine}.",
-        "",
-        "One row per configuration across seeds. Epoch time: median over every epoch of every seed with the "
-        "warm-up epoch (epoch 1) excluded; IQR = 25th–75th percentile of the same epochs. Final loss: the "
-        "lesson's epoch loss at the last epoch, mean ± standard deviation across seeds. Peak memory: median "
-        "across seeds. \"vs b32\": ratio to batch size 32 (the lesson's choice) on the same engine, dataset and "
-        "device.",
-    ]
-    if any(f"speedup_vs_{b}" in summary for b in BASELINE_ENGINES):
-        notes.append("")
-        notes.append("\"speedup vs X\": X's per-model epoch time divided by this row's, same dataset, device and "
-                     "batch size (above 1 = faster than X).")
-    if multi:
-        notes.append("")
-        notes.append("Multi-seed engines train several models (replicas) in one timed pass: their per-model "
-                     "epoch time is the pass's time ÷ replicas, and samples/s counts samples × replicas.")
-    return "\n".join(notes) + "\n\n" + markdown_table(display_summary(summary)) + "\n"

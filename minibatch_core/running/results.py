@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import RunConfig
+from minibatch_core.engines.base import MemoryBreakdown
+from minibatch_core.input.config import RunConfig
 
 
 @dataclass
@@ -18,20 +19,6 @@ class EpochRecord:
     steps: int
     samples_per_s: float
     batch_losses: list[float] | None = None
-
-
-@dataclass
-class MemoryBreakdown:
-    """Bytes counted from the tensors themselves (RSS moves in pages; this model is tiny)."""
-
-    parameters: int = 0
-    gradients: int = 0
-    optimizer_state: int = 0
-    activations: int = 0  # one forward pass of the largest batch
-
-    @property
-    def total(self) -> int:
-        return self.parameters + self.gradients + self.optimizer_state + self.activations
 
 
 @dataclass

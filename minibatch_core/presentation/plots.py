@@ -17,8 +17,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator  # noqa: E402
 
-from .fsio import atomic_write_bytes  # noqa: E402
-from .tables import PHASES, batch_order, engine_order, timed_epochs, with_defaults  # noqa: E402
+from minibatch_core.analysis.tables import PHASES, batch_order, engine_order, timed_epochs, with_defaults  # noqa: E402
+from minibatch_core.fsio import atomic_write_bytes  # noqa: E402
 
 DPI = 110
 PANEL_W, PANEL_H = 4.6, 3.5

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import MinibatchError
+from minibatch_core.errors import MinibatchError
 
 # Matched on always; then also on every OPTIONAL_KEYS column that both sides record.
 BASE_KEYS = ("engine", "dataset", "device", "batch_size", "epochs", "seeds")

@@ -9,18 +9,12 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels so a clock read means what it says (a no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from minibatch_core.input.devices import synchronize
 
 
 class Stopwatch:
@@ -122,35 +116,6 @@ class MemoryProbe:
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
             reset_peak_rss()
-
-
-# --- tensor byte counts ---------------------------------------------------------------------------
-
-def tensor_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
-    return int(sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor)))
-
-
-def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    return tensor_bytes(v for state in optimizer.state.values() for v in state.values())
-
-
-def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of every module output for one forward pass of ``x`` (hooks on leaf modules, no grad)."""
-    total = 0
-
-    def hook(_module, _inputs, output):
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel() * output.element_size()
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return int(total)
 
 
 def device_name(device: torch.device) -> str:

@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import plots as plotting
-from . import tables
-from .envinfo import busy_warning, describe_machine
-from .errors import MinibatchError
-from .fsio import atomic_write_csv, atomic_write_text
-from .sweep import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
-from .units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from minibatch_core.analysis import tables
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.presentation import plots as plotting
+from minibatch_core.presentation import summary_tables
+from minibatch_core.presentation.units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from minibatch_core.running.envinfo import busy_warning, describe_machine
+from minibatch_core.sweep.sweep import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -76,7 +77,7 @@ def render_markdown(blocks: list[Block], folder: Path) -> str:
         elif isinstance(b, Bullets):
             out.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, Table):
-            out.append(tables.markdown_table(b.frame))
+            out.append(summary_tables.markdown_table(b.frame))
         elif isinstance(b, Image):
             out.append(f"![{b.title}]({b.path.relative_to(folder).as_posix()})\n\n*{b.caption}*")
     return "\n\n".join(out) + "\n"
@@ -369,7 +370,7 @@ def build(folder: str | Path) -> dict[str, Path]:
     split = tables.profile_split(profile) if profile is not None else None
     written = {
         "summary_csv": atomic_write_csv(folder / SUMMARY_CSV, summary),
-        "summary_md": atomic_write_text(folder / SUMMARY_MD, tables.summary_markdown(summary, machine)),
+        "summary_md": atomic_write_text(folder / SUMMARY_MD, summary_tables.summary_markdown(summary, machine)),
     }
     made = plotting.make_all(runs, split, folder / PLOTS_DIR)
     by_name = {p.name: p for p in made}
@@ -406,7 +407,7 @@ def build(folder: str | Path) -> dict[str, Path]:
                 if any(c.startswith("speedup_vs_") for c in summary) else "")
              + (" Multi-seed engines: per-model time = pass time ÷ replicas; samples/s counts samples × replicas."
                 if (summary["replicas"] > 1).any() else "")),
-        Table(tables.display_summary(summary)),
+        Table(summary_tables.display_summary(summary)),
         Heading(2, "Plots"),
     ]
     for name in ("loss_vs_epoch", "loss_vs_time", "epoch_time_vs_batch_size", "throughput",
@@ -419,7 +420,7 @@ def build(folder: str | Path) -> dict[str, Path]:
                    Para("Mean time per training step split into data loading, forward, backward and optimizer, "
                         "measured on extra instrumented steps of the first seed after training (synchronized on "
                         "CUDA, so phases add up to slightly more than an uninstrumented step)."),
-                   Table(tables.display_profile(split)), Image(p.path, p.title, p.caption)]
+                   Table(summary_tables.display_profile(split)), Image(p.path, p.title, p.caption)]
     methods = sorted(runs["memory_method"].dropna().unique()) if "memory_method" in runs else []
     if methods:
         blocks += [Heading(2, "How memory was measured"), Bullets(list(methods))]

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import MinibatchError
+from minibatch_core.errors import MinibatchError
 
-_PRELOAD = ["minibatch_core.preload"]
+_PRELOAD = ["minibatch_core.running.preload"]
 
 
 def _context():

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .measure import cpu_count, cpu_model
+from minibatch_core.running.measure import cpu_count, cpu_model
 
 
 def _version(dist: str) -> str | None:
@@ -60,10 +60,8 @@ def collect(sweep: dict[str, Any] | None = None, argv: list[str] | None = None) 
         capability = torch.backends.cpu.get_cpu_capability()
     except AttributeError:  # torch < 2.1
         capability = None
-    from . import __version__
-
     return {
-        "minibatch_bench": __version__,
+        "minibatch_bench": _version("minibatch-bench"),
         "argv": list(sys.argv if argv is None else argv),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),

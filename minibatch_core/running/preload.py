@@ -11,7 +11,8 @@ import torch._dynamo  # noqa: F401 - torch.optim.Optimizer.__init__ imports it l
 import torch.optim  # noqa: F401
 import torch.utils.data  # noqa: F401
 
-from . import engines, trainer  # noqa: F401
+from minibatch_core import engines
+from minibatch_core.running import trainer  # noqa: F401
 
 for _name in engines.engine_names():
     import_module(engines._MODULES[_name])

@@ -18,14 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from . import trainer
-from .config import RunConfig, parse_batch_size
-from .devices import expand_devices
-from .engines import engine_names, get_engine
-from .envinfo import load_average
-from .errors import MinibatchError
-from .fsio import atomic_write_csv, atomic_write_text
-from .results import RunResult
+from minibatch_core.engines import engine_names, get_engine
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.input.config import RunConfig, parse_batch_size
+from minibatch_core.input.devices import expand_devices
+from minibatch_core.running import trainer
+from minibatch_core.running.envinfo import load_average
+from minibatch_core.running.results import RunResult
 
 RUNS_CSV = "runs.csv"
 PROFILE_CSV = "profile.csv"
@@ -356,8 +356,8 @@ class SweepOutcome:
 
 def calibrate(devices: Iterable[str], *, isolate: bool = True) -> list[dict[str, Any]]:
     """The fixed calibration workload once per device, in a fresh worker like the runs themselves."""
-    from .calibration import measure_calibration
-    from .isolation import run_isolated
+    from minibatch_core.running.calibration import measure_calibration
+    from minibatch_core.running.isolation import run_isolated
 
     return [(run_isolated(measure_calibration, d) if isolate else measure_calibration(d)).to_dict()
             for d in devices]

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .errors import MinibatchError
+from minibatch_core.errors import MinibatchError
 
 BUNDLED_DATASETS = ("wine", "iris", "breast_cancer", "digits", "synthetic")
 OPTIMIZERS = ("adam", "sgd")

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import torch
 
-from .config import RunConfig, resolve_batch_size
-from .data import Dataset, load_dataset
-from .devices import resolve_device
-from .engines import Engine, get_engine
-from .isolation import run_isolated
-from .measure import MemoryProbe, Stopwatch, device_name
-from .results import EpochRecord, RunResult
+from minibatch_core.engines import Engine, get_engine
+from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.data import Dataset, load_dataset
+from minibatch_core.input.devices import resolve_device
+from minibatch_core.running.isolation import run_isolated
+from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name
+from minibatch_core.running.results import EpochRecord, RunResult
 
 PROFILE_MAX_STEPS = 200
 

@@ -1,0 +1,1 @@
+"""running layer."""

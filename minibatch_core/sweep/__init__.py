@@ -1,0 +1,1 @@
+"""Sweeps (and studies): plan a grid over the axes, run it, append records."""
