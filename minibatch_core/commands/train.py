@@ -10,6 +10,7 @@ from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_
 from minibatch_core.engines import engine_names
 from minibatch_core.input.config import RunConfig
 from minibatch_core.presentation.units import fmt_bytes
+from minibatch_core.running.distributed import BACKENDS, DistributedOptions
 from minibatch_core.running.results import RunResult
 from minibatch_core.running.trainer import train
 
@@ -34,6 +35,14 @@ def add_parser(sub) -> None:
                    help="torch intra-op threads for the run (default: torch's, one per core)")
     add_model_options(p)
     add_data_options(p)
+    d = p.add_argument_group("distributed (the ddp engine)")
+    d.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="processes training the model together; --batch-size stays the global batch, split "
+                   "into W shards (default 1; above 1 only with --engine ddp)")
+    d.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="torch.distributed backend: auto (nccl on CUDA, gloo on CPU), gloo or nccl")
+    d.add_argument("--oversubscribe", action="store_true",
+                   help="allow more CPU workers than cores (refused otherwise: they would time-share cores)")
     g = p.add_argument_group("output")
     g.add_argument("--print-batches", action="store_true", help="also print every batch loss, as the lesson does")
     g.add_argument("--json", action="store_true", help="print the whole result as JSON instead")
@@ -63,12 +72,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         data_seed=args.data_seed,
         record_batches=args.print_batches or args.json,
         threads=args.threads,
+        workers=args.workers,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    result = train(config, isolate=not args.no_isolate, profile=args.profile)
+    options = DistributedOptions(backend=args.backend, oversubscribe=args.oversubscribe)
+    result = train(config, isolate=not args.no_isolate, profile=args.profile, distributed=options)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -106,8 +117,23 @@ def summary_text(result: RunResult) -> str:
         f"tensors: parameters {fmt_bytes(m.parameters)}, gradients {fmt_bytes(m.gradients)}, optimizer state "
         f"{fmt_bytes(m.optimizer_state)}, activations of the largest batch {fmt_bytes(m.activations)}",
     ]
+    if result.workers > 1 or result.engine == "ddp":
+        lines.append(workers_text(result, timed))
     if result.profile:
         total = sum(result.profile.values()) or 1.0
         parts = ", ".join(f"{k} {v * 1e6:.1f} us ({v / total:.0%})" for k, v in result.profile.items())
         lines.append(f"mean step: {total * 1e6:.1f} us = {parts}")
     return "\n".join(lines)
+
+
+def workers_text(result: RunResult, timed: list[float]) -> str:
+    peaks = ", ".join(fmt_bytes(p) for p in result.worker_peak_memory_bytes)
+    line = (f"workers {result.workers} ({result.extra.get('backend', '?')}) | per-worker batch "
+            f"{result.worker_batch_size} | peak memory per worker {peaks} (sum "
+            f"{fmt_bytes(result.peak_memory_sum_bytes)})")
+    allreduce = result.allreduce_time_s
+    if allreduce:
+        spent = allreduce[1:] if len(allreduce) > 1 else allreduce
+        share = sum(spent) / (sum(timed) or 1.0)
+        line += f" | gradient all-reduce {share:.0%} of epoch time (warm-up excluded)"
+    return line

@@ -13,6 +13,7 @@ _MODULES = {
     "fast": "minibatch_core.engines.fast",
     "stacked": "minibatch_core.engines.stacked",
     "sklearn": "minibatch_core.engines.sklearn_peer",
+    "ddp": "minibatch_core.engines.ddp",
 }
 
 

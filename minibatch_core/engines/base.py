@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +85,18 @@ class Engine:
     summary: str
     start: Callable[[RunConfig, Dataset, torch.device, Sequence[int]], Session]
     multi_seed: bool = False  # True: all seeds train in one timed pass
+    distributed: bool = False  # True: trains over config.workers processes (running/distributed.py)
+
+
+@dataclass
+class WorkerReport:
+    """What a multi-process session knows that one process's probe cannot see. Optional: sessions
+    that train in several processes provide ``worker_report()``, called once after the timed epochs."""
+
+    workers: int
+    worker_batch_size: int  # the largest per-worker share of the global batch
+    other_peak_memory_bytes: list[int]  # ranks 1..W-1, each measured in its own process
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 EVAL_CHUNK = 65536

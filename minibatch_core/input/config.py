@@ -65,6 +65,8 @@ class RunConfig:
     record_batches: bool = False
     # torch intra-op threads for the run; None keeps torch's default (one per core). Recorded either way.
     threads: int | None = None
+    # processes training one model together (the ddp engine); the batch size stays the global batch
+    workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
@@ -92,6 +94,7 @@ class RunConfig:
         object.__setattr__(self, "hidden", hidden)
         if self.threads is not None:
             _positive_int("threads", self.threads)
+        _positive_int("workers", self.workers)
         _positive_int("n_samples", self.n_samples, 2)
         _positive_int("n_features", self.n_features, 1)
         _positive_int("n_classes", self.n_classes, 2)
