@@ -5,8 +5,8 @@ Local (default): this process hosts the rendezvous store (a ``TCPStore`` on a fr
 single-process runs use. Rank 0 runs the trainer's measurement (its clock, its memory probe); ranks
 1..W-1 follow it (``engines.ddp.serve``). This process only supervises: a rank that dies (killed, crashed)
 is seen at once through its process sentinel, the others are stopped, and the run fails with one line.
-Collectives time out after ``timeout_s`` (a hung peer), and every rank asks the kernel to kill it when
-its parent goes, so no worker outlives the run.
+Collectives time out after ``timeout_s`` (a hung peer), and every rank kills itself when the
+supervising process goes (a lifeline pipe), so no worker outlives the command, even one killed with -9.
 
 Under ``torchrun`` (``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR`` set) this process *is* one rank: it
 joins the job's group; rank 0 returns the results, the other ranks serve and then exit with status 0.
@@ -14,10 +14,11 @@ joins the job's group; rank 0 returns the results, the other ranks serve and the
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ def choose_backend(config: RunConfig, options: DistributedOptions) -> str:
                                  "built without NCCL): use --backend gloo or auto")
         if device.type != "cuda":
             raise MinibatchError("backend nccl trains on GPUs: use --device cuda, or --backend gloo on CPU")
+    if isinstance(config.batch_size, int) and config.batch_size < config.workers:
+        raise MinibatchError(f"global batch {config.batch_size} is smaller than the {config.workers} workers: "
+                             "every worker needs at least one row (lower --workers)")
     if not under_torchrun():
         workers = config.workers
         if device.type == "cuda" and workers > torch.cuda.device_count():
@@ -94,12 +98,18 @@ def run_distributed(fn: Callable[..., Any], config: RunConfig, *args: Any,
 
 # --- every rank ---------------------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent (the forkserver, which ends with the command) ends."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def _follow_supervisor(lifeline) -> None:
+    """End this rank when the supervising command ends, however it ends (even SIGKILL): the only write
+    end of ``lifeline`` is in the supervisor, so its death is EOF here. (The forkserver's own liveness
+    cannot serve: by design it lives as long as any process it forked.)"""
+    def watch() -> None:
+        try:
+            lifeline.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="ddp-lifeline", daemon=True).start()
 
 
 def _join_group(backend: str, rank: int, world: int, local_rank: int, timeout_s: float,
@@ -127,9 +137,9 @@ def _rank_threads(config: RunConfig) -> int:
     return config.threads or max(1, cpu_count() // config.workers)
 
 
-def _rank_main(rank: int, host: str, port: int, backend: str, timeout_s: float, conn,
+def _rank_main(rank: int, host: str, port: int, backend: str, timeout_s: float, conn, lifeline,
                fn: Callable[..., Any], args: tuple) -> None:
-    _die_with_parent()
+    _follow_supervisor(lifeline)
     config: RunConfig = args[0]
     torch.set_num_threads(_rank_threads(config))
     try:
@@ -186,9 +196,11 @@ def _host_store(timeout_s: float) -> tuple[dist.TCPStore, str]:
         store = dist.TCPStore(host, port, is_master=True, wait_for_workers=False,
                               timeout=timedelta(seconds=timeout_s))
     except (RuntimeError, OSError) as err:
+        if port and "in use" in str(err).lower():
+            raise MinibatchError(f"port {port} on {host} (MASTER_PORT) is already in use: free it, or unset "
+                                 "MASTER_PORT to let the run pick a free port") from None
         what = f"port {port} on {host} (MASTER_PORT)" if port else f"a free port on {host}"
-        raise MinibatchError(f"cannot listen on {what}: {str(err).splitlines()[0]} (is it in use? unset "
-                             "MASTER_PORT to pick a free port)") from None
+        raise MinibatchError(f"cannot listen on {what}: {str(err).splitlines()[0]}") from None
     return store, host
 
 
@@ -196,21 +208,25 @@ def _launch_local(fn: Callable[..., Any], args: tuple, config: RunConfig, backen
                   options: DistributedOptions) -> Any:
     store, host = _host_store(options.timeout_s)
     ctx = _context()
-    procs, pipes = [], []
+    procs, pipes, lifelines = [], [], []
     try:
         with _main_module_hidden():
             for rank in range(config.workers):
                 reader, writer = ctx.Pipe(duplex=False)
+                life_r, life_w = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_rank_main, name=f"ddp-rank-{rank}", daemon=True,
-                                   args=(rank, host, store.port, backend, options.timeout_s, writer, fn, args))
+                                   args=(rank, host, store.port, backend, options.timeout_s, writer, life_r,
+                                         fn, args))
                 proc.start()
                 writer.close()
+                life_r.close()
                 procs.append(proc)
                 pipes.append(reader)
+                lifelines.append(life_w)
         return _supervise(procs, pipes)
     finally:
         _stop(procs)
-        for pipe in pipes:
+        for pipe in pipes + lifelines:
             pipe.close()
         del store
 
@@ -244,12 +260,12 @@ def _supervise(procs: list, pipes: list) -> Any:
         return payload
     if status == "user-error":
         raise MinibatchError(payload)
-    # let the others report too, then name the root cause: a rank that died beats the errors it caused
-    deadline_reports = len(procs)
-    for _ in range(3):
-        if len(reports) == deadline_reports:
-            break
-        collect(GRACE_S / 3)
+    # an error is often the echo of a peer's death (gloo: "connection closed by peer"): give the other
+    # ranks a moment to report, so the message names the root cause
+    if not any(status == "died" for status, _ in reports.values()):
+        started = time.monotonic()
+        while len(reports) < len(procs) and time.monotonic() - started < GRACE_S:
+            collect(GRACE_S - (time.monotonic() - started))
     raise WorkerFailed(_failure_line(procs, reports))
 
 
