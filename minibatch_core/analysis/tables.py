@@ -26,7 +26,8 @@ REQUIRED_RUN_COLUMNS = ["run_id", "engine", "dataset", "device", "batch_spec", "
                         "cumulative_time_s", "steps", "samples_per_s", "peak_memory_bytes"]
 LESSON_BATCH = "32"
 BASELINE_ENGINES = ("reference", "sklearn")
-PHASES = ("data", "forward", "backward", "optimizer")
+# "allreduce": the gradient all-reduce of a distributed (ddp) step; 0 for single-process engines
+PHASES = ("data", "forward", "backward", "allreduce", "optimizer")
 _TEXT_COLUMNS = {"run_id": str, "engine": str, "dataset": str, "device": str, "device_name": str,
                  "batch_spec": str, "optimizer": str, "hidden": str, "memory_method": str}
 
@@ -227,6 +228,7 @@ def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
     wide = long.pivot_table(index=keys, columns="phase", values="mean_step_s", aggfunc="mean").reset_index()
     wide.columns.name = None
     found = [p for p in PHASES if f"{p}_s" in wide.columns]
+    wide[[f"{p}_s" for p in found]] = wide[[f"{p}_s" for p in found]].fillna(0.0)  # not split: no time there
     wide["total_step_s"] = wide[[f"{p}_s" for p in found]].sum(axis=1)
     for p in found:
         wide[f"{p}_share"] = wide[f"{p}_s"] / wide["total_step_s"]

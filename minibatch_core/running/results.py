@@ -113,7 +113,7 @@ class RunResult:
                     "workers": self.workers,
                     "worker_batch_size": self.worker_batch_size or self.batch_size,
                     "peak_memory_sum_bytes": self.peak_memory_sum_bytes,
-                    "allreduce_time_s": allreduce[i] if allreduce else None,
+                    "allreduce_time_s": allreduce[i] if allreduce else 0.0,  # one process: none
                 }
             )
         return pd.DataFrame(rows)
