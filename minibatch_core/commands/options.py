@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS
+from minibatch_core.records.axes import AXES
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -35,6 +37,38 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                    help="adam (the lesson's) or sgd; torch defaults apart from the learning rate")
     g.add_argument("--hidden", default="10,10", metavar="W[,W...]",
                    help="hidden layer widths (default 10,10, the lesson's)")
+
+
+def add_axis_options(parser: argparse.ArgumentParser) -> None:
+    """One option per sweep axis (``records.axes.AXES``): ``--batch-sizes``, ``--seeds``, ``--workers`` ...
+    Every option is text parsed by its axis, so a bad value is the axis's one-line error; an option not
+    given is None, so a ``--config`` file's value (or the default sweep's) stands."""
+    groups = {"data": parser.add_argument_group("data"), "grid": parser.add_argument_group("the grid")}
+    for axis in AXES:
+        flag = "--" + axis.key.replace("_", "-")
+        default = axis.sweep_value()
+        shown = ",".join(map(_text, default)) if axis.multi else _text(default)
+        group = groups["data"] if axis.field in _DATA_FIELDS else groups["grid"]
+        kwargs: dict = {"nargs": "+"} if axis.key == "hidden" else {}
+        group.add_argument(flag, dest=axis.key, metavar="V[,V...]" if axis.multi else "V",
+                           help=f"{axis.help} (default {shown or 'none'})", **kwargs)
+
+
+def given_axes(args: argparse.Namespace) -> dict[str, Any]:
+    """The axis options the user gave, as sweep settings."""
+    given = {a.key: getattr(args, a.key) for a in AXES if getattr(args, a.key, None) is not None}
+    if isinstance(given.get("hidden"), list):  # --hidden 10,10 32,32: one architecture per word
+        given["hidden"] = ";".join(given["hidden"])
+    return given
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):  # one architecture
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+_DATA_FIELDS = ("dataset", "target", "scale", "n_samples", "n_features", "n_classes", "data_seed")
 
 
 DATASET_HELP = (f"{', '.join(BUNDLED_DATASETS)} (bundled with scikit-learn, nothing downloaded), "

@@ -24,8 +24,8 @@ from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.presentation import plots as plotting
 from minibatch_core.presentation import summary_tables
 from minibatch_core.presentation.units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.running.envinfo import busy_warning, describe_machine
-from minibatch_core.sweep.sweep import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"

@@ -41,6 +41,7 @@ class RunResult:
     replicas: int = 1  # models trained in the same timed pass (the stacked engine trains many)
     torch_threads: int = 0
     profile: dict[str, float] | None = None
+    diverged_epoch: int | None = None  # the epoch whose loss or weights became non-finite; training stopped
     extra: dict[str, Any] = field(default_factory=dict)
     workers: int = 1  # processes that trained the model together (ddp); 1 for every other engine
     worker_batch_size: int = 0  # the largest per-worker share of the global batch (= batch_size at W=1)
