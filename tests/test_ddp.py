@@ -198,3 +198,32 @@ def test_nccl_two_gpus_match_reference():
     assert ddp.extra["backend"] == "nccl" and len(ddp.worker_peak_memory_bytes) == 2
     assert all(p > 0 for p in ddp.worker_peak_memory_bytes) and ddp.profile["allreduce"] > 0
     assert max_rel(ddp.epoch_losses, reference.epoch_losses) < 1e-3
+
+
+def test_a_workers_sweep_writes_the_records_the_scaling_table_and_plot(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "sweep"
+    assert main(["run", "--engines", "reference,ddp", "--workers", "1,2", "--batch-sizes", "full", "--seeds", "0",
+                 "--epochs", "3", "--quiet", "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    # one-process engines run once, at W=1; ddp at every W
+    assert sorted(map(tuple, runs[["engine", "workers"]].drop_duplicates().values.tolist())) == [
+        ("ddp", 1), ("ddp", 2), ("reference", 1)]
+    two = runs[runs["workers"] == 2]
+    assert (two["worker_batch_size"] == 89).all() and (two["allreduce_time_s"] > 0).all()
+    assert (two["peak_memory_sum_bytes"] == two["worker_peak_memory_bytes"].map(
+        lambda text: sum(int(p) for p in text.split(";")))).all()
+    assert (runs.loc[runs["engine"] == "reference", "allreduce_time_s"] == 0).all()
+    profile = pd.read_csv(out / "profile.csv")
+    assert "allreduce" in set(profile.loc[profile["engine"] == "ddp", "phase"])
+    scaled = pd.read_csv(out / "scaling.csv")
+    assert list(scaled["workers"]) == [1, 2] and set(scaled["engine"]) == {"ddp"}
+    timed = two[~two["warmup"]]
+    assert scaled.loc[1, "scaling_efficiency"] == pytest.approx(
+        scaled.loc[1, "samples_per_s_median"] / (2 * scaled.loc[0, "samples_per_s_median"]))
+    assert scaled.loc[1, "allreduce_share"] == pytest.approx(
+        timed["allreduce_time_s"].sum() / timed["epoch_time_s"].sum())
+    assert (out / "plots" / "scaling.png").stat().st_size > 10_000
+    report = (out / "report.md").read_text()
+    assert "## Data-parallel scaling" in report and "efficiency" in report and "all-reduce took" in report

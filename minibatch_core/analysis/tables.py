@@ -198,7 +198,7 @@ def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
     """profile.csv long -> one row per configuration with ``<phase>_s`` (mean s/step) and
     ``<phase>_share`` per phase, and ``total_step_s``."""
     keys = [c for c in ["config_id", "engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer",
-                        "hidden", "replicas"] if c in profile.columns and profile[c].notna().all()]
+                        "hidden", "replicas", "workers"] if c in profile.columns and profile[c].notna().all()]
     long = profile.assign(phase=profile["phase"].astype(str) + "_s")
     wide = long.pivot_table(index=keys, columns="phase", values="mean_step_s", aggfunc="mean").reset_index()
     wide.columns.name = None

@@ -231,6 +231,8 @@ def throughput(runs: pd.DataFrame, path: Path) -> Path:
 def profile_split(split: pd.DataFrame, path: Path) -> Path:
     """Stacked bars: mean step time split into data / forward / backward / optimizer, per batch size."""
     split = split.assign(setup=split["dataset"] + " · " + split["device"])
+    if "workers" in split and (split["workers"] > 1).any():  # a data-parallel run: its own panel per W
+        split = split.assign(engine=split["engine"] + split["workers"].map(lambda w: f" (W={w})" if w > 1 else ""))
     engines = engine_order(split["engine"].unique().tolist())
     setups = list(dict.fromkeys(split["setup"]))
     phases = [p for p in PHASES if f"{p}_s" in split]

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from minibatch_core.analysis import tables
+from minibatch_core.analysis.scaling import scaling
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.presentation import plots as plotting
-from minibatch_core.presentation import summary_tables
+from minibatch_core.presentation import scaling_plot, summary_tables
 from minibatch_core.presentation.units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.running.envinfo import busy_warning, describe_machine
@@ -31,6 +32,7 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+SCALING_CSV = "scaling.csv"
 PLOTS_DIR = "plots"
 
 
@@ -373,6 +375,10 @@ def build(folder: str | Path) -> dict[str, Path]:
         "summary_md": atomic_write_text(folder / SUMMARY_MD, summary_tables.summary_markdown(summary, machine)),
     }
     made = plotting.make_all(runs, split, folder / PLOTS_DIR)
+    scaled = scaling(runs)  # data-parallel runs at several worker counts; empty otherwise
+    if not scaled.empty:
+        written["scaling_csv"] = atomic_write_csv(folder / SCALING_CSV, scaled)
+        made.append(scaling_plot.scaling_plot(scaled, folder / PLOTS_DIR / "scaling.png"))
     by_name = {p.name: p for p in made}
 
     sections = [
@@ -383,6 +389,7 @@ def build(folder: str | Path) -> dict[str, Path]:
         ("Engines", findings_engines(summary, machine)),
         ("Where a step's time goes", findings_profile(split)),
         ("Memory", findings_memory(summary)),
+        ("Data-parallel scaling (ddp)", scaling_plot.findings(scaled) if not scaled.empty else []),
     ]
     findings: list[Block] = []
     for title, items in sections:
@@ -421,6 +428,13 @@ def build(folder: str | Path) -> dict[str, Path]:
                         "measured on extra instrumented steps of the first seed after training (synchronized on "
                         "CUDA, so phases add up to slightly more than an uninstrumented step)."),
                    Table(summary_tables.display_profile(split)), Image(p.path, p.title, p.caption)]
+    if "scaling" in by_name:
+        p = by_name["scaling"]
+        blocks += [Heading(2, "Data-parallel scaling"),
+                   Para(f"Runs of a distributed engine at several worker counts W, global batch fixed "
+                        f"(`{SCALING_CSV}`). Efficiency = samples/s at W ÷ (W × samples/s at W=1); all-reduce "
+                        "share = time in the gradient all-reduce (a DDP comm hook on rank 0) ÷ epoch time."),
+                   Image(p.path, p.title, p.caption)]
     methods = sorted(runs["memory_method"].dropna().unique()) if "memory_method" in runs else []
     if methods:
         blocks += [Heading(2, "How memory was measured"), Bullets(list(methods))]
