@@ -30,6 +30,9 @@ def test_train_epoch(benchmark, mb_options: dict, engine: str, device: str, batc
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip(NO_CUDA)
     eng = get_engine(engine)
+    if eng.distributed:
+        pytest.skip("the ddp engine trains in W launched processes, outside one session: measure it with "
+                    "`minibatch-bench run --engines ddp --workers 1,2`")
     config = RunConfig(dataset=mb_options["dataset"], batch_size=batch_size, epochs=mb_options["epochs"],
                        seed=mb_options["seed"], device=device, engine=engine)
     data = load_for(config)
