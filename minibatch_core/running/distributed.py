@@ -223,7 +223,7 @@ def _launch_local(fn: Callable[..., Any], args: tuple, config: RunConfig, backen
                 procs.append(proc)
                 pipes.append(reader)
                 lifelines.append(life_w)
-        return _supervise(procs, pipes)
+        return _supervise(procs, pipes, options.timeout_s)
     finally:
         _stop(procs)
         for pipe in pipes + lifelines:
@@ -231,7 +231,7 @@ def _launch_local(fn: Callable[..., Any], args: tuple, config: RunConfig, backen
         del store
 
 
-def _supervise(procs: list, pipes: list) -> Any:
+def _supervise(procs: list, pipes: list, timeout_s: float) -> Any:
     """Wait for rank 0's result; any rank that dies or fails first stops the run."""
     reports: dict[int, tuple[str, Any]] = {}
 
@@ -266,10 +266,12 @@ def _supervise(procs: list, pipes: list) -> Any:
         started = time.monotonic()
         while len(reports) < len(procs) and time.monotonic() - started < GRACE_S:
             collect(GRACE_S - (time.monotonic() - started))
-    raise WorkerFailed(_failure_line(procs, reports))
+    raise WorkerFailed(_failure_line(procs, reports, timeout_s))
 
 
-def _failure_line(procs: list, reports: dict[int, tuple[str, Any]]) -> str:
+def _failure_line(procs: list, reports: dict[int, tuple[str, Any]], timeout_s: float) -> str:
+    """The root cause in one line: a rank that died, else one that stopped answering (the others' errors
+    are then its echo: a timed-out or closed connection), else the first rank's own error."""
     others = len(procs) - 1
     for rank, (status, code) in sorted(reports.items()):
         if status == "died":
@@ -277,6 +279,11 @@ def _failure_line(procs: list, reports: dict[int, tuple[str, Any]]) -> str:
                    else f"exit status {code}")
             return (f"ddp worker rank {rank} (pid {procs[rank].pid}) died ({how}) during the run; the run "
                     f"was stopped and its other {others} worker(s) ended")
+    silent = [rank for rank in range(len(procs)) if rank not in reports]
+    if silent:
+        rank = silent[0]
+        return (f"ddp worker rank {rank} (pid {procs[rank].pid}) stopped responding: the others' collectives "
+                f"timed out after {timeout_s:g} s; the run was stopped and its workers ended")
     for rank, (status, text) in sorted(reports.items()):
         if status == "error":
             print(text, file=sys.stderr)
