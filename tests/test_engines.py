@@ -28,8 +28,6 @@ from minibatch_core.running.trainer import load_for, train, train_seeds
 
 CPU = torch.device("cpu")
 REL = 1e-4
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU; none on this machine")
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +226,7 @@ def test_sklearn_on_cuda_is_a_one_line_error(wine):
 
 # --- CUDA ------------------------------------------------------------------------------------------
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("batch_size", [1, 50, "full"])
 def test_fast_cuda_graphs_match_cpu(wine, batch_size):
     config = RunConfig(batch_size=batch_size, device="cuda")
@@ -244,7 +242,7 @@ def test_fast_cuda_graphs_match_cpu(wine, batch_size):
     assert graphs.profile(5) is not None
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_stacked_and_reference_on_cuda(wine):
     config = RunConfig(batch_size=32, device="cuda")
     cuda = torch.device("cuda")
