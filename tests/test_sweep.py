@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from minibatch_core.analysis.tables import PHASES
-from minibatch_core.records.axes import parse_hidden_list, parse_seeds
-from minibatch_core.records.columns import RUN_COLUMNS
 from minibatch_core.cli import main
 from minibatch_core.commands.run import point_latest, sweep_from_args
 from minibatch_core.engines import engine_names, get_engine
 from minibatch_core.errors import MinibatchError
+from minibatch_core.records.axes import parse_hidden_list, parse_seeds
+from minibatch_core.records.columns import RUN_COLUMNS
 from minibatch_core.running import trainer
 from minibatch_core.sweep import sweep as sweep_module
 from minibatch_core.sweep.sweep import SweepConfig, plan
