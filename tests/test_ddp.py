@@ -59,6 +59,12 @@ def test_records_workers_shards_memory_and_allreduce():
     assert result.peak_memory_sum_bytes == sum(result.worker_peak_memory_bytes)
     assert len(result.allreduce_time_s) == 2 and all(s > 0 for s in result.allreduce_time_s)
     assert list(result.profile) == ["data", "forward", "backward", "allreduce", "optimizer"]
+    # tensor bytes of rank 0's replica: the lesson's MLP (283 float32 parameters), one gradient each, Adam's
+    # two moments, and the activations of its 17-row shard
+    model_bytes = 4 * 283
+    assert result.memory.parameters == result.memory.gradients == model_bytes
+    assert 2 * model_bytes <= result.memory.optimizer_state < 3 * model_bytes
+    assert result.memory.activations == 4 * 17 * (10 + 10 + 10 + 10 + 3)
     assert result.profile["allreduce"] > 0
     frame = result.to_frame()
     assert (frame["workers"] == 2).all() and (frame["worker_batch_size"] == 17).all()
@@ -227,3 +233,41 @@ def test_a_workers_sweep_writes_the_records_the_scaling_table_and_plot(tmp_path)
     assert (out / "plots" / "scaling.png").stat().st_size > 10_000
     report = (out / "report.md").read_text()
     assert "## Data-parallel scaling" in report and "efficiency" in report and "all-reduce took" in report
+
+
+def test_an_empty_shard_still_reproduces_reference():
+    # 178 rows at batch 88: the last batch has 2 rows, so with 3 workers one of them gets none
+    config = RunConfig(batch_size=88, epochs=2, seed=0)
+    reference = train(config, isolate=False)
+    ddp = train(config.with_(engine="ddp", workers=3), distributed=DistributedOptions(oversubscribe=True))
+    assert max_rel(ddp.epoch_losses, reference.epoch_losses) < TOL
+
+
+def test_a_failed_ddp_run_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
+    import json
+
+    import pandas as pd
+
+    from minibatch_core.running import trainer
+    from minibatch_core.running.distributed import WorkerFailed
+    from minibatch_core.sweep import sweep as sweep_module
+
+    real = trainer.train_seeds
+
+    def dies_at_two_workers(config, *args, **kwargs):
+        if config.workers == 2:
+            raise WorkerFailed("ddp worker rank 1 (pid 1) died (killed by SIGKILL) during the run")
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_seeds", dies_at_two_workers)
+    monkeypatch.setattr(sweep_module, "calibrate", lambda devices, isolate=True: [
+        {"workload": "test", "device": d, "step_s": 1e-3, "repeats_step_s": [1e-3], "torch_threads": 1}
+        for d in devices])
+    out = tmp_path / "sweep"
+    assert main(["run", "--engines", "ddp", "--workers", "1,2", "--batch-sizes", "full", "--seeds", "0",
+                 "--epochs", "2", "--no-profile", "--quiet", "--out", str(out)]) == 0
+    assert "died (killed by SIGKILL) during the run (the sweep goes on)" in capsys.readouterr().err
+    assert set(pd.read_csv(out / "runs.csv")["workers"]) == {1}
+    env = json.loads((out / "env.json").read_text())
+    assert env["status"] == "complete" and len(env["failed_runs"]) == 1
+    assert "workers 2" in env["failed_runs"][0]["run"]

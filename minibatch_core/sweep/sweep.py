@@ -10,6 +10,7 @@ formats or plots.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from minibatch_core.records.axes import AXES, AXIS_BY_KEY
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
-from minibatch_core.running.distributed import DistributedOptions, choose_backend
+from minibatch_core.running.distributed import DistributedOptions, WorkerFailed, choose_backend
 from minibatch_core.running.envinfo import load_average
 
 __all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "execute",
@@ -220,9 +221,16 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
         runs: list[pd.DataFrame] = []
         profiles: list[pd.DataFrame] = []
+        failed: list[dict[str, str]] = []
         for job in the_plan.jobs:
             report(done, the_plan.total_runs, job_label(job))
-            results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
+            try:
+                results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
+            except WorkerFailed as failure:  # a ddp worker died or hung: that run is lost, the sweep goes on
+                failed.append({"run": job_label(job), "error": str(failure)})
+                write_env(failed_runs=failed)
+                print(f"minibatch-bench run: {job_label(job)}: {failure} (the sweep goes on)", file=sys.stderr)
+                continue
             load = load_average()  # contention during this run shows in the report and compare
             runs += [run_rows(r, calibration_step_s=step_by_device.get(r.device),
                               load_1m=load[0] if load else None) for r in results]
