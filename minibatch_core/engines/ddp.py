@@ -81,7 +81,7 @@ def rank_device(device: torch.device, group: Group) -> torch.device:
     """One process per GPU: rank r of a node uses cuda:LOCAL_RANK."""
     if device.type != "cuda":
         return torch.device("cpu")
-    return torch.device("cuda", group.local_rank) if group.world > 1 else device
+    return torch.device("cuda", group.local_rank)
 
 
 def _command(group: Group, code: int, arg: int = 0) -> tuple[int, int]:

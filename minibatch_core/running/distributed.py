@@ -75,6 +75,9 @@ def choose_backend(config: RunConfig, options: DistributedOptions) -> str:
     if isinstance(config.batch_size, int) and config.batch_size < config.workers:
         raise MinibatchError(f"global batch {config.batch_size} is smaller than the {config.workers} workers: "
                              "every worker needs at least one row (lower --workers)")
+    if device.type == "cuda" and config.workers > 1 and ":" in str(config.device):
+        raise MinibatchError(f"--device {config.device} names one GPU, but with --workers {config.workers} rank r "
+                             "uses cuda:r (one process per GPU): use --device cuda")
     if not under_torchrun():
         workers = config.workers
         if device.type == "cuda" and workers > torch.cuda.device_count():
@@ -144,7 +147,9 @@ def _rank_main(rank: int, host: str, port: int, backend: str, timeout_s: float, 
     torch.set_num_threads(_rank_threads(config))
     try:
         store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
-        _join_group(backend, rank, config.workers, rank, timeout_s, store)
+        # one process per GPU: rank r on cuda:r (W=1 keeps the GPU the user named)
+        local = (resolve_device(config.device).index or 0) if config.workers == 1 else rank
+        _join_group(backend, rank, config.workers, local, timeout_s, store)
         if rank == 0:
             result = fn(*args)
             ddp.shutdown()  # after a failure no collective is tried: the supervisor stops the others
