@@ -133,7 +133,8 @@ def summary_text(result: RunResult) -> str:
 
 def workers_text(result: RunResult, timed: list[float]) -> str:
     peaks = ", ".join(fmt_bytes(p) for p in result.worker_peak_memory_bytes)
-    line = (f"workers {result.workers} ({result.extra.get('backend', '?')}) | per-worker batch "
+    line = (f"workers {result.workers} ({result.extra.get('backend', '?')}, "
+            f"{result.extra.get('launcher', 'local')} launch) | per-worker batch "
             f"{result.worker_batch_size} | peak memory per worker {peaks} (sum "
             f"{fmt_bytes(result.peak_memory_sum_bytes)})")
     allreduce = result.allreduce_time_s

@@ -48,6 +48,7 @@ class Group:
     local_rank: int
     backend: str
     control: Any  # a gloo group: commands and pickled objects travel here, whatever the backend
+    launcher: str = "local"  # "local": the command started the ranks; "torchrun": it joined a job
 
 
 _GROUP: Group | None = None
@@ -259,7 +260,8 @@ class DDPSession:
             workers=self.world,
             worker_batch_size=self.worker_batch_size,
             other_peak_memory_bytes=[int(g["peak"]) for g in gathered[1:]],
-            extra={"backend": self.group.backend, "allreduce_s": list(self.allreduce_s)},
+            extra={"backend": self.group.backend, "launcher": self.group.launcher,
+                   "allreduce_s": list(self.allreduce_s)},
         )
 
 

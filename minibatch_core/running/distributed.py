@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any
@@ -116,7 +116,7 @@ def _follow_supervisor(lifeline) -> None:
 
 
 def _join_group(backend: str, rank: int, world: int, local_rank: int, timeout_s: float,
-                store: dist.Store | None = None) -> None:
+                store: dist.Store | None = None, launcher: str = "local") -> None:
     kwargs: dict[str, Any] = {"backend": backend, "rank": rank, "world_size": world,
                               "timeout": timedelta(seconds=timeout_s)}
     if store is not None:
@@ -126,7 +126,7 @@ def _join_group(backend: str, rank: int, world: int, local_rank: int, timeout_s:
         kwargs["device_id"] = torch.device("cuda", local_rank)
     dist.init_process_group(**kwargs)
     control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
-    ddp.attach(ddp.Group(rank, world, local_rank, backend, control))
+    ddp.attach(ddp.Group(rank, world, local_rank, backend, control, launcher))
 
 
 def _leave_group() -> None:
@@ -176,12 +176,15 @@ def _join_torchrun(fn: Callable[..., Any], args: tuple, config: RunConfig, backe
                              f"pass --workers {world}")
     if config.threads is None and config.device == "cpu":
         torch.set_num_threads(max(1, cpu_count() // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
-    _join_group(backend, rank, world, int(os.environ.get("LOCAL_RANK", 0)), options.timeout_s)
+    _join_group(backend, rank, world, int(os.environ.get("LOCAL_RANK", 0)), options.timeout_s,
+                launcher="torchrun")
     try:
         if rank == 0:
             result = fn(*args)
             ddp.shutdown()  # after a failure rank 0 just exits: torchrun's agent stops the others
-            return result
+            # rank 0 measured in the process torchrun started, not in a fresh worker: say so
+            return [replace(r, memory_method=r.memory_method.replace(
+                "one fresh worker process per run", "rank 0's process of a torchrun job")) for r in result]
         ddp.serve(MemoryProbe)
     finally:
         _leave_group()
