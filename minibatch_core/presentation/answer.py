@@ -35,12 +35,12 @@ def _loss_sentence(group: pd.DataFrame, where: str, engine: str) -> str:
     n = int(best["n_seeds"] - best["n_diverged"])
     spread = (f"median of {n} seeds, range {L.fmt_loss(best['final_loss_min'])}–"
               f"{L.fmt_loss(best['final_loss_max'])}" if n > 1 else "one seed")
-    rest = []
+    rest, gone_text = [], []
     for _, r in _by_batch(group).iterrows():
         if r.name == best.name:
             continue
         if r["n_diverged"] == r["n_seeds"]:
-            rest.append(f"batch size {_batch(r)} {L.diverged_text(r['diverged_epoch'])}")
+            gone_text.append(f"batch size {_batch(r)} {L.diverged_text(r['diverged_epoch'])} in every seed")
         elif r["n_seeds"] - r["n_diverged"] > 1 and r["final_loss_min"] != r["final_loss_max"]:
             rest.append(f"{L.fmt_loss(r['final_loss_median'])} ({L.fmt_loss(r['final_loss_min'])}–"
                         f"{L.fmt_loss(r['final_loss_max'])}) for batch size {_batch(r)}")
@@ -48,7 +48,8 @@ def _loss_sentence(group: pd.DataFrame, where: str, engine: str) -> str:
             rest.append(f"{L.fmt_loss(r['final_loss_median'])} for batch size {_batch(r)}")
     return (f"{where}, after {epochs} batch size {_batch(best)} reached the lowest training loss with the "
             f"{engine} engine: {L.fmt_loss(best['final_loss_median'])} ({spread})"
-            + (", against " + ", ".join(rest) if rest else "") + ".")
+            + (", against " + " and ".join(rest) if rest else "")
+            + ("; " + "; ".join(gone_text) if gone_text else "") + ".")
 
 
 def _time_sentence(group: pd.DataFrame, engine: str) -> tuple[str, pd.Series | None]:
@@ -103,14 +104,16 @@ def _other_engines(frame: pd.DataFrame, headline: str, head_time: pd.Series | No
         one, b32 = group[group["batch_spec"] == "1"], group[group["batch_spec"] == "32"]
         if not one.empty and not b32.empty:
             ratios[engine] = float(one["epoch_time_s"].iloc[0] / b32["epoch_time_s"].iloc[0])
-    if len(frame["engine"].unique()) < 2:
+    if len(frame["engine"].unique()) < 2 or list(winners) == ["none"]:
         return ""
-    if len(winners) == 1 and "none" not in winners:
+    if len(winners) == 1:
         return f"Every engine agrees on the winner per second (batch size {next(iter(winners))})."
-    parts = [f"batch size {b} for {', '.join(e)}" if b != "none" else f"no batch size for {', '.join(e)}"
+    parts = [f"batch size {b} for {', '.join(e)}" if b != "none" else
+             f"none for {', '.join(e)} (no batch size got most of its seeds to the target)"
              for b, e in winners.items()]
     text = "The winner per second depends on the engine: " + "; ".join(parts) + "."
-    if ratios and "1" in winners and len(winners) > 1:
+    # the cost of a step explains a different winner only where nothing diverged (else divergence does)
+    if ratios and "1" in winners and len(winners) > 1 and not frame["n_diverged"].any():
         text += (" The engines differ in what a step costs: batch size 1's epoch took "
                  + ", ".join(f"{L.fmt_times(v)} batch 32's with {e}" for e, v in ratios.items())
                  + ", so engines with little per-step overhead let the many small steps of batch size 1 pay off.")

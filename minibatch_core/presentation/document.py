@@ -25,7 +25,7 @@ class Para:
 
 
 @dataclass(frozen=True)
-class Warning:
+class Callout:
     """A paragraph that must not be missed (contended timings)."""
     text: str
 
@@ -48,7 +48,7 @@ class Image:
     hero: bool = False
 
 
-Block = Heading | Para | Warning | Bullets | Table | Image
+Block = Heading | Para | Callout | Bullets | Table | Image
 
 
 def render_markdown(blocks: list[Block], folder: Path) -> str:
@@ -58,7 +58,7 @@ def render_markdown(blocks: list[Block], folder: Path) -> str:
             out.append("#" * b.level + " " + b.text)
         elif isinstance(b, Para):
             out.append(b.text)
-        elif isinstance(b, Warning):
+        elif isinstance(b, Callout):
             out.append(f"> **⚠ {b.text}**")
         elif isinstance(b, Bullets):
             out.append("\n".join(f"- {item}" for item in b.items))
@@ -79,7 +79,7 @@ h2 { margin-top: 1.8em; border-bottom: 1px solid #eee; padding-bottom: .2em; }
 .answer { font-size: 1.08em; }
 .warning { background: #fff4e5; border-left: 5px solid #e69500; padding: .6em 1em; font-weight: 600; }
 .scroll { overflow-x: auto; margin: 1em 0; max-width: 100%; }
-table { border-collapse: separate; border-spacing: 0; font-size: 0.85em; }
+table { border-collapse: separate; border-spacing: 0; font-size: 0.92em; }
 th, td { border-bottom: 1px solid #ddd; border-right: 1px solid #eee; padding: 4px 8px; text-align: right;
          vertical-align: top; max-width: 16em; }
 th { background: #f4f4f4; position: sticky; top: 0; white-space: normal; }
@@ -112,7 +112,7 @@ def render_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Para):
             css = ' class="answer"' if answer else ""
             out.append(f"<p{css}>{_inline_html(b.text)}</p>")
-        elif isinstance(b, Warning):
+        elif isinstance(b, Callout):
             out.append(f'<p class="warning">⚠ {_inline_html(b.text)}</p>')
         elif isinstance(b, Bullets):
             out.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")

@@ -47,20 +47,22 @@ def _panel_title(ax, runs: pd.DataFrame, setup: str, engine: str) -> None:
 
 
 def _mark_diverged(ax, part: pd.DataFrame, styles: dict, x: str = "epoch") -> int:
-    """An ✕ at the top edge where each diverged run stopped, labelled once per batch size."""
+    """An ✕ on the top edge where each batch size's runs diverged, and one boxed line per batch size
+    ("1: diverged at epoch 2") in the panel's corner. Returns the number of batch sizes marked."""
     gone = part[part["diverged"]].groupby(["batch", "run_id"])["diverged_epoch"].first().reset_index()
-    marked = 0
+    lines = []
     for batch, rows in gone.groupby("batch", sort=False):
         first = int(rows["diverged_epoch"].min())
         where = first if x == "epoch" else part.loc[(part["batch"] == batch) & (part["epoch"] == first),
                                                     "per_model_time_s"].median()
         ax.plot([where], [0.97], marker="X", markersize=11, color=styles[batch].color, linestyle="none",
                 transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)
-        ax.annotate(f"{batch}: {L.diverged_text(first, len(rows), part[part['batch'] == batch]['run_id'].nunique())}",
-                    (where, 0.97), xycoords=ax.get_xaxis_transform(), xytext=(6, -4 - 12 * marked),
-                    textcoords="offset points", fontsize=8, color=styles[batch].color, va="top")
-        marked += 1
-    return marked
+        seeds = part.loc[part["batch"] == batch, "run_id"].nunique()
+        lines.append(f"✕ {batch}: {L.diverged_text(first, len(rows), seeds)}")
+    if lines:
+        ax.text(0.98, 0.88, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                color="firebrick", zorder=6, bbox={"facecolor": "white", "edgecolor": "firebrick", "alpha": 0.9})
+    return len(lines)
 
 
 def loss_vs_epoch(data: PlotData) -> plt.Figure:
@@ -86,6 +88,7 @@ def loss_vs_epoch(data: PlotData) -> plt.Figure:
             K.plain_log_y(ax)
         _mark_diverged(ax, part, styles)
         if finite.empty:
+            ax.set_yticks([])
             K.note(ax, "every run diverged:\nno finite loss to draw")
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.set_xlabel(L.axis_label("epoch"))
@@ -114,11 +117,12 @@ def loss_vs_time(data: PlotData) -> plt.Figure:
             st = styles[batch]
             ax.plot(curve["t"], curve["loss"], color=st.color, linestyle=st.linestyle, marker=st.marker,
                     markersize=4, linewidth=2, label=batch)
+        K.seconds_log_x(ax)
         if not finite.empty:
             K.plain_log_y(ax)
-            K.seconds_log_x(ax)
         _mark_diverged(ax, part, styles, x="time")
         if finite.empty:
+            ax.set_yticks([])
             K.note(ax, "every run diverged:\nno finite loss to draw")
         ax.set_xlabel(L.axis_label("cumulative_time"))
         if ax.get_subplotspec().is_first_col():

@@ -24,11 +24,11 @@ from minibatch_core.presentation.answer import answer_paragraphs
 from minibatch_core.presentation.document import (
     Block,
     Bullets,
+    Callout,
     Heading,
     Image,
     Para,
     Table,
-    Warning,
     render_html,
     render_markdown,
 )
@@ -109,7 +109,7 @@ def environment_items(env: dict[str, Any], calibration: list[dict] | None) -> li
 def _question_blocks(question: findings.Question, warn: Contention | None) -> list[Block]:
     blocks: list[Block] = [Heading(2, question.title)]
     if warn is not None:
-        blocks.append(Warning(warn.short()))
+        blocks.append(Callout(warn.short()))
     return blocks + [Para(question.answer), Table(question.table)]
 
 
@@ -151,7 +151,7 @@ def build(folder: str | Path) -> dict[str, Path]:
              f"{sources}; \"median of N seeds\" figures come with the lowest and highest seed."),
     ]
     if warn is not None:
-        blocks.append(Warning(warn.sentence()))
+        blocks.append(Callout(warn.sentence()))
     blocks += [Heading(2, "The answer"), *[Para(p) for p in answer_paragraphs(configs, ttl, _n_samples(runs), warn)],
                Image(hero.path, hero.title, hero.caption, hero=True)]
     blocks += _question_blocks(findings.epoch_time_question(configs), warn)
