@@ -62,8 +62,9 @@ def contention(runs: pd.DataFrame | None, env: dict[str, Any] | None) -> Content
         cores = int(counts.max()) if not counts.empty else 0
     if not cores:
         return None
-    if runs is not None and "load_1m" in runs and "run_id" in runs:
-        per_run = pd.to_numeric(runs["load_1m"], errors="coerce").groupby(runs["run_id"]).max().dropna()
+    if runs is not None and "load_1m" in runs:
+        load = pd.to_numeric(runs["load_1m"], errors="coerce")
+        per_run = (load.groupby(runs["run_id"]).max() if "run_id" in runs else load).dropna()
         if not per_run.empty:
             over = int((per_run > cores).sum())
             if over == 0:

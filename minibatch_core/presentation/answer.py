@@ -28,9 +28,10 @@ def _loss_sentence(group: pd.DataFrame, where: str, engine: str) -> str:
     ok = group.dropna(subset=["final_loss_median"])
     gone = group[group["n_diverged"] == group["n_seeds"]]
     if ok.empty:
-        first = gone["diverged_epoch"].min()
-        return (f"{where}, every {engine} run diverged (the first at epoch {int(first)}): the loss became "
-                "non-finite, so no batch size has a final loss to compare.")
+        when = ", ".join(f"batch size {_batch(r)} at epoch {int(r['diverged_epoch'])}"
+                         for _, r in _by_batch(gone).iterrows() if np.isfinite(r["diverged_epoch"]))
+        return (f"{where}, every {engine} run diverged ({when}): the loss became non-finite, so no batch "
+                "size has a final loss to compare.")
     best = ok.loc[ok["final_loss_median"].idxmin()]
     n = int(best["n_seeds"] - best["n_diverged"])
     spread = (f"median of {n} seeds, range {L.fmt_loss(best['final_loss_min'])}–"
