@@ -93,12 +93,12 @@ def cells(row: RowComparison, comparison: Comparison) -> dict[str, str]:
 
 def contention_notes(comparison: Comparison) -> list[str]:
     """One warning per side whose sweep ran on a machine loaded beyond its cores. Evidence: the side's
-    per-run ``load_1m`` column, else its env.json (``env_data``, when the loader keeps it)."""
+    per-run ``load_1m`` column, else its env.json (``env_data``)."""
     out = []
     for name, side in (("current", comparison.current), ("baseline", comparison.baseline)):
-        found = contention(side.frame, getattr(side, "env_data", None))
+        found = contention(side.frame, side.env_data)
         if found is not None:
-            out.append(f"{name} timings contended: {found.short()}")
+            out.append(f"{name} measured on a {found.short()}")
     return out
 
 
