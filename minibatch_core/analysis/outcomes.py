@@ -36,7 +36,7 @@ def run_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     first_bad = frame[nonfinite].groupby("run_id")["epoch"].min()
     recorded = (pd.to_numeric(frame["diverged_epoch"], errors="coerce").groupby(frame["run_id"]).min()
                 if "diverged_epoch" in frame else pd.Series(dtype=float))
-    last = frame.sort_values("epoch").groupby("run_id", sort=False).tail(1).set_index("run_id")
+    last = frame.sort_values("epoch", kind="stable").groupby("run_id", sort=False).tail(1).set_index("run_id")
     out = last[[*CONFIG_KEYS, "seed"]].copy()
     out["diverged"] = frame.groupby("run_id")["_bad"].any()
     out["diverged_epoch"] = recorded.reindex(out.index).fillna(first_bad.reindex(out.index))
@@ -70,12 +70,14 @@ def config_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    """Setups, then engines in registry order, then batch sizes small to large."""
+    """Datasets and devices in the sweep's order, then engines in registry order, then batch sizes."""
     engines = engine_order(frame["engine"].unique().tolist())
     specs = batch_order(frame)
-    key = frame.assign(_e=frame["engine"].map(engines.index), _b=frame["batch_spec"].map(specs.index))
-    return key.sort_values(["dataset", "device", "lr", "optimizer", "hidden", "epochs", "_e", "_b"],
-                           kind="stable").drop(columns=["_e", "_b"]).reset_index(drop=True)
+    datasets, devices = list(dict.fromkeys(frame["dataset"])), list(dict.fromkeys(frame["device"]))
+    key = frame.assign(_e=frame["engine"].map(engines.index), _b=frame["batch_spec"].map(specs.index),
+                       _d=frame["dataset"].map(datasets.index), _v=frame["device"].map(devices.index))
+    return key.sort_values(["_d", "_v", "lr", "optimizer", "hidden", "epochs", "_e", "_b"],
+                           kind="stable").drop(columns=["_e", "_b", "_d", "_v"]).reset_index(drop=True)
 
 
 def target_losses(configs: pd.DataFrame, lesson_batch: str = "32") -> pd.DataFrame:

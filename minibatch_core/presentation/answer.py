@@ -145,7 +145,7 @@ def answer_paragraphs(configs: pd.DataFrame, ttl: pd.DataFrame, n_samples: dict[
         time_text, time_best = _time_sentence(group, headline)
         if time_text:
             if contention is not None:
-                time_text += " (timings contended: see the warning above)"
+                time_text = time_text[:-1] + " (timings contended: see the warning above)."
             sentences.append(time_text)
         ok = group.dropna(subset=["final_loss_median"])
         if time_best is not None and not ok.empty:

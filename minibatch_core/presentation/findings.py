@@ -24,10 +24,13 @@ class Question:
 
 
 def _ordered(configs: pd.DataFrame) -> pd.DataFrame:
+    """Datasets and devices in the sweep's order, engines in registry order, batch sizes ascending."""
     engines = engine_order(configs["engine"].unique().tolist())
-    key = configs.assign(_e=configs["engine"].map(engines.index),
-                         _b=configs["batch_spec"].map(L.batch_sort_key))
-    return key.sort_values(["dataset", "device", "lr", "optimizer", "_e", "_b"]).drop(columns=["_e", "_b"])
+    datasets, devices = list(dict.fromkeys(configs["dataset"])), list(dict.fromkeys(configs["device"]))
+    key = configs.assign(_e=configs["engine"].map(engines.index), _b=configs["batch_spec"].map(L.batch_sort_key),
+                         _d=configs["dataset"].map(datasets.index), _v=configs["device"].map(devices.index))
+    return key.sort_values(["_d", "_v", "lr", "optimizer", "_e", "_b"], kind="stable").drop(
+        columns=["_e", "_b", "_d", "_v"])
 
 
 def _row_label(row: pd.Series, configs: pd.DataFrame) -> str:
@@ -105,14 +108,25 @@ def _winners(configs: pd.DataFrame, column: str) -> dict[tuple, pd.Series]:
 
 
 def _who(winners: dict[tuple, pd.Series], configs: pd.DataFrame) -> str:
-    """"batch size 1 for every engine" or "batch size 32 for fast, stacked; batch size 1 for reference"."""
-    by_batch: dict[str, list[str]] = {}
+    """"batch size 1 for every engine", or per setting when several were swept: "on wine · cpu, batch size
+    32 for every engine; on iris · cpu, batch size 32 for reference, fast; batch size 1 for stacked"."""
+    settings: dict[str, dict[str, list[str]]] = {}
     for w in winners.values():
-        by_batch.setdefault(L.batch_label(w["batch_spec"], w["batch_size"]), []).append(_row_label(w, configs))
-    if len(by_batch) == 1:
-        (batch, rows), = by_batch.items()
-        return f"batch size {batch} for " + ("every engine" if len(rows) > 1 else rows[0])
-    return "; ".join(f"batch size {b} for {', '.join(rows)}" for b, rows in by_batch.items())
+        label = _row_label(w, configs)
+        engine, _, setting = label.partition(" · ")
+        by_batch = settings.setdefault(setting, {})
+        by_batch.setdefault(L.batch_label(w["batch_spec"], w["batch_size"]), []).append(engine)
+    texts = {}
+    for setting, by_batch in settings.items():
+        if len(by_batch) == 1:
+            (batch, engines), = by_batch.items()
+            text = f"batch size {batch} for " + ("every engine" if len(engines) > 1 else engines[0])
+        else:
+            text = "; ".join(f"batch size {b} for {', '.join(e)}" for b, e in by_batch.items())
+        texts[setting] = text
+    if len(set(texts.values())) == 1 and len(texts) > 1:
+        return next(iter(texts.values())) + f" on {' and '.join(texts)} alike"
+    return "; ".join(f"on {setting}, {text}" if setting else text for setting, text in texts.items())
 
 
 def epoch_time_question(configs: pd.DataFrame) -> Question:
