@@ -81,8 +81,8 @@ h2 { margin-top: 1.8em; border-bottom: 1px solid #eee; padding-bottom: .2em; }
 .scroll { overflow-x: auto; margin: 1em 0; max-width: 100%; }
 table { border-collapse: separate; border-spacing: 0; font-size: 0.92em; }
 th, td { border-bottom: 1px solid #ddd; border-right: 1px solid #eee; padding: 4px 8px; text-align: right;
-         vertical-align: top; max-width: 16em; }
-th { background: #f4f4f4; position: sticky; top: 0; white-space: normal; }
+         vertical-align: top; }
+th { background: #f4f4f4; position: sticky; top: 0; white-space: normal; max-width: 12em; }
 td { white-space: nowrap; }
 th:first-child, td:first-child { position: sticky; left: 0; background: #fff; text-align: left;
                                   white-space: normal; min-width: 7em; z-index: 1; box-shadow: 1px 0 0 #ccc; }

@@ -23,10 +23,12 @@ class Question:
     table: pd.DataFrame
 
 
-def _ordered(configs: pd.DataFrame) -> pd.DataFrame:
-    """Datasets and devices in the sweep's order, engines in registry order, batch sizes ascending."""
+def _ordered(configs: pd.DataFrame, datasets: list[str] | None = None) -> pd.DataFrame:
+    """Datasets (as given, else first seen) and devices in the sweep's order, engines in registry order,
+    batch sizes ascending."""
     engines = engine_order(configs["engine"].unique().tolist())
-    datasets, devices = list(dict.fromkeys(configs["dataset"])), list(dict.fromkeys(configs["device"]))
+    datasets = datasets or list(dict.fromkeys(configs["dataset"]))
+    devices = list(dict.fromkeys(configs["device"]))
     key = configs.assign(_e=configs["engine"].map(engines.index), _b=configs["batch_spec"].map(L.batch_sort_key),
                          _d=configs["dataset"].map(datasets.index), _v=configs["device"].map(devices.index))
     return key.sort_values(["_d", "_v", "lr", "optimizer", "_e", "_b"], kind="stable").drop(
@@ -53,9 +55,9 @@ def _columns(configs: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _pivot(configs: pd.DataFrame, cell) -> pd.DataFrame:
+def _pivot(configs: pd.DataFrame, cell, datasets: list[str] | None = None) -> pd.DataFrame:
     """Rows: engine (· setup); columns: batch sizes; cells: ``cell(row)``."""
-    configs = _ordered(configs)
+    configs = _ordered(configs, datasets)
     columns = _columns(configs)
     rows: dict[str, dict[str, str]] = {}
     for _, r in configs.iterrows():
@@ -184,7 +186,7 @@ def time_to_target_question(configs: pd.DataFrame, ttl: pd.DataFrame) -> Questio
     return Question("Time to a target loss", answer, table)
 
 
-def engine_question(summary: pd.DataFrame) -> Question | None:
+def engine_question(summary: pd.DataFrame, datasets: list[str] | None = None) -> Question | None:
     if "speedup_vs_reference" not in summary or summary["engine"].nunique() < 2:
         return None
     others = summary[summary["engine"] != "reference"].dropna(subset=["speedup_vs_reference"])
@@ -198,4 +200,4 @@ def engine_question(summary: pd.DataFrame) -> Question | None:
     answer = ("Per-model epoch time of the reference engine divided by each engine's (above 1× = faster): "
               + "; ".join(parts) + ".")
     return Question("Engines against the lesson's loop", answer,
-                    _pivot(others, lambda r: L.fmt_times(r["speedup_vs_reference"])))
+                    _pivot(others, lambda r: L.fmt_times(r["speedup_vs_reference"]), datasets))

@@ -157,7 +157,7 @@ def build(folder: str | Path) -> dict[str, Path]:
     blocks += _question_blocks(findings.epoch_time_question(configs), warn)
     blocks += _question_blocks(findings.loss_question(configs), None)
     blocks += _question_blocks(findings.time_to_target_question(configs, ttl), warn)
-    engines = findings.engine_question(summary)
+    engines = findings.engine_question(summary, list(dict.fromkeys(configs["dataset"])))
     if engines is not None:
         blocks += _question_blocks(engines, warn)
     if split is not None:
