@@ -121,9 +121,14 @@ def test_report_opens_with_the_answer(folder: Path) -> None:
     assert ("batch size 1 reached the lowest training loss with the reference engine: 0.35 (median of 2 seeds, "
             "range 0.333–0.367), against 0.683 (0.667–0.7) for batch size 32 and 1.35 (1.33–1.37) for batch size "
             "full (178)") in answer
-    # target = b32's median final loss 0.683; b1 gets there at epoch 2 in both seeds: 1.2 s + 0.4 s
-    assert "batch size 1 got to 0.683 (batch size 32's median final loss) soonest: 1.6 s" in answer
-    assert "Every engine agrees on the winner per second (batch size 1)" in answer
+    # target = b32's median final loss 0.683: b32's seed 0 gets there at epoch 3 (0.3 + 0.1 + 0.1 s), seed 1
+    # never (0.7), so the median of the two is 0.5 s; b1 gets there at epoch 2 in both seeds (1.2 + 0.4 s)
+    assert ("batch size 32 got to 0.683 (batch size 32's median final loss) soonest: 500 ms (median of 2 seeds, "
+            "the 1 that never got there counted as slowest), 3.2× sooner than batch size 1; batch size full "
+            "(178) did not get there in 3 epochs.") in answer
+    assert ("Batch size 1 wins per epoch but not per second: it makes 178 optimizer steps per epoch to batch "
+            "size 32's 6, so each of its epochs took 4.0× as long (400 ms vs 100 ms).") in answer
+    assert "Every engine agrees on the winner per second (batch size 32)" in answer
     # the hero plot follows the answer, before any table
     assert answer.index("(plots/loss_vs_time.png)") > answer.index("soonest")
     assert "|" not in answer
@@ -140,8 +145,10 @@ def test_question_tables_are_computed_from_the_data(folder: Path) -> None:
     assert "Lowest training loss after 3 epochs: batch size 1 for every engine." in loss
     assert "| reference | 0.35 (0.333–0.367) | 0.683 (0.667–0.7) | 1.35 (1.33–1.37) |" in loss
     target = _section(md, "Time to a target loss")
-    # b32's seed 1 ends at 0.7 > 0.683: one of two seeds, so no median; full never gets there
-    assert "| reference | 0.683 | 1.6 s | 1 of 2 seeds, in 500 ms | not reached in 3 epochs |" in target
+    # b32's seed 1 ends at 0.7 > 0.683: one of two seeds; full never gets there
+    assert "| reference | 0.683 | 1.6 s | 500 ms; 1 of 2 seeds | not reached in 3 epochs |" in target
+    assert ("Soonest in training time to batch size 32's median final loss (the lesson's choice): batch size "
+            "32 for every engine") in target
     engines = _section(md, "Engines against the lesson's loop")
     assert "fast 2.0×; stacked 4.0×" in engines
     assert "nan" not in md.lower()

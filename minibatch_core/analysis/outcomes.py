@@ -103,7 +103,7 @@ def time_to_loss(runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     """Per configuration: each seed's training time (``cumulative_time_s``, per model for multi-seed
     engines) at the first epoch whose loss is at or below its group's target; how many seeds got there
     (``n_reached`` of ``n_seeds``), the range over those that did, and the median over all seeds with the
-    others counted as "later than any" (censored), so it is NaN unless more than half got there."""
+    others counted as "later than any" (censored): NaN unless at least half got there."""
     runs = with_defaults(runs)
     frame = runs.merge(targets, on=GROUP_KEYS)
     frame = frame.assign(_t=frame["cumulative_time_s"] / frame["replicas"])
@@ -112,19 +112,28 @@ def time_to_loss(runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     per_run = first.set_index("run_id")[["_t", "epoch"]]
     runs_cfg = frame.groupby("run_id", sort=False)[[*CONFIG_KEYS, "target_loss", "target_from"]].first()
     runs_cfg = runs_cfg.join(per_run)
-    runs_cfg["_censored"] = runs_cfg["_t"].fillna(np.inf)
     g = runs_cfg.groupby(CONFIG_KEYS, sort=False)
     out = pd.DataFrame({
         "target_loss": g["target_loss"].first(),
         "target_from": g["target_from"].first(),
         "n_seeds": g.size(),
         "n_reached": g["_t"].count(),
-        "time_median_s": g["_censored"].median().replace(np.inf, np.nan),
+        "time_median_s": g["_t"].agg(_censored_median),
         "time_min_s": g["_t"].min(),
         "time_max_s": g["_t"].max(),
         "epoch_median": g["epoch"].median(),
     })
     return out.reset_index()
+
+
+def _censored_median(times: pd.Series) -> float:
+    """Median of times where NaN means "never": the usual median when every seed got there, else the
+    lower-middle value, which is known as soon as at least half did (e.g. 1 of 2 seeds)."""
+    n, got = len(times), times.dropna().sort_values()
+    if len(got) == n:
+        return float(got.median()) if n else np.nan
+    k = -(-n // 2)  # the ceil(n/2)-th smallest
+    return float(got.iloc[k - 1]) if len(got) >= k else np.nan
 
 
 def with_divergence(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:

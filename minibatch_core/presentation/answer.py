@@ -62,8 +62,12 @@ def _time_sentence(group: pd.DataFrame, engine: str) -> tuple[str, pd.Series | N
               if best["target_from"] == "32" else f"a loss of {L.fmt_loss(best['target_loss'])}")
     n = int(best["n_reached"])
     of = int(best["n_seeds"])
-    spread = (f"median of {of} seeds, range {L.fmt_seconds_range(best['time_min_s'], best['time_max_s'])}"
-              + (f" over the {n} that got there" if n < of else "") if n > 1 else "one seed")
+    span = L.fmt_seconds_range(best["time_min_s"], best["time_max_s"])
+    if n == of:
+        spread = f"median of {of} seeds, range {span}" if n > 1 else "one seed"
+    else:
+        spread = (f"median of {of} seeds, the {of - n} that never got there counted as slowest"
+                  + (f"; range {span} over the {n} that did" if n > 1 else ""))
     rest = []
     for _, r in _by_batch(group).iterrows():
         if r.name == best.name:

@@ -179,7 +179,7 @@ def time_to_target_question(configs: pd.DataFrame, ttl: pd.DataFrame) -> Questio
             "the highest median final loss among the batch sizes (one every batch size reached)")
     answer = (f"Soonest in training time to {what}: {_who(winners, frame)}. Cells: median training time over "
               "seeds (fastest–slowest seed that got there); a seed that never got there counts as slower than "
-              "any, so a median needs more than half the seeds.")
+              "any, so a median needs at least half the seeds.")
     table = _pivot(frame, time_cell)
     targets = {_row_label(r, frame): L.fmt_loss(r["target_loss"]) for _, r in sources.iterrows()}
     table.insert(1, "target loss", table["engine"].map(targets).fillna(L.MISSING))
