@@ -52,7 +52,7 @@ def config_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration: seeds, diverged seeds and the first diverging epoch, the final loss's
     median and range over the seeds that did not diverge, and the median timed epoch time."""
     per_run = run_outcomes(runs)
-    g = per_run.groupby(CONFIG_KEYS, sort=False)
+    g = per_run.groupby(CONFIG_KEYS, sort=False, dropna=False)
     out = pd.DataFrame({
         "n_seeds": g["seed"].nunique(),
         "n_diverged": g["diverged"].sum().astype(int),
@@ -64,8 +64,8 @@ def config_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     })
     timed = timed_epochs(with_defaults(runs))
     per_model = timed["epoch_time_s"] / timed["replicas"]
-    out["epoch_time_s"] = per_model.groupby([timed[k] for k in CONFIG_KEYS], sort=False).median()
-    out["steps"] = with_defaults(runs).groupby(CONFIG_KEYS, sort=False)["steps"].median()
+    out["epoch_time_s"] = per_model.groupby([timed[k] for k in CONFIG_KEYS], sort=False, dropna=False).median()
+    out["steps"] = with_defaults(runs).groupby(CONFIG_KEYS, sort=False, dropna=False)["steps"].median()
     return _sorted(out.reset_index())
 
 
@@ -84,19 +84,22 @@ def target_losses(configs: pd.DataFrame, lesson_batch: str = "32") -> pd.DataFra
     """Per group, the loss to race to: the lesson's batch size's median final loss where it has one (so
     the race asks "who gets to where the lesson's choice ends, soonest?"), else the highest median final
     loss of the group (a loss every converging batch size reached). ``target_from`` names the choice."""
-    rows = []
-    for key, group in configs.groupby(GROUP_KEYS, sort=False):
+    picked: list[tuple[int, float, str]] = []  # (a row of the group, target, source)
+    for _, group in configs.groupby(GROUP_KEYS, sort=False, dropna=False):
         finite = group.dropna(subset=["final_loss_median"])
         if finite.empty:
             continue
         lesson = finite[finite["batch_spec"] == lesson_batch]
         if not lesson.empty:
-            target, source = float(lesson["final_loss_median"].iloc[0]), lesson_batch
+            picked.append((lesson.index[0], float(lesson["final_loss_median"].iloc[0]), lesson_batch))
         else:
-            worst = finite.loc[finite["final_loss_median"].idxmax()]
-            target, source = float(worst["final_loss_median"]), str(worst["batch_spec"])
-        rows.append({**dict(zip(GROUP_KEYS, key, strict=True)), "target_loss": target, "target_from": source})
-    return pd.DataFrame(rows, columns=[*GROUP_KEYS, "target_loss", "target_from"])
+            worst = finite["final_loss_median"].idxmax()
+            picked.append((worst, float(finite.loc[worst, "final_loss_median"]), str(finite.loc[worst, "batch_spec"])))
+    # the group's own rows keep the identity columns' dtypes (nullable ints, NaN text), so merges match
+    out = configs.loc[[i for i, _, _ in picked], GROUP_KEYS].reset_index(drop=True)
+    out["target_loss"] = [t for _, t, _ in picked]
+    out["target_from"] = [src for _, _, src in picked]
+    return out
 
 
 def time_to_loss(runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
@@ -108,11 +111,11 @@ def time_to_loss(runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
     frame = runs.merge(targets, on=GROUP_KEYS)
     frame = frame.assign(_t=frame["cumulative_time_s"] / frame["replicas"])
     hit = frame[np.isfinite(frame["epoch_loss"]) & (frame["epoch_loss"] <= frame["target_loss"])]
-    first = hit.sort_values("epoch").groupby("run_id", sort=False).head(1)
+    first = hit.sort_values("epoch", kind="stable").groupby("run_id", sort=False).head(1)
     per_run = first.set_index("run_id")[["_t", "epoch"]]
     runs_cfg = frame.groupby("run_id", sort=False)[[*CONFIG_KEYS, "target_loss", "target_from"]].first()
     runs_cfg = runs_cfg.join(per_run)
-    g = runs_cfg.groupby(CONFIG_KEYS, sort=False)
+    g = runs_cfg.groupby(CONFIG_KEYS, sort=False, dropna=False)
     out = pd.DataFrame({
         "target_loss": g["target_loss"].first(),
         "target_from": g["target_from"].first(),

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from minibatch_core.analysis.contention import Contention
+from minibatch_core.analysis.outcomes import GROUP_KEYS
 from minibatch_core.analysis.tables import engine_order
 from minibatch_core.presentation import labels as L
 
@@ -128,23 +129,21 @@ def _other_engines(frame: pd.DataFrame, headline: str, head_time: pd.Series | No
 def answer_paragraphs(configs: pd.DataFrame, ttl: pd.DataFrame, n_samples: dict[str, int],
                       contention: Contention | None) -> list[str]:
     """One paragraph per dataset · device (and lr/optimizer setting), headline engine first."""
-    frame = configs.merge(ttl[["engine", "dataset", "device", "lr", "optimizer", "epochs", "hidden", "batch_spec",
-                               "batch_size", "target_loss", "target_from", "n_reached", "time_median_s",
-                               "time_min_s", "time_max_s"]],
-                          on=["engine", "dataset", "device", "lr", "optimizer", "epochs", "hidden", "batch_spec",
-                              "batch_size"], how="left")
+    keys = [*GROUP_KEYS, "batch_spec", "batch_size"]
+    frame = configs.merge(ttl[[*keys, "target_loss", "target_from", "n_reached", "time_median_s", "time_min_s",
+                               "time_max_s"]], on=keys, how="left")
     frame["n_reached"] = frame["n_reached"].fillna(0)
-    settings = ["dataset", "device", "lr", "optimizer", "epochs", "hidden"]
-    varying = [k for k in ("lr", "optimizer", "hidden") if frame[k].nunique() > 1]
+    settings = [k for k in GROUP_KEYS if k != "engine"]
+    varying = [k for k in settings if k not in ("dataset", "device") and frame[k].nunique(dropna=False) > 1]
     out = []
-    for key, part in frame.groupby(settings, sort=False):
+    for key, part in frame.groupby(settings, sort=False, dropna=False):
         setting = dict(zip(settings, key, strict=True))
         engines = engine_order(part["engine"].unique().tolist())
         headline = "reference" if "reference" in engines else engines[0]
         group = part[part["engine"] == headline]
         n = n_samples.get(setting["dataset"])
         where = (f"On {setting['dataset']}" + (f" ({n:,} samples)" if n else "") + f", {setting['device']}"
-                 + "".join(f", {k} {setting[k]:g}" if k == "lr" else f", {k} {setting[k]}" for k in varying))
+                 + "".join(f", {k} {L.axis_value(setting[k])}" for k in varying))
         sentences = [_loss_sentence(group, where, headline)]
         time_text, time_best = _time_sentence(group, headline)
         if time_text:

@@ -36,13 +36,15 @@ def _ordered(configs: pd.DataFrame, datasets: list[str] | None = None) -> pd.Dat
 
 
 def _row_label(row: pd.Series, configs: pd.DataFrame) -> str:
-    """The engine, plus whatever else varies in the sweep (dataset · device, lr, optimizer)."""
+    """The engine, plus whatever else varies in the sweep (dataset · device, lr, optimizer, ...)."""
     parts = [str(row["engine"])]
     if configs[["dataset", "device"]].drop_duplicates().shape[0] > 1:
         parts.append(L.setup_label(row["dataset"], row["device"]))
-    for key, fmt in (("lr", lambda v: f"lr {v:g}"), ("optimizer", str), ("hidden", lambda v: f"hidden {v}")):
-        if configs[key].nunique() > 1:
-            parts.append(fmt(row[key]))
+    for key in GROUP_KEYS:
+        if key in ("engine", "dataset", "device", "n_samples", "n_features", "n_classes"):
+            continue  # the data's shape follows the dataset
+        if key in configs and configs[key].nunique(dropna=False) > 1:
+            parts.append(f"{key} {L.axis_value(row[key])}")
     return " · ".join(parts)
 
 
@@ -95,14 +97,15 @@ def time_cell(r: pd.Series) -> str:
 
 
 def _b32(configs: pd.DataFrame, column: str) -> pd.Series:
-    lesson = configs[configs["batch_spec"] == LESSON_BATCH].set_index(GROUP_KEYS)[column]
-    return configs.join(lesson.rename("_ref"), on=GROUP_KEYS)["_ref"]
+    lesson = configs.loc[configs["batch_spec"] == LESSON_BATCH, [*GROUP_KEYS, column]]
+    merged = configs[GROUP_KEYS].merge(lesson.rename(columns={column: "_ref"}), on=GROUP_KEYS, how="left")
+    return merged["_ref"].set_axis(configs.index)
 
 
 def _winners(configs: pd.DataFrame, column: str) -> dict[tuple, pd.Series]:
     """Per group, the configuration with the lowest finite ``column``."""
     out = {}
-    for key, group in configs.groupby(GROUP_KEYS, sort=False):
+    for key, group in configs.groupby(GROUP_KEYS, sort=False, dropna=False):
         finite = group[np.isfinite(group[column].astype(float))]
         if not finite.empty:
             out[key] = finite.loc[finite[column].astype(float).idxmin()]

@@ -135,6 +135,13 @@ def phase_label(phase: str) -> str:
     return PHASE_NAMES.get(phase, phase)
 
 
+def axis_value(value: object) -> str:
+    """An axis value in prose: 0.001 not 0.0010000, '' or NaN as 'none'."""
+    if isinstance(value, float):
+        return "none" if math.isnan(value) else f"{value:g}"
+    return str(value) if value != "" else "none"
+
+
 def setup_label(dataset: str, device: str) -> str:
     return f"{dataset} · {device}"
 

@@ -33,8 +33,8 @@ from minibatch_core.presentation.document import (
     render_markdown,
 )
 from minibatch_core.presentation.labels import fmt_seconds
+from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.running.envinfo import describe_machine
-from minibatch_core.sweep.sweep import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
