@@ -35,6 +35,12 @@ ENGINE_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 
 
 @dataclass(frozen=True)
+class PlotData:
+    runs: pd.DataFrame  # plotkit.prepare(runs.csv)
+    split: pd.DataFrame | None = None  # tables.profile_split(profile.csv)
+
+
+@dataclass(frozen=True)
 class Style:
     color: str
     linestyle: str
