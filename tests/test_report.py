@@ -177,6 +177,7 @@ def test_contention_is_flagged_on_every_speed_finding(tmp_path: Path) -> None:
     assert "⚠" not in _section(md, "Loss after 3 epochs")  # losses do not depend on the load
     html_text = (tmp_path / "report.html").read_text()
     assert html_text.count('class="warning"') == 4
+    assert "⚠ Timings are contended" in (tmp_path / "summary.md").read_text()
 
 
 def test_summary_md_names_the_machine(folder: Path) -> None:

@@ -137,7 +137,8 @@ def build(folder: str | Path) -> dict[str, Path]:
     split = tables.profile_split(profile) if profile is not None else None
     written = {
         "summary_csv": atomic_write_csv(folder / SUMMARY_CSV, summary),
-        "summary_md": atomic_write_text(folder / SUMMARY_MD, summary_tables.summary_markdown(summary, machine)),
+        "summary_md": atomic_write_text(folder / SUMMARY_MD, summary_tables.summary_markdown(
+            summary, machine, warn.sentence() if warn is not None else None)),
     }
     made = plotting.make_all(runs, split, folder / PLOTS_DIR)
     hero, *other_plots = made

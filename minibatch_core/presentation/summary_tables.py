@@ -94,12 +94,14 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def summary_markdown(summary: pd.DataFrame, machine: str) -> str:
+def summary_markdown(summary: pd.DataFrame, machine: str, warning: str | None = None) -> str:
+    """summary.md; ``warning`` (contended timings) goes right under the machine line."""
     multi = (summary["replicas"] > 1).any()
     notes = [
         "# Summary",
         "",
         f"Measured on: {machine}.",
+        *(["", f"> **⚠ {warning}**"] if warning else []),
         "",
         SUMMARY_NOTE,
     ]
