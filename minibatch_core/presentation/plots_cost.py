@@ -34,7 +34,9 @@ def epoch_time_vs_batch(data: PlotData) -> plt.Figure:
     engines = runs.attrs["engine_order"]
     styles = K.engine_styles(engines)
     setups = runs.attrs["setup_order"]
-    fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3)
+    # a lone panel gets the room of two: the report shows it at full width
+    fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3 + (len(setups) == 1),
+                       width=K.PANEL_W + 2.5 * (len(setups) == 1))
     for ax, setup in zip(axes, setups, strict=True):
         sizes, names = _per_setup_x(runs, setup)
         for i, engine in enumerate(engines):
@@ -112,7 +114,8 @@ def throughput(data: PlotData) -> plt.Figure:
     engines = runs.attrs["engine_order"]
     styles = K.engine_styles(engines)
     setups = runs.attrs["setup_order"]
-    fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3, width=K.PANEL_W + 1)
+    fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3 + (len(setups) == 1),
+                       width=K.PANEL_W + 1 + 2.5 * (len(setups) == 1))
     width = 0.8 / len(engines)
     for ax, setup in zip(axes, setups, strict=True):
         _, names = _per_setup_x(runs, setup)
