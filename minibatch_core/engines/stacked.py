@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
 from minibatch_core.engines.fast import batch_plan
 from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
+from minibatch_core.engines.segments import SegmentedTraining
 from minibatch_core.engines.shuffle import LoaderShuffle
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
@@ -50,7 +51,7 @@ class _StackedBuffers:
         return sum(t.numel() * t.element_size() for t in self.hidden) + logits_per_step
 
 
-class StackedSession:
+class StackedSession(SegmentedTraining):
     def __init__(self, config: RunConfig, data: Dataset, device: torch.device,
                  seeds: Sequence[int]) -> None:
         if not seeds:
@@ -100,9 +101,19 @@ class StackedSession:
         if self.last is not None:
             self.plan.append(self._bind_step(self.index_last.view(-1), self.targets_last, self.Z_last,
                                              self.last))
+        self._rebind_optimizer()
+
+    def _rebind_optimizer(self) -> None:
         step = self.optimizer.step
         self.epoch_ops = [op for gather, forward, backward in self.plan
                           for op in (*gather, *forward, *backward, step)]
+
+    def _segment_step(self, j: int) -> None:
+        """Step j of the current epoch, every replica (studies train in segments)."""
+        for ops in self.plan[j]:
+            for op in ops:
+                op()
+        self.optimizer.step()
 
     def _bind_backward(self, buf: _StackedBuffers, n_classes: int) -> None:
         """The backward pass below the logits' gradient, as bound kernel calls on fixed buffers."""

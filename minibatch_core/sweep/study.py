@@ -1,0 +1,266 @@
+"""Studies: for each batch size, a grid of learning rates x seeds trained to a validation target.
+
+``StudyConfig`` is what to run (validated at construction); ``plan`` loads and splits every dataset and
+checks every value before anything trains; ``execute`` trains each job to the target and rewrites
+study.csv, runs.csv and checks.csv atomically after each one, so an interruption leaves valid files
+holding exactly the jobs that completed. ``run_study`` is the whole thing from Python, analysis and
+report included. Nothing here formats or plots.
+
+One *job* is one timed pass: with the ``stacked`` engine every (learning rate, seed) pair of a batch
+size trains in one pass as replicas; with ``fast`` each pair is its own pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from minibatch_core.engines import get_engine
+from minibatch_core.engines.segments import supports_segments
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.input.config import RunConfig
+from minibatch_core.input.data import Dataset
+from minibatch_core.input.devices import expand_devices, resolve_device
+from minibatch_core.input.split import Split, check_val_fraction, stratified_split
+from minibatch_core.running import trainer
+from minibatch_core.running.envinfo import load_average
+from minibatch_core.running.measure import device_name
+from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
+from minibatch_core.sweep.study_axes import (
+    check_policy,
+    default_target,
+    parse_lr_grid,
+    parse_study_batch_sizes,
+    policy_factor,
+    resolve_study_batches,
+)
+from minibatch_core.sweep.study_records import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
+from minibatch_core.sweep.sweep import _int, _items, _unique, parse_hidden_list, parse_seeds
+
+STUDY_JSON = "study.json"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What a study runs. Field names mirror the CLI flags (``--batch-sizes`` -> batch_sizes)."""
+
+    datasets: tuple[str, ...] = ("wine",)
+    batch_sizes: tuple[int | str, ...] = ("pow2",)
+    lrs: tuple[float, ...] = (1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1)
+    lr_policy: str = "constant"
+    warmup_epochs: float = 0.0
+    seeds: tuple[int, ...] = (0, 1)
+    engines: tuple[str, ...] = ("stacked",)
+    devices: tuple[str, ...] = ("cpu",)
+    target_accuracy: float | None = None
+    target_loss: float | None = None
+    val_fraction: float = 0.2
+    data_seed: int = 0
+    max_epochs: int = 40
+    time_budget_s: float | None = None
+    full_budget: bool = False
+    eval_every: int | None = None
+    optimizer: str = "adam"
+    hidden: tuple[int, ...] = (10, 10)
+    scale: str = "none"
+    target: str | None = None  # label column of a file dataset
+    n_samples: int = 1000
+    n_features: int = 20
+    n_classes: int = 2
+    noise_scale: bool = True  # measure B_simple (the gradient-noise prediction of the critical batch)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "datasets", _unique(str(d) for d in _items("datasets", self.datasets)))
+        set_(self, "batch_sizes", parse_study_batch_sizes(self.batch_sizes))
+        set_(self, "lrs", parse_lr_grid(self.lrs))
+        set_(self, "lr_policy", check_policy(str(self.lr_policy)))
+        try:
+            warm = float(self.warmup_epochs)
+        except (TypeError, ValueError):
+            warm = -1.0
+        if not warm >= 0 or warm == float("inf"):
+            raise MinibatchError(f"warm-up epochs {self.warmup_epochs!r} is not valid: use a number >= 0")
+        set_(self, "warmup_epochs", warm)
+        set_(self, "seeds", parse_seeds(self.seeds))
+        set_(self, "engines", _unique(str(e) for e in _items("engines", self.engines)))
+        set_(self, "devices", _unique(str(d).strip().lower() for d in _items("devices", self.devices)))
+        if self.target_accuracy is not None and self.target_loss is not None:
+            raise MinibatchError("both --target-accuracy and --target-loss were given: give exactly one "
+                                 "(or neither, for the dataset's default target)")
+        if self.target_accuracy is not None:
+            Target("accuracy", float(self.target_accuracy))
+        if self.target_loss is not None:
+            Target("loss", float(self.target_loss))
+        set_(self, "val_fraction", check_val_fraction(self.val_fraction))
+        set_(self, "data_seed", _int("data seed", self.data_seed, 0))
+        set_(self, "max_epochs", _int("max epochs", self.max_epochs, 1))
+        if self.time_budget_s is not None:
+            try:
+                budget = float(self.time_budget_s)
+            except (TypeError, ValueError):
+                budget = -1.0
+            if not budget > 0:
+                raise MinibatchError(f"time budget {self.time_budget_s!r} is not valid: use seconds > 0")
+            set_(self, "time_budget_s", budget)
+        if self.eval_every is not None:
+            set_(self, "eval_every", _int("eval every", self.eval_every, 1))
+        set_(self, "hidden", parse_hidden_list(self.hidden)[0])
+        for name, minimum in (("n_samples", 2), ("n_features", 1), ("n_classes", 2)):
+            set_(self, name, _int(name.replace("_", " "), getattr(self, name), minimum))
+
+    def target_for(self, dataset: str) -> Target:
+        if self.target_accuracy is not None:
+            return Target("accuracy", float(self.target_accuracy))
+        if self.target_loss is not None:
+            return Target("loss", float(self.target_loss))
+        return Target(*default_target(dataset))
+
+    def run_config(self, dataset: str, engine: str, device: str, batch: int | str, lr: float,
+                   seed: int) -> RunConfig:
+        return RunConfig(dataset=dataset, batch_size=batch, epochs=self.max_epochs, seed=seed, device=device,
+                         engine=engine, lr=lr, optimizer=self.optimizer, hidden=self.hidden,
+                         target=self.target, scale=self.scale, n_samples=self.n_samples,
+                         n_features=self.n_features, n_classes=self.n_classes, data_seed=self.data_seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["batch_sizes"] = [str(b) for b in self.batch_sizes]
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    dataset: str
+    engine: str
+    device: str
+    batch_spec: str
+    batch_size: int
+    pairs: tuple[tuple[float, float, int], ...]  # (effective lr, base lr, seed) per replica
+    warmup_steps: int
+
+
+@dataclass
+class StudyPlan:
+    study: StudyConfig
+    devices: tuple[str, ...]
+    splits: dict[str, Split]
+    targets: dict[str, Target]
+    jobs: list[StudyJob] = field(default_factory=list)
+
+    @property
+    def total_runs(self) -> int:
+        return sum(len(j.pairs) for j in self.jobs)
+
+
+def plan(study: StudyConfig) -> StudyPlan:
+    """Every dataset loaded and split, every engine and device checked, every job listed: a bad value
+    raises MinibatchError (one line) here, before any folder exists."""
+    for name in study.engines:
+        engine = get_engine(name)
+        if not supports_segments(engine.start):
+            raise MinibatchError(f"engine {name!r} cannot train to a target in segments: use fast or stacked")
+    devices = tuple(expand_devices(list(study.devices)))
+    splits: dict[str, Split] = {}
+    targets: dict[str, Target] = {}
+    jobs: list[StudyJob] = []
+    for dataset in study.datasets:
+        data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0))
+        split = splits[dataset] = stratified_split(data, study.val_fraction, study.data_seed)
+        targets[dataset] = study.target_for(dataset)
+        n_train = split.train.n_samples
+        for device, engine, (spec, size) in itertools.product(
+                devices, study.engines, resolve_study_batches(study.batch_sizes, n_train)):
+            factor = policy_factor(study.lr_policy, size)
+            pairs = [(base * factor, base, seed) for base in study.lrs for seed in study.seeds]
+            steps_per_epoch = -(-n_train // size)
+            warm = round(study.warmup_epochs * steps_per_epoch)
+            groups = [pairs] if get_engine(engine).multi_seed else [[p] for p in pairs]
+            jobs += [StudyJob(dataset, engine, device, spec, size, tuple(g), warm) for g in groups]
+    return StudyPlan(study, devices, splits, targets, jobs)
+
+
+def _prewarm(engine_name: str, config: RunConfig, train: Dataset, device: torch.device, seeds: list[int]) -> None:
+    """A few steps on a few rows first, so the first job does not pay for lazy initialization."""
+    rows = slice(None, None, max(1, train.n_samples // 16))
+    tiny = Dataset(train.name, train.X[rows], train.y[rows], train.n_classes)
+    session = get_engine(engine_name).start(config, tiny, device, seeds)
+    session.run_epoch()
+
+
+def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> ToTargetRun:
+    device = resolve_device(job.device)
+    lrs = [lr for lr, _, _ in job.pairs]
+    seeds = [seed for _, _, seed in job.pairs]
+    config = study.run_config(job.dataset, job.engine, job.device, job.batch_spec, lrs[0], seeds[0])
+    engine = get_engine(job.engine)
+    _prewarm(job.engine, config, split.train, device, seeds)
+    session = engine.start(config, split.train, device, seeds)
+    session.set_schedule(lrs, job.warmup_steps)
+    return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
+                           device=device, max_epochs=study.max_epochs, time_budget_s=study.time_budget_s,
+                           full_budget=study.full_budget, eval_every=study.eval_every)
+
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def job_label(job: StudyJob) -> str:
+    return f"{job.engine} | {job.dataset} | {job.device} | batch {job.batch_spec} | {len(job.pairs)} run(s)"
+
+
+def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
+            on_progress: ProgressCallback | None = None) -> float:
+    """Train every job into ``out_dir``; returns the wall seconds. study.json first, then study.csv,
+    runs.csv and checks.csv rewritten atomically after every job."""
+    out = Path(out_dir)
+    study = the_plan.study
+    started = time.perf_counter()
+    meta = {**env, "study": study.to_dict(), "devices_expanded": list(the_plan.devices),
+            "splits": {d: s.describe() for d, s in the_plan.splits.items()},
+            "targets": {d: {"metric": t.metric, "value": t.value, "text": t.describe()}
+                        for d, t in the_plan.targets.items()},
+            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0}
+
+    def write_meta(**changes: Any) -> None:
+        meta.update(changes)
+        atomic_write_text(out / STUDY_JSON, json.dumps(meta, indent=2, default=str) + "\n")
+
+    write_meta()
+    report = on_progress or (lambda done, total, label: None)
+    studies, epochs, checks = [], [], []
+    done = 0
+    try:
+        for job in the_plan.jobs:
+            report(done, the_plan.total_runs, job_label(job))
+            split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
+            result = run_job(study, job, split, target)
+            context = {"study": study, "job": job, "split": split, "target": target,
+                       "device_name": device_name(resolve_device(job.device)),
+                       "torch_threads": torch.get_num_threads()}
+            studies.append(study_rows(result, **context))
+            epochs.append(epoch_rows(result, **context))
+            checks.append(check_rows(result, **context))
+            atomic_write_csv(out / STUDY_CSV, pd.concat(studies, ignore_index=True))
+            atomic_write_csv(out / RUNS_CSV, pd.concat(epochs, ignore_index=True))
+            atomic_write_csv(out / CHECKS_CSV, pd.concat(checks, ignore_index=True))
+            done += len(job.pairs)
+            meta["runs_done"] = done
+        report(done, the_plan.total_runs, "done")
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
+        write_meta(status=status, runs_done=done, study_wall_s=time.perf_counter() - started)
+        raise
+    wall = time.perf_counter() - started
+    write_meta(status="complete", runs_done=done, study_wall_s=wall, load_average_end=load_average())
+    return wall
