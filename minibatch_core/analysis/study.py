@@ -189,3 +189,44 @@ def fastest(best: pd.DataFrame) -> pd.DataFrame:
                      "speedup_vs_smallest": ratio(smallest), "smallest_batch": int(smallest["batch_size"]),
                      "speedup_vs_largest": ratio(largest), "largest_batch": int(largest["batch_size"])})
     return pd.DataFrame(rows)
+
+
+def noise_run_choice(best: pd.DataFrame, dataset: str, device: str) -> dict[str, Any] | None:
+    """Which configuration the gradient-noise measurement follows: the lesson's batch size 32 when the
+    grid has it, else the smallest batch size >= 32 (else the largest), each at its best learning rate.
+    Chosen without looking at B_crit, so the prediction is not fitted to the measurement."""
+    rows = best[(best["dataset"] == dataset) & (best["device"] == device) & (best["status"] != "none reached")]
+    if rows.empty:
+        return None
+    rows = rows.sort_values("batch_size")
+    at_least = rows[rows["batch_size"] >= 32]
+    pick = at_least.iloc[0] if not at_least.empty else rows.iloc[-1]
+    return {"batch_size": int(pick["batch_size"]), "lr": float(pick["best_lr"]),
+            "median_steps": float(pick["median_steps"]), "engine": str(pick["engine"])}
+
+
+def critical_batch(best: pd.DataFrame, noise: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """critical_batch.json's entries: per dataset x engine x device, the fit, the slopes, B_simple and
+    their ratio. ``noise`` maps (dataset, device) to a NoiseScale.to_dict()."""
+    out = []
+    for key, group in best.groupby(GROUP, sort=True):
+        dataset, engine, device = key
+        reached = group[group["status"] != "none reached"].sort_values("batch_size")
+        b = reached["batch_size"].to_numpy(dtype=float)
+        s = reached["median_steps"].to_numpy(dtype=float)
+        fit = fit_critical_batch(b, s)
+        slopes = regime_slopes(b, s, fit.b_crit)
+        measured = noise.get((dataset, device)) or {}
+        b_simple = measured.get("b_simple")
+        out.append({
+            "dataset": dataset, "engine": engine, "device": device,
+            "b_crit": fit.b_crit, "s_min": fit.s_min, "e_min": fit.e_min, "fit": fit.to_dict(),
+            "b_simple": b_simple,
+            "ratio_b_simple_over_b_crit": (b_simple / fit.b_crit) if b_simple and fit.b_crit else None,
+            "slopes": slopes.to_dict(),
+            "batch_sizes": [int(v) for v in b], "best_median_steps": [float(v) for v in s],
+            "batch_sizes_none_reached": [int(v) for v in group.loc[group["status"] == "none reached",
+                                                                    "batch_size"]],
+            "noise": measured,
+        })
+    return out

@@ -264,3 +264,28 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
     wall = time.perf_counter() - started
     write_meta(status="complete", runs_done=done, study_wall_s=wall, load_average_end=load_average())
     return wall
+
+
+NOISE_MEASUREMENTS_BEFORE_TARGET = 30
+
+
+def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float):
+    """B_simple for one dataset along the reference model's run at (batch_size, lr), seed = the first
+    seed: B_small and B_big are the grid's smallest and largest batch sizes; about
+    NOISE_MEASUREMENTS_BEFORE_TARGET measurements before the target, and the course continues to twice
+    the steps the grid needed. Runs on CPU (the noise scale is a property of the data and the model)."""
+    from minibatch_core.running.noise import measure_noise_scale
+
+    study = the_plan.study
+    split = the_plan.splits[dataset]
+    sizes = [size for _, size in resolve_study_batches(study.batch_sizes, split.train.n_samples)]
+    b_small, b_big = min(sizes), max(sizes)
+    if b_small == b_big:
+        b_small, b_big = 1, split.train.n_samples
+    steps = max(1, int(median_steps))
+    every = max(1, steps // NOISE_MEASUREMENTS_BEFORE_TARGET)
+    spe = -(-split.train.n_samples // batch_size)
+    return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
+                               optimizer=study.optimizer, train_batch=batch_size, lr=lr,
+                               seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
+                               max_steps=min(2 * steps + every, study.max_epochs * spe))
