@@ -178,9 +178,9 @@ def fastest(best: pd.DataFrame) -> pd.DataFrame:
         win = reached.loc[reached["median_time_s"].astype(float).idxmin()]
         smallest, largest = group.iloc[0], group.iloc[-1]
 
-        def ratio(other: pd.Series) -> float:
+        def ratio(other: pd.Series, win_s: float = float(win["median_time_s"])) -> float:
             t = other.get("median_time_s")
-            return float(t) / float(win["median_time_s"]) if pd.notna(t) else math.nan
+            return float(t) / win_s if pd.notna(t) else math.nan
 
         rows.append({**dict(zip(GROUP, key, strict=True)), "batch_size": int(win["batch_size"]),
                      "batch_spec": win["batch_spec"], "median_time_s": float(win["median_time_s"]),
