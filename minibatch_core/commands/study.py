@@ -143,7 +143,12 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
             for device in the_plan.devices:
                 noise[(dataset, device)] = scale.to_dict()
             points += [{"dataset": dataset, **vars(p)} for p in scale.points]
-        atomic_write_csv(folder / NOISE_CSV, pd.DataFrame(points))
+        from dataclasses import fields
+
+        from minibatch_core.running.noise import NoisePoint
+
+        columns = ["dataset", *(f.name for f in fields(NoisePoint))]
+        atomic_write_csv(folder / NOISE_CSV, pd.DataFrame(points, columns=columns))
     critical = critical_batch(best, noise)
     atomic_write_text(folder / CRITICAL_JSON, json.dumps(critical, indent=2, default=_json_default) + "\n")
     build_study_report(folder)

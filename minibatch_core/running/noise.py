@@ -89,6 +89,13 @@ def _mean_grad_sq(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch: int
     return total / draws
 
 
+def two_batch_estimates(g2_small: float, g2_big: float, b_small: int, b_big: int) -> tuple[float, float]:
+    """(|G|^2, tr(Sigma)) from mean squared gradient norms at batch sizes b_small < b_big (App. A)."""
+    grad_sq = (b_big * g2_big - b_small * g2_small) / (b_big - b_small)
+    trace = (g2_small - g2_big) / (1 / b_small - 1 / b_big)
+    return grad_sq, trace
+
+
 def ratio(trace: list[float], grad_sq: list[float]) -> float | None:
     if not trace:
         return None
@@ -124,8 +131,7 @@ def measure_noise_scale(train: Dataset, val: Dataset, target: Target, *, hidden:
         model.eval()
         loss, acc = evaluate_logits(model, val.X, val.y)
         model.train()
-        grad_sq = (b_big * g2b - b_small * g2s) / (b_big - b_small)
-        trace = (g2s - g2b) / (1 / b_small - 1 / b_big)
+        grad_sq, trace = two_batch_estimates(g2s, g2b, b_small, b_big)
         points.append(NoisePoint(step, g2s, g2b, grad_sq, trace, loss, acc))
         if reached_at is None and target.met(loss, acc):
             reached_at = step
