@@ -59,7 +59,7 @@ def test_check_schedule_is_fine_within_an_epoch():
     gaps = np.diff([0, *checks])
     assert gaps.max() <= spe // CHECKS_PER_EPOCH
     # geometric at the start: each check at most ~19% (plus rounding) after the previous one
-    assert all(b <= max(a + 1, a * 2 ** 0.25) for a, b in zip(checks, checks[1:]) if b < 500)
+    assert all(b <= max(a + 1, a * 2 ** 0.25) for a, b in zip(checks, checks[1:], strict=False) if b < 500)
     assert next_check(0, 10, 4) == 4 and next_check(8, 10, 4) == 10  # --eval-every, epoch ends kept
 
 
