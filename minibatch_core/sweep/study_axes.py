@@ -22,7 +22,7 @@ DEFAULT_TARGETS: dict[str, tuple[str, float]] = {
     "iris": ("accuracy", 0.9),
     "breast_cancer": ("accuracy", 0.95),
     "digits": ("accuracy", 0.9),
-    "synthetic": ("accuracy", 0.8),
+    "synthetic": ("accuracy", 0.7),
 }
 FILE_DEFAULT_TARGET = ("accuracy", 0.8)
 
