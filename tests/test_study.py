@@ -252,3 +252,17 @@ def test_small_study_end_to_end(tmp_path):
     assert c["b_simple"] is None or c["b_simple"] > 0
     report = (outcome.folder / "report.md").read_text()
     assert report.index("## The answer") < report.index("![Steps to target") < report.index("## Per batch size")
+
+
+def test_lr_policies_scale_from_batch_32_and_warmup_counts_steps():
+    study = StudyConfig(datasets="wine", batch_sizes="8,32,128", lrs="0.01", seeds="0", lr_policy="sqrt",
+                        warmup_epochs=0.5, engines="fast", noise_scale=False)
+    jobs = {j.batch_size: j for j in plan(study).jobs}  # wine: 142 training rows
+    assert jobs[32].pairs[0][:2] == (0.01, 0.01)
+    assert jobs[8].pairs[0][0] == pytest.approx(0.005) and jobs[128].pairs[0][0] == pytest.approx(0.02)
+    assert jobs[8].warmup_steps == 9  # half of ceil(142 / 8) = 18 steps
+    linear = plan(StudyConfig(datasets="wine", batch_sizes="64", lrs="0.01", seeds="0", lr_policy="linear",
+                              engines="fast")).jobs[0]
+    assert linear.pairs[0][0] == pytest.approx(0.02)
+    with pytest.raises(MinibatchError, match="policy"):
+        StudyConfig(lr_policy="cubic")

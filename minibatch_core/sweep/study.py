@@ -12,6 +12,7 @@ size trains in one pass as replicas; with ``fast`` each pair is its own pass.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import time
@@ -190,12 +191,19 @@ def plan(study: StudyConfig) -> StudyPlan:
     return StudyPlan(study, devices, splits, targets, jobs)
 
 
+def start_session(engine_name: str, config: RunConfig, data: Dataset, device: torch.device, seeds: list[int]):
+    """The engine's session, eager: a study steps in segments of varying length, which CUDA graphs
+    captured for whole epochs cannot do."""
+    start = get_engine(engine_name).start
+    eager = {"use_graphs": False} if "use_graphs" in inspect.signature(start).parameters else {}
+    return start(config, data, device, seeds, **eager)
+
+
 def _prewarm(engine_name: str, config: RunConfig, train: Dataset, device: torch.device, seeds: list[int]) -> None:
     """A few steps on a few rows first, so the first job does not pay for lazy initialization."""
     rows = slice(None, None, max(1, train.n_samples // 16))
     tiny = Dataset(train.name, train.X[rows], train.y[rows], train.n_classes)
-    session = get_engine(engine_name).start(config, tiny, device, seeds)
-    session.run_epoch()
+    start_session(engine_name, config, tiny, device, seeds).run_epoch()
 
 
 def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> ToTargetRun:
@@ -203,9 +211,8 @@ def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> 
     lrs = [lr for lr, _, _ in job.pairs]
     seeds = [seed for _, _, seed in job.pairs]
     config = study.run_config(job.dataset, job.engine, job.device, job.batch_spec, lrs[0], seeds[0])
-    engine = get_engine(job.engine)
     _prewarm(job.engine, config, split.train, device, seeds)
-    session = engine.start(config, split.train, device, seeds)
+    session = start_session(job.engine, config, split.train, device, seeds)
     session.set_schedule(lrs, job.warmup_steps)
     return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
                            device=device, max_epochs=study.max_epochs, time_budget_s=study.time_budget_s,
