@@ -60,11 +60,17 @@ def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any
                  f"out; engine {key[1]}, {key[2]})")
         if w["batch_size"] is None or pd.isna(w["batch_size"]):
             best_acc = rows["best_val_accuracy"].max()
-            out.append(f"{where}, no run reached {target} within its budget ({int(first['max_epochs'])} epochs"
-                       f"{'' if pd.isna(first['time_budget_s']) else ', ' + fmt_seconds(first['time_budget_s'])}). "
-                       f"The best validation accuracy any run saw was {best_acc:.3f}, lowest validation loss "
-                       f"{rows['min_val_loss'].min():.4f}: choose a reachable target, more epochs, or other "
-                       "learning rates.")
+            budget = (f"within its budget ({int(first['max_epochs'])} epochs"
+                      f"{'' if pd.isna(first['time_budget_s']) else ', ' + fmt_seconds(first['time_budget_s'])})")
+            hits = int(rows["reached"].astype(bool).sum())
+            if hits:
+                lead = (f"{where}, {hits} of {len(rows)} runs reached {target} {budget}, but at no batch size and "
+                        "learning rate did the median seed reach it, so no batch size has a best learning rate.")
+            else:
+                lead = f"{where}, no run reached {target} {budget}."
+            out.append(f"{lead} The best validation accuracy any run saw was {best_acc:.3f}, lowest validation "
+                       f"loss {rows['min_val_loss'].min():.4f}: choose a reachable target, more epochs, more "
+                       "seeds or other learning rates.")
             continue
         seeds = int(w["seeds"])
         text = (f"{where}, with each batch size given its best learning rate, batch size {_batch(w)} reached "
