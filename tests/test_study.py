@@ -266,3 +266,12 @@ def test_lr_policies_scale_from_batch_32_and_warmup_counts_steps():
     assert linear.pairs[0][0] == pytest.approx(0.02)
     with pytest.raises(MinibatchError, match="policy"):
         StudyConfig(lr_policy="cubic")
+
+
+def test_time_budget_stops_a_pass_and_keeps_its_runs():
+    study = StudyConfig(datasets="wine", scale="standard", batch_sizes="1", lrs="0.01", seeds="0",
+                        target_accuracy=1.0, max_epochs=50, time_budget_s=1e-6, engines="fast")
+    the_plan = plan(study)
+    result = run_job(study, the_plan.jobs[0], the_plan.splits["wine"], the_plan.targets["wine"])
+    assert result.stopped == "time budget" and result.steps_run < result.steps_per_epoch
+    assert not result.replicas[0].reached and len(result.replicas[0].checks) == 1
