@@ -19,10 +19,10 @@ from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import load_dataset
 from minibatch_core.input.split import stratified_split
+from minibatch_core.records.study_axes import parse_lr_grid, resolve_study_batches
 from minibatch_core.running.noise import ratio, two_batch_estimates
 from minibatch_core.running.to_target import CHECKS_PER_EPOCH, next_check
 from minibatch_core.sweep.study import StudyConfig, plan, run_job
-from minibatch_core.sweep.study_axes import parse_lr_grid, resolve_study_batches
 
 CPU = torch.device("cpu")
 
@@ -275,3 +275,22 @@ def test_time_budget_stops_a_pass_and_keeps_its_runs():
     result = run_job(study, the_plan.jobs[0], the_plan.splits["wine"], the_plan.targets["wine"])
     assert result.stopped == "time budget" and result.steps_run < result.steps_per_epoch
     assert not result.replicas[0].reached and len(result.replicas[0].checks) == 1
+
+
+def test_results_readme_holds_the_study_schema_and_runs_csv_loads(tmp_path):
+    from pathlib import Path
+
+    from minibatch_core.records.columns import markdown
+    from minibatch_core.records.io import load_runs
+    from minibatch_core.records.study_columns import CHECKS_COLUMNS, STUDY_COLUMNS
+
+    readme = (Path(__file__).resolve().parent.parent / "results" / "README.md").read_text()
+    assert markdown(STUDY_COLUMNS) in readme and markdown(CHECKS_COLUMNS) in readme
+    out = tmp_path / "s"
+    assert main(["study", "--dataset", "wine", "--scale", "standard", "--batch-sizes", "32", "--lrs", "0.01",
+                 "--seeds", "0", "--target-accuracy", "0.9", "--max-epochs", "3", "--engines", "fast",
+                 "--no-noise-scale", "--out", str(out), "--quiet"]) == 0
+    runs = load_runs(out)  # the one loader accepts a study's runs.csv
+    assert runs["val_accuracy"].notna().all() and runs["run_id"].str.contains("scale=standard").all()
+    study = pd.read_csv(out / "study.csv")
+    assert list(study.columns) == [c.name for c in STUDY_COLUMNS]

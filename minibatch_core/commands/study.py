@@ -73,6 +73,8 @@ def add_parser(sub) -> None:
     m = p.add_argument_group("model and optimizer")
     m.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam (the lesson's)")
     m.add_argument("--hidden", default="10,10", metavar="W[,W...]", help="hidden widths (default 10,10)")
+    m.add_argument("--threads", default="1", metavar="N",
+                   help="torch intra-op threads while training: an integer, or auto = torch's default (default 1)")
     add_data_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
@@ -91,7 +93,7 @@ def study_from_args(args: argparse.Namespace):
         data_seed=args.data_seed, max_epochs=args.max_epochs, time_budget_s=args.time_budget,
         full_budget=args.full_budget, eval_every=args.eval_every, optimizer=args.optimizer, hidden=args.hidden,
         scale=args.scale, target=args.target, n_samples=args.n_samples, n_features=args.n_features,
-        n_classes=args.n_classes, noise_scale=not args.no_noise_scale,
+        n_classes=args.n_classes, noise_scale=not args.no_noise_scale, threads=args.threads,
     )
 
 
@@ -119,9 +121,9 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
     from minibatch_core.fsio import atomic_write_csv, atomic_write_text
     from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
+    from minibatch_core.records.study_rows import STUDY_CSV
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.study import execute, measure_noise, plan
-    from minibatch_core.sweep.study_records import STUDY_CSV
 
     the_plan = plan(study)
     folder = choose_folder(out)

@@ -28,15 +28,15 @@ from minibatch_core.engines import get_engine
 from minibatch_core.engines.segments import supports_segments
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
-from minibatch_core.input.config import RunConfig
+from minibatch_core.input.config import RunConfig, parse_threads
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.devices import expand_devices, resolve_device
 from minibatch_core.input.split import Split, check_val_fraction, stratified_split
-from minibatch_core.running import trainer
-from minibatch_core.running.envinfo import load_average
-from minibatch_core.running.measure import device_name
-from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
-from minibatch_core.sweep.study_axes import (
+from minibatch_core.records.axes import items as _items
+from minibatch_core.records.axes import parse_hidden_list, parse_seeds
+from minibatch_core.records.axes import parse_int as _int
+from minibatch_core.records.axes import unique as _unique
+from minibatch_core.records.study_axes import (
     check_policy,
     default_target,
     parse_lr_grid,
@@ -44,8 +44,11 @@ from minibatch_core.sweep.study_axes import (
     policy_factor,
     resolve_study_batches,
 )
-from minibatch_core.sweep.study_records import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
-from minibatch_core.sweep.sweep import _int, _items, _unique, parse_hidden_list, parse_seeds
+from minibatch_core.records.study_rows import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
+from minibatch_core.running import trainer
+from minibatch_core.running.envinfo import load_average
+from minibatch_core.running.measure import device_name
+from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
 
 STUDY_JSON = "study.json"
 
@@ -78,6 +81,7 @@ class StudyConfig:
     n_features: int = 20
     n_classes: int = 2
     noise_scale: bool = True  # measure B_simple (the gradient-noise prediction of the critical batch)
+    threads: int | None = 1  # torch intra-op threads while training (None: torch's default), as RunConfig
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -116,6 +120,7 @@ class StudyConfig:
         if self.eval_every is not None:
             set_(self, "eval_every", _int("eval every", self.eval_every, 1))
         set_(self, "hidden", parse_hidden_list(self.hidden)[0])
+        set_(self, "threads", parse_threads(self.threads))
         for name, minimum in (("n_samples", 2), ("n_features", 1), ("n_classes", 2)):
             set_(self, name, _int(name.replace("_", " "), getattr(self, name), minimum))
 
@@ -131,7 +136,8 @@ class StudyConfig:
         return RunConfig(dataset=dataset, batch_size=batch, epochs=self.max_epochs, seed=seed, device=device,
                          engine=engine, lr=lr, optimizer=self.optimizer, hidden=self.hidden,
                          target=self.target, scale=self.scale, n_samples=self.n_samples,
-                         n_features=self.n_features, n_classes=self.n_classes, data_seed=self.data_seed)
+                         n_features=self.n_features, n_classes=self.n_classes, data_seed=self.data_seed,
+                         threads=self.threads)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -158,6 +164,7 @@ class StudyPlan:
     splits: dict[str, Split]
     targets: dict[str, Target]
     jobs: list[StudyJob] = field(default_factory=list)
+    n_samples: dict[str, int] = field(default_factory=dict)  # dataset -> rows before the split
 
     @property
     def total_runs(self) -> int:
@@ -174,10 +181,12 @@ def plan(study: StudyConfig) -> StudyPlan:
     devices = tuple(expand_devices(list(study.devices)))
     splits: dict[str, Split] = {}
     targets: dict[str, Target] = {}
+    n_samples: dict[str, int] = {}
     jobs: list[StudyJob] = []
     for dataset in study.datasets:
         data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0))
         split = splits[dataset] = stratified_split(data, study.val_fraction, study.data_seed)
+        n_samples[dataset] = data.n_samples
         targets[dataset] = study.target_for(dataset)
         n_train = split.train.n_samples
         for device, engine, (spec, size) in itertools.product(
@@ -188,7 +197,7 @@ def plan(study: StudyConfig) -> StudyPlan:
             warm = round(study.warmup_epochs * steps_per_epoch)
             groups = [pairs] if get_engine(engine).multi_seed else [[p] for p in pairs]
             jobs += [StudyJob(dataset, engine, device, spec, size, tuple(g), warm) for g in groups]
-    return StudyPlan(study, devices, splits, targets, jobs)
+    return StudyPlan(study, devices, splits, targets, jobs, n_samples)
 
 
 def start_session(engine_name: str, config: RunConfig, data: Dataset, device: torch.device, seeds: list[int]):
@@ -211,9 +220,20 @@ def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> 
     lrs = [lr for lr, _, _ in job.pairs]
     seeds = [seed for _, _, seed in job.pairs]
     config = study.run_config(job.dataset, job.engine, job.device, job.batch_spec, lrs[0], seeds[0])
-    _prewarm(job.engine, config, split.train, device, seeds)
-    session = start_session(job.engine, config, split.train, device, seeds)
-    session.set_schedule(lrs, job.warmup_steps)
+    previous = torch.get_num_threads()
+    if study.threads is not None:
+        torch.set_num_threads(study.threads)
+    try:
+        _prewarm(job.engine, config, split.train, device, seeds)
+        session = start_session(job.engine, config, split.train, device, seeds)
+        session.set_schedule(lrs, job.warmup_steps)
+        return _to_target(study, job, split, target, session, device)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _to_target(study: StudyConfig, job: StudyJob, split: Split, target: Target, session,
+               device: torch.device) -> ToTargetRun:
     return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
                            device=device, max_epochs=study.max_epochs, time_budget_s=study.time_budget_s,
                            full_budget=study.full_budget, eval_every=study.eval_every)
@@ -252,9 +272,10 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             report(done, the_plan.total_runs, job_label(job))
             split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
             result = run_job(study, job, split, target)
-            context = {"study": study, "job": job, "split": split, "target": target,
-                       "device_name": device_name(resolve_device(job.device)),
-                       "torch_threads": torch.get_num_threads()}
+            device = resolve_device(job.device)
+            context = {"study": study, "job": job, "split": split, "target": target, "device": str(device),
+                       "device_name": device_name(device), "torch_threads": study.threads or torch.get_num_threads(),
+                       "n_samples": the_plan.n_samples[job.dataset]}
             studies.append(study_rows(result, **context))
             epochs.append(epoch_rows(result, **context))
             checks.append(check_rows(result, **context))

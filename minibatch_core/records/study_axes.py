@@ -1,5 +1,6 @@
 """The study's own axes as users write them: ``pow2`` batch sizes, ``A:B:K`` learning-rate ranges,
-learning-rate policies and per-dataset default targets."""
+learning-rate policies (``lr_policy``, ``warmup_epochs``) and per-dataset default targets. A study run's
+identity is a sweep run's (``records.identity``) plus ``STUDY_IDENTITY``; study.csv records them all."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import numpy as np
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import parse_batch_size, resolve_batch_size
-from minibatch_core.sweep.sweep import _items, _unique, parse_lrs
+from minibatch_core.records.axes import items, parse_lrs, unique
 
 LR_POLICIES = ("constant", "linear", "sqrt")
+# the study's axes beyond a sweep's, with the value that leaves them out of a run id
+STUDY_IDENTITY = {"lr_policy": "constant", "warmup_epochs": 0.0, "val_fraction": 0.2, "target_metric": None,
+                  "target_value": None}
 POLICY_BASE_BATCH = 32  # linear/sqrt scale the grid's rates, which are set for batch size 32 (Goyal et al.)
 
 # per dataset: (metric, value) used when neither --target-accuracy nor --target-loss is given; each is a
@@ -30,12 +34,12 @@ FILE_DEFAULT_TARGET = ("accuracy", 0.8)
 def parse_study_batch_sizes(value: Any) -> tuple[int | str, ...]:
     """Integers, ``full`` and ``pow2`` (= 1, 2, 4, ... below the training rows, plus ``full``)."""
     out: list[int | str] = []
-    for item in _items("batch sizes", value):
+    for item in items("batch sizes", value):
         if isinstance(item, str) and item.strip().lower() == "pow2":
             out.append("pow2")
         else:
             out.append(parse_batch_size(item))
-    return _unique(out)
+    return unique(out)
 
 
 def resolve_study_batches(specs: tuple[int | str, ...], n_train: int) -> list[tuple[str, int]]:
@@ -58,7 +62,7 @@ def resolve_study_batches(specs: tuple[int | str, ...], n_train: int) -> list[tu
 def parse_lr_grid(value: Any) -> tuple[float, ...]:
     """A list (``0.001,0.01``) and/or ranges ``A:B:K`` = K log-spaced values from A to B inclusive."""
     out: list[float] = []
-    for item in _items("lrs", value):
+    for item in items("lrs", value):
         if isinstance(item, str) and ":" in item:
             parts = item.split(":")
             bad = (f"learning-rate range {item!r} is not valid: use A:B:K with 0 < A <= B and an integer "
@@ -77,7 +81,7 @@ def parse_lr_grid(value: Any) -> tuple[float, ...]:
             out += [float(v) for v in np.geomspace(lo, hi, count)] if count > 1 else [lo]
         else:
             out += list(parse_lrs([item]))
-    return _unique(float(f"{v:.6g}") for v in out)
+    return unique(float(f"{v:.6g}") for v in out)
 
 
 def policy_factor(policy: str, batch_size: int) -> float:
