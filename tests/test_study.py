@@ -294,3 +294,17 @@ def test_results_readme_holds_the_study_schema_and_runs_csv_loads(tmp_path):
     assert runs["val_accuracy"].notna().all() and runs["run_id"].str.contains("scale=standard").all()
     study = pd.read_csv(out / "study.csv")
     assert list(study.columns) == [c.name for c in STUDY_COLUMNS]
+
+
+def test_full_budget_keeps_training_and_engines_agree_on_steps():
+    study = StudyConfig(datasets="wine", scale="standard", batch_sizes="16", lrs="0.003,0.01", seeds="0,1",
+                        target_accuracy=0.9, max_epochs=4, full_budget=True, engines="fast,stacked",
+                        noise_scale=False)
+    the_plan = plan(study)
+    steps: dict[str, list] = {"fast": [], "stacked": []}
+    for job in the_plan.jobs:
+        result = run_job(study, job, the_plan.splits["wine"], the_plan.targets["wine"])
+        assert result.epochs_run == 4 and result.stopped == "max epochs"
+        steps[job.engine] += [o.steps_to_target for o in result.replicas]
+    assert any(s is not None for s in steps["fast"])
+    assert steps["fast"] == steps["stacked"]  # replica k of the pass is the fast run with its lr and seed
