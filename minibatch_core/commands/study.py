@@ -76,6 +76,9 @@ def add_parser(sub) -> None:
     m.add_argument("--threads", default="1", metavar="N",
                    help="torch intra-op threads while training: an integer, or auto = torch's default (default 1)")
     add_data_options(p)
+    for action in p._actions:  # in a study the data seed also draws the held-out split
+        if action.dest == "data_seed":
+            action.help = "seed of the train/validation split, and of generated (synthetic) data (default 0)"
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
                    "folder that already holds a study.csv is refused")
