@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from minibatch_core.fsio import atomic_write_bytes  # noqa: E402
 
@@ -124,6 +125,9 @@ def plot_time_to_target(best: pd.DataFrame, study: pd.DataFrame, path: Path) -> 
             ax.scatter(censored["batch_size"], [budget.get(bs, np.nan) for bs in censored["batch_size"]],
                        marker="^", s=70, facecolors="none", edgecolors="C3", label="not reached (at budget)")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         _batch_axis(ax, sizes)
         ax.set_ylabel("training time to target (ms)")
         ax.set_title(_title(key), fontsize=10)

@@ -39,6 +39,13 @@ def _g(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}g}"
 
 
+def _steps(x: float | None) -> str:
+    """Steps read as counts: 30,000 and 126.5 rather than 3e+04."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:,.0f}" if x >= 100 or float(x).is_integer() else f"{x:.1f}"
+
+
 def _rows(n: int) -> str:
     return f"{n:,}"
 
@@ -73,10 +80,11 @@ def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any
                        "seeds or other learning rates.")
             continue
         seeds = int(w["seeds"])
+        spread = (f"median of {seeds} seeds, range {fmt_seconds(w['min_time_s'])}–{fmt_seconds(w['max_time_s'])}"
+                  if seeds > 1 else "1 seed: no spread measured")
         text = (f"{where}, with each batch size given its best learning rate, batch size {_batch(w)} reached "
-                f"{target} fastest: {fmt_seconds(w['median_time_s'])} of training (median of {seeds} seed"
-                f"{'s' if seeds != 1 else ''}, range {fmt_seconds(w['min_time_s'])}–{fmt_seconds(w['max_time_s'])}"
-                f", lr {w['best_lr']:.3g})")
+                f"{target} fastest: {fmt_seconds(w['median_time_s'])} of training ({spread}, lr "
+                f"{w['best_lr']:.3g})")
         parts = []
         for which in ("smallest", "largest"):
             size = int(w[f"{which}_batch"])
@@ -118,7 +126,7 @@ def best_table(best: pd.DataFrame) -> pd.DataFrame:
             "best lr": _g(r["best_lr"]) if reached else "none reached",
             "status": r["status"] + (" (grid end)" if reached and bool(r["lr_at_grid_edge"]) else ""),
             "seeds reached": f"{int(r['seeds_reached'])}/{int(r['seeds'])}",
-            "steps (median, range)": f"{_g(r['median_steps'], 4)} ({_g(r['min_steps'], 4)}–{_g(r['max_steps'], 4)})"
+            "steps (median, range)": f"{_steps(r['median_steps'])} ({_steps(r['min_steps'])}–{_steps(r['max_steps'])})"
             if reached else "–",
             "epochs": _g(r["median_epochs"]) if reached else "–",
             "time (median, range)": f"{fmt_seconds(r['median_time_s'])} ({fmt_seconds(r['min_time_s'])}–"
