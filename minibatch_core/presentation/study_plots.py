@@ -50,6 +50,8 @@ def _batch_axis(ax: plt.Axes, sizes: np.ndarray) -> None:
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(int(s)) for s in sizes], fontsize=8)
     ax.minorticks_off()
+    if sizes.min() == sizes.max():
+        ax.set_xlim(sizes.min() / 2, sizes.max() * 2)
     ax.set_xlabel("batch size (rows per step)")
     ax.grid(True, which="major", alpha=0.3)
 
@@ -155,9 +157,10 @@ def plot_best_lr(best: pd.DataFrame, study: pd.DataFrame, path: Path) -> Path:
                            label="at the grid's end (true best may lie beyond)")
             anchor = int(np.argmin(np.abs(np.log(b / 32))))
             grid = np.geomspace(sizes.min(), sizes.max(), 100)
-            ax.plot(grid, lr[anchor] * grid / b[anchor], ls=":", color="grey", label="linear scaling ∝ B")
-            ax.plot(grid, lr[anchor] * np.sqrt(grid / b[anchor]), ls="--", color="grey",
-                    label="sqrt scaling ∝ √B")
+            if len(sizes) > 1:  # one batch size: no scaling to draw
+                ax.plot(grid, lr[anchor] * grid / b[anchor], ls=":", color="grey", label="linear scaling ∝ B")
+                ax.plot(grid, lr[anchor] * np.sqrt(grid / b[anchor]), ls="--", color="grey",
+                        label="sqrt scaling ∝ √B")
         ax.axhspan(lo, hi, color="C0", alpha=0.06, label=f"learning rates tried ({lo:.3g}–{hi:.3g})")
         ax.set_yscale("log")
         ax.set_ylim(lo / 3, hi * 3)

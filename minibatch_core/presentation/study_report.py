@@ -82,9 +82,11 @@ def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any
         seeds = int(w["seeds"])
         spread = (f"median of {seeds} seeds, range {fmt_seconds(w['min_time_s'])}–{fmt_seconds(w['max_time_s'])}"
                   if seeds > 1 else "1 seed: no spread measured")
+        passes = int(rows["replicas"].max()) if "replicas" in rows else 1
+        shared = f"; the time of a pass training all {passes} runs of that batch size together" if passes > 1 else ""
         text = (f"{where}, with each batch size given its best learning rate, batch size {_batch(w)} reached "
                 f"{target} fastest: {fmt_seconds(w['median_time_s'])} of training ({spread}, lr "
-                f"{w['best_lr']:.3g})")
+                f"{w['best_lr']:.3g}{shared})")
         parts = []
         for which in ("smallest", "largest"):
             size = int(w[f"{which}_batch"])
