@@ -12,7 +12,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
-from minibatch_core.presentation.plots import DPI, Plot, _save  # noqa: E402
+from minibatch_core.presentation.plotkit import DPI, save  # noqa: E402
+from minibatch_core.presentation.plots import Plot  # noqa: E402
 from minibatch_core.presentation.units import fmt_seconds  # noqa: E402
 
 TITLE = "Time per epoch and scaling efficiency vs workers"
@@ -49,7 +50,7 @@ def scaling_plot(table: pd.DataFrame, path: Path) -> Plot:
         left.legend(title=None, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2)
         fig.subplots_adjust(wspace=0.32)
         fig.suptitle(TITLE, fontweight="bold")
-        return Plot("scaling", TITLE, CAPTION, _save(fig, path))
+        return Plot("scaling", TITLE, CAPTION, save(fig, path))
 
 
 def findings(table: pd.DataFrame) -> list[str]:
