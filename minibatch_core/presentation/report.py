@@ -178,7 +178,9 @@ def build(folder: str | Path) -> dict[str, Path]:
         blocks += [Heading(2, "Where the time goes"),
                    Para("Mean time per training step split into data loading, forward, backward and optimizer, "
                         "measured on extra instrumented steps of the first seed after training (synchronized on "
-                        "CUDA, so phases add up to slightly more than an uninstrumented step)."),
+                        "CUDA, so phases add up to slightly more than an uninstrumented step)."
+                        + (" For ddp the gradient all-reduce is its own phase, taken out of backward."
+                           if "allreduce_s" in split and (split["allreduce_s"] > 0).any() else "")),
                    Table(summary_tables.display_profile(split))]
     blocks.append(Heading(2, "Plots"))
     for p in other_plots:
