@@ -26,6 +26,17 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, WorkerReport, evaluate_logits
+from minibatch_core.engines.ddp_group import (
+    EPOCH,
+    PROFILE,
+    REPORT,
+    SHUTDOWN,
+    START,
+    Group,
+    command,
+    current_group,
+    share,
+)
 from minibatch_core.engines.membytes import activation_bytes, optimizer_state_bytes, tensor_bytes
 from minibatch_core.engines.reference import make_optimizer
 from minibatch_core.engines.shuffle import LoaderShuffle
@@ -36,38 +47,6 @@ from minibatch_core.input.devices import synchronize
 from minibatch_core.input.models import build_mlp
 
 PROFILE_PHASES = ("data", "forward", "backward", "allreduce", "optimizer")
-START, EPOCH, PROFILE, REPORT, SHUTDOWN = range(1, 6)
-
-
-@dataclass
-class Group:
-    """This process's place in the job, set by the launcher once the process group exists."""
-
-    rank: int
-    world: int
-    local_rank: int
-    backend: str
-    control: Any  # a gloo group: commands and pickled objects travel here, whatever the backend
-    launcher: str = "local"  # "local": the command started the ranks; "torchrun": it joined a job
-
-
-_GROUP: Group | None = None
-
-
-def attach(group: Group) -> None:
-    global _GROUP
-    _GROUP = group
-
-
-def detach() -> None:
-    global _GROUP
-    _GROUP = None
-
-
-def current_group() -> Group:
-    if _GROUP is None:
-        raise MinibatchError("the ddp engine runs inside its launcher: use train/run with --engine ddp")
-    return _GROUP
 
 
 def shard_bounds(size: int, world: int, rank: int) -> tuple[int, int]:
@@ -83,18 +62,6 @@ def rank_device(device: torch.device, group: Group) -> torch.device:
     if device.type != "cuda":
         return torch.device("cpu")
     return torch.device("cuda", group.local_rank)
-
-
-def _command(group: Group, code: int, arg: int = 0) -> tuple[int, int]:
-    message = torch.tensor([code, arg], dtype=torch.int64)
-    dist.broadcast(message, src=0, group=group.control)
-    return int(message[0]), int(message[1])
-
-
-def _share(group: Group, obj: Any = None) -> Any:
-    box = [obj]
-    dist.broadcast_object_list(box, src=0, group=group.control)
-    return box[0]
 
 
 @dataclass
@@ -150,8 +117,8 @@ class DDPSession:
             if self.batch_size < self.world:
                 raise MinibatchError(f"global batch {self.batch_size} is smaller than the {self.world} "
                                      "workers: every worker needs at least one row (lower --workers)")
-            _command(group, START)
-            _share(group, (config, data, list(seeds), device.type))
+            command(group, START)
+            share(group, (config, data, list(seeds), device.type))
         self.seeds = list(seeds)
         self.config = config
         self.device = device = rank_device(device, group)
@@ -188,7 +155,7 @@ class DDPSession:
 
     def run_epoch(self) -> EpochOutput:
         if self.leader:
-            _command(self.group, EPOCH)
+            command(self.group, EPOCH)
         self.model.train()
         self._permute()
         self.timer.take()
@@ -220,7 +187,7 @@ class DDPSession:
         """Extra steps with a synchronized clock read between phases; backward is split into its own
         compute and the gradient all-reduce (timed by the comm hook) that DDP waits for at its end."""
         if self.leader:
-            _command(self.group, PROFILE, steps)
+            command(self.group, PROFILE, steps)
         totals = dict.fromkeys(PROFILE_PHASES, 0.0)
         sync = self.device
         self.model.train()
@@ -253,7 +220,7 @@ class DDPSession:
 
     def worker_report(self) -> WorkerReport:
         """Rank 0 only: the other ranks' peak memory (each from its own probe) and the all-reduce times."""
-        _command(self.group, REPORT)
+        command(self.group, REPORT)
         gathered: list[Any] = [None] * self.world
         dist.gather_object(None, gathered, dst=0, group=self.group.control)
         return WorkerReport(
@@ -280,12 +247,12 @@ def serve(make_probe: Callable[[torch.device], Probe]) -> None:
     session: DDPSession | None = None
     probe: Probe | None = None
     while True:
-        code, arg = _command(group, 0)
+        code, arg = command(group, 0)
         if code == SHUTDOWN:
             return
         if code == START:
             session = probe = None  # the previous session (the trainer's pre-warm) is dropped first
-            config, data, seeds, device_type = _share(group)
+            config, data, seeds, device_type = share(group)
             device = torch.device(device_type, group.local_rank) if device_type == "cuda" else torch.device("cpu")
             probe = make_probe(device)
             probe.start()
@@ -300,11 +267,6 @@ def serve(make_probe: Callable[[torch.device], Probe]) -> None:
             dist.gather_object(payload, None, dst=0, group=group.control)
         else:
             raise RuntimeError(f"ddp worker rank {group.rank}: unexpected command {code}")
-
-
-def shutdown() -> None:
-    """Rank 0: release the other ranks (they return from :func:`serve`)."""
-    _command(current_group(), SHUTDOWN)
 
 
 ENGINE = Engine(

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from minibatch_core.engines import ddp
+from minibatch_core.engines import ddp, ddp_group
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.devices import resolve_device
@@ -126,11 +126,11 @@ def _join_group(backend: str, rank: int, world: int, local_rank: int, timeout_s:
         kwargs["device_id"] = torch.device("cuda", local_rank)
     dist.init_process_group(**kwargs)
     control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
-    ddp.attach(ddp.Group(rank, world, local_rank, backend, control, launcher))
+    ddp_group.attach(ddp_group.Group(rank, world, local_rank, backend, control, launcher))
 
 
 def _leave_group() -> None:
-    ddp.detach()
+    ddp_group.detach()
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -152,7 +152,7 @@ def _rank_main(rank: int, host: str, port: int, backend: str, timeout_s: float, 
         _join_group(backend, rank, config.workers, local, timeout_s, store)
         if rank == 0:
             result = fn(*args)
-            ddp.shutdown()  # after a failure no collective is tried: the supervisor stops the others
+            ddp_group.shutdown()  # after a failure no collective is tried: the supervisor stops the others
             conn.send(("ok", result))
         else:
             ddp.serve(MemoryProbe)
@@ -181,7 +181,7 @@ def _join_torchrun(fn: Callable[..., Any], args: tuple, config: RunConfig, backe
     try:
         if rank == 0:
             result = fn(*args)
-            ddp.shutdown()  # after a failure rank 0 just exits: torchrun's agent stops the others
+            ddp_group.shutdown()  # after a failure rank 0 just exits: torchrun's agent stops the others
             # rank 0 measured in the process torchrun started, not in a fresh worker: say so
             return [replace(r, memory_method=r.memory_method.replace(
                 "one fresh worker process per run", "rank 0's process of a torchrun job")) for r in result]
