@@ -17,8 +17,17 @@ _MODULES = {
 }
 
 
+# what a sweep runs when no engines are named: the single-process engines. ddp at one worker only adds
+# process start-up to the lesson's question; it belongs in sweeps that vary --workers, named explicitly
+_NOT_DEFAULT = {"ddp"}
+
+
 def engine_names() -> list[str]:
     return list(_MODULES)
+
+
+def default_engine_names() -> list[str]:
+    return [name for name in _MODULES if name not in _NOT_DEFAULT]
 
 
 def get_engine(name: str) -> Engine:
@@ -27,4 +36,4 @@ def get_engine(name: str) -> Engine:
     return import_module(_MODULES[name]).ENGINE
 
 
-__all__ = ["Engine", "EpochOutput", "Session", "engine_names", "get_engine"]
+__all__ = ["Engine", "EpochOutput", "Session", "default_engine_names", "engine_names", "get_engine"]
