@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
+from typing import TYPE_CHECKING
 
 from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
 from minibatch_core.engines import engine_names
 from minibatch_core.input.config import RunConfig
 from minibatch_core.presentation.units import fmt_bytes
-from minibatch_core.running.results import RunResult
-from minibatch_core.running.trainer import train
+
+if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
+    from minibatch_core.running.results import RunResult
 
 
 def add_parser(sub) -> None:
@@ -67,7 +70,19 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibatch_core.running.preflight import check_run_input
+
     config = config_from_args(args)
+    for note in check_run_input(config):  # bad input fails here, before torch or a worker starts
+        print(note, file=sys.stderr)
+    if not args.no_isolate:
+        from minibatch_core.running.isolation import start_workers
+
+        # the worker's imports (torch, the engine) now run on another core while this process imports
+        # torch itself (to read the result back): the two costs overlap instead of adding up
+        start_workers([config.engine])
+    from minibatch_core.running.trainer import train
+
     result = train(config, isolate=not args.no_isolate, profile=args.profile)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -93,6 +108,7 @@ def summary_text(result: RunResult) -> str:
     median = statistics.median(timed)
     m = result.memory
     lines = [
+        *([f"classes: {class_mapping_text(result.class_names)}"] if result.class_names else []),
         f"engine {result.engine} | dataset {result.dataset} (N={result.n_samples}, {result.n_features} "
         f"features, {result.n_classes} classes) | device {result.device} ({result.device_name})",
         f"batch size {result.batch_size} (asked: {result.batch_spec}) | {result.steps_per_epoch} steps/epoch "
@@ -111,3 +127,8 @@ def summary_text(result: RunResult) -> str:
         parts = ", ".join(f"{k} {v * 1e6:.1f} us ({v / total:.0%})" for k, v in result.profile.items())
         lines.append(f"mean step: {total * 1e6:.1f} us = {parts}")
     return "\n".join(lines)
+
+
+def class_mapping_text(class_names) -> str:
+    """``0 = class_0, 1 = class_1``: which label of the data became which class number."""
+    return ", ".join(f"{i} = {name}" for i, name in enumerate(class_names))

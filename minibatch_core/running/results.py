@@ -41,6 +41,7 @@ class RunResult:
     replicas: int = 1  # models trained in the same timed pass (the stacked engine trains many)
     torch_threads: int = 0
     profile: dict[str, float] | None = None
+    class_names: tuple[str, ...] = ()  # class_names[i]: the dataset's label that became class number i
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,4 +115,5 @@ class RunResult:
         d["config"] = RunConfig.from_dict(d["config"])
         d["records"] = [EpochRecord(**r) for r in d["records"]]
         d["memory"] = MemoryBreakdown(**d["memory"])
+        d["class_names"] = tuple(d.get("class_names", ()))
         return cls(**d)

@@ -133,6 +133,7 @@ def _measure_run(config: RunConfig, seeds: list[int], profile: bool) -> list[Run
             replicas=len(seeds),
             torch_threads=torch.get_num_threads(),
             profile=split,
+            class_names=data.class_names,
         )
         for k, seed in enumerate(seeds)
     ]
