@@ -118,6 +118,8 @@ def test_env_json(sweep_dir: Path) -> None:
     sweep = env["sweep"]
     assert sweep["seeds"] == SEEDS and sweep["epochs"] == EPOCHS and sweep["batch_sizes"] == ["32", "full"]
     assert sweep["engines"] == engine_names() and sweep["devices_expanded"] == ["cpu"]
+    # which label became which class number, per dataset as runs.csv names it
+    assert env["classes"] == {"wine": {"0": "class_0", "1": "class_1", "2": "class_2"}}
 
 
 def test_summary_csv_matches_runs(sweep_dir: Path, runs: pd.DataFrame) -> None:
