@@ -28,6 +28,7 @@ def pytest_bench(*args: str) -> subprocess.CompletedProcess:
                            *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_collects_engine_x_device_x_batch_size() -> None:
     done = pytest_bench("--collect-only", "-q")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -36,6 +37,7 @@ def test_collects_engine_x_device_x_batch_size() -> None:
     assert ids == expected
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_one_case_records_extra_info_and_calibration(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     flags = ["--benchmark-only", "-k", "reference-cpu-32", "--mb-epochs", "3", "--benchmark-json", str(out),
@@ -60,6 +62,7 @@ def test_one_case_records_extra_info_and_calibration(tmp_path: Path) -> None:
         assert list(tmp_path.glob("hist*.svg")), "--benchmark-histogram wrote no SVG"
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_cuda_cases_skip_with_a_reason() -> None:
     import torch
 

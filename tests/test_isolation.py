@@ -17,6 +17,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two fresh interpreters, each starting its own worker forkserver
 def test_a_script_without_a_main_guard_trains_once(tmp_path):
     """multiprocessing re-imports __main__ in its children; the worker must not run the script again."""
     script = tmp_path / "user_script.py"

@@ -147,6 +147,7 @@ def test_summary_csv_matches_runs(sweep_dir: Path, runs: pd.DataFrame) -> None:
     assert md.count("\n| ") == len(summary) + 1  # header + one line per configuration
 
 
+@pytest.mark.slow  # a second sweep or report build
 def test_report_rebuilds_the_same_tables(sweep_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -253,6 +254,7 @@ def test_latest_link_is_replaced(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow  # a second sweep or report build
 def test_threads_reach_every_run_and_the_records(tmp_path):
     out = tmp_path / "t"
     assert main(["run", "--engines", "reference", "--batch-sizes", "full", "--seeds", "0", "--epochs", "2",

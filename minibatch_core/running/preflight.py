@@ -7,8 +7,9 @@ second instead of after the seconds that starting torch and the workers take.
 from __future__ import annotations
 
 from minibatch_core.engines import check_engine_name
+from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
-from minibatch_core.input.data import BUNDLED, is_file_dataset
+from minibatch_core.input.data import BUNDLED, is_file_dataset, known_datasets
 from minibatch_core.input.datafile import read_table
 from minibatch_core.input.devices import check_device_name
 
@@ -22,7 +23,9 @@ def check_run_input(config: RunConfig) -> tuple[str, ...]:
 
 
 def check_dataset(name: str, target: str | None) -> tuple[str, ...]:
-    """A data file is read and checked in full (pandas only); named datasets are left to the loader."""
-    if name in BUNDLED or name == "synthetic" or not is_file_dataset(name):
+    """A data file is read and checked in full (pandas only); a name must be one the loader knows."""
+    if name in BUNDLED or name == "synthetic":
         return ()
+    if not is_file_dataset(name):
+        raise MinibatchError(f"unknown dataset {name!r}: use {known_datasets()}")
     return read_table(name, target).notes
