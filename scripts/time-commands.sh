@@ -30,7 +30,7 @@ time_one() {  # label, command...: prints a table row
     "$(printf '%.2f ' "${samples[@]}")"
 }
 
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(getconf _NPROCESSORS_ONLN) cores"
 echo
 echo "| command | median | every repeat |"
 echo "|---|---|---|"

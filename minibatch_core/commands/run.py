@@ -119,8 +119,12 @@ def point_latest(folder: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibatch_core.running.envinfo import collect
     from minibatch_core.running.preflight import check_dataset
+
+    if args.datasets and not args.config:  # a broken file named here fails before torch is imported
+        for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
+            check_dataset(dataset, args.target)
+    from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.sweep import execute, plan
 
     sweep = sweep_from_args(args)
