@@ -46,6 +46,7 @@ else
     pip_install "torch==$TORCH_VERSION+cpu" && TORCH_OK=1
     TRIED+=("the local wheel in pip's find-links with dependencies from pip's index")
   else
+    echo "install.sh: no torch $TORCH_VERSION+cpu wheel in pip's find-links"
     TRIED+=("pip's find-links (no torch $TORCH_VERSION+cpu wheel there)")
   fi
   if [ -z "${TORCH_OK:-}" ]; then
