@@ -377,7 +377,7 @@ def test_multi_seed_benchmark_unrolls_every_seed(tmp_path):
     assert all(r.speed.n_cur == 4 for r in result.rows)  # shared epoch times counted once
 
 
-@pytest.mark.slow  # measures real runs first
+@pytest.mark.slow  # runs pytest-benchmark in a subprocess
 def test_real_pytest_benchmark_output_loads(tmp_path):
     """What pytest-benchmark itself writes (here from trivial benchmarks that store records the way the
     harness does) loads; a benchmark without records is left out with a note, not an error."""
