@@ -20,7 +20,7 @@ EXTRAS=""
 for arg in "$@"; do
   case "$arg" in
     --test) EXTRAS="[test]" ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (accepted: --test, --help)" >&2; exit 2 ;;
   esac
 done
