@@ -224,3 +224,9 @@ def test_duplicate_columns_are_one_line_and_exit_2(tmp_path, capsys):
     assert main(["train", "--dataset", str(path), "--target", "t"]) == 2
     err = capsys.readouterr().err
     assert "duplicate column names: a" in err and err.count("\n") == 1
+
+
+def test_train_leaves_torch_to_its_worker():
+    """`train` reads its result back from the fresh worker without importing torch itself."""
+    code = "from minibatch_core.cli import main; assert main(['train', '--epochs', '1']) == 0"
+    assert _imports_after(code) == []

@@ -80,15 +80,16 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     for note in check_run_input(config):  # bad input fails here, before torch or a worker starts
         print(note, file=sys.stderr)
-    if not args.no_isolate:
+    if args.no_isolate:
+        from minibatch_core.running.trainer import train
+
+        result = train(config, isolate=False, profile=args.profile)
+    else:
         from minibatch_core.running.isolation import start_workers
+        from minibatch_core.running.oneshot import train_in_worker
 
-        # the worker's imports (torch, the engine) now run on another core while this process imports
-        # torch itself (to read the result back): the two costs overlap instead of adding up
-        start_workers([config.engine])
-    from minibatch_core.running.trainer import train
-
-    result = train(config, isolate=not args.no_isolate, profile=args.profile)
+        start_workers([config.engine])  # only the worker imports torch and the engine; this process never does
+        result = train_in_worker(config, profile=args.profile)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

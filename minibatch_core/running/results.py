@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from minibatch_core.engines.base import MemoryBreakdown
+from minibatch_core.engines.breakdown import MemoryBreakdown
 from minibatch_core.input.config import RunConfig
 
 
