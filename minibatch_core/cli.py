@@ -19,6 +19,7 @@ COMMANDS = {
     "report": "minibatch_core.commands.report",
     "compare": "minibatch_core.commands.compare",
     "baseline": "minibatch_core.commands.baseline",
+    "study": "minibatch_core.commands.study",
 }
 # The one-line help of each subcommand, as its module's add_parser gives it (a test keeps them equal):
 # the top-level --help lists them without importing the modules, some of which need pandas.
