@@ -29,6 +29,8 @@ SUMMARIES = {
     "report": "rebuild summary, plots and report of a sweep folder from its runs.csv (no training)",
     "compare": "compare a current result set with a baseline; exit 1 on a regression",
     "baseline": "manage the committed baseline that `compare` checks against (see `baseline update`)",
+    "study": "tune the learning rate per batch size, count steps/time to a validation target, fit the "
+    "critical batch",
 }
 
 EXIT_BAD_INPUT = 2
@@ -53,7 +55,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
     chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for name, module in COMMANDS.items():
-        if chosen is None or name == chosen:
+        if chosen is None or name == chosen or name not in SUMMARIES:  # a command without a summary: slower, right
             import_module(module).add_parser(sub)
         else:
             sub.add_parser(name, help=SUMMARIES[name])

@@ -174,7 +174,7 @@ def _imports_after(code: str) -> list[str]:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["run", "--help"], ["report", "--help"],
-                                  ["baseline", "--help"]])
+                                  ["baseline", "--help"], ["study", "--help"]])
 def test_help_imports_no_heavy_library(argv):
     assert _imports_after(f"from minibatch_core.cli import main; main({argv!r})") == []
 
