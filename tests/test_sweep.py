@@ -124,6 +124,8 @@ def test_env_json(sweep_dir: Path) -> None:
     sweep = env["sweep"]
     assert sweep["seeds"] == SEEDS and sweep["epochs"] == EPOCHS and sweep["batch_sizes"] == ["32", "full"]
     assert sweep["engines"] == default_engine_names() and sweep["devices_expanded"] == ["cpu"]
+    # which label became which class number, per dataset as runs.csv names it
+    assert env["classes"] == {"wine": {"0": "class_0", "1": "class_1", "2": "class_2"}}
 
 
 def test_summary_csv_matches_runs(sweep_dir: Path, runs: pd.DataFrame) -> None:
@@ -151,6 +153,7 @@ def test_summary_csv_matches_runs(sweep_dir: Path, runs: pd.DataFrame) -> None:
     assert md.count("\n| ") == len(summary) + 1  # header + one line per configuration
 
 
+@pytest.mark.slow  # a second sweep or report build
 def test_report_rebuilds_the_same_tables(sweep_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -261,6 +264,7 @@ def test_latest_link_is_replaced(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow  # a second sweep or report build
 def test_threads_reach_every_run_and_the_records(tmp_path):
     out = tmp_path / "t"
     assert main(["run", "--engines", "reference", "--batch-sizes", "full", "--seeds", "0", "--epochs", "2",

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
+from typing import TYPE_CHECKING
 
 from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
-from minibatch_core.engines import engine_names
+from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.input.config import RunConfig, config_defaults
+from minibatch_core.input.devices import BACKENDS
 from minibatch_core.presentation.units import fmt_bytes
-from minibatch_core.running.distributed import BACKENDS, DistributedOptions
-from minibatch_core.running.results import RunResult
-from minibatch_core.running.trainer import train
+
+if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
+    from minibatch_core.running.results import RunResult
 
 D = config_defaults()
 
@@ -82,9 +85,28 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibatch_core.running.preflight import check_run_input
+
     config = config_from_args(args)
-    options = DistributedOptions(backend=args.backend, oversubscribe=args.oversubscribe)
-    result = train(config, isolate=not args.no_isolate, profile=args.profile, distributed=options)
+    for note in check_run_input(config):  # bad input fails here, before torch or a worker starts
+        print(note, file=sys.stderr)
+    if is_distributed(config.engine) or config.workers > 1:
+        # the ddp engine launches (or joins) its own ranks from this process
+        from minibatch_core.running.distributed import DistributedOptions
+        from minibatch_core.running.trainer import train
+
+        options = DistributedOptions(backend=args.backend, oversubscribe=args.oversubscribe)
+        result = train(config, isolate=not args.no_isolate, profile=args.profile, distributed=options)
+    elif args.no_isolate:
+        from minibatch_core.running.trainer import train
+
+        result = train(config, isolate=False, profile=args.profile)
+    else:
+        from minibatch_core.running.isolation import start_workers
+        from minibatch_core.running.oneshot import train_in_worker
+
+        start_workers([config.engine])  # only the worker imports torch and the engine; this process never does
+        result = train_in_worker(config, profile=args.profile)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -109,6 +131,7 @@ def summary_text(result: RunResult) -> str:
     median = statistics.median(timed)
     m = result.memory
     lines = [
+        *([f"classes: {class_mapping_text(result.class_names)}"] if result.class_names else []),
         f"engine {result.engine} | dataset {result.dataset} (N={result.n_samples}, {result.n_features} "
         f"features, {result.n_classes} classes) | device {result.device} ({result.device_name})",
         f"batch size {result.batch_size} (asked: {result.batch_spec}) | {result.steps_per_epoch} steps/epoch "
@@ -143,3 +166,8 @@ def workers_text(result: RunResult, timed: list[float]) -> str:
         share = sum(spent) / (sum(timed) or 1.0)
         line += f" | gradient all-reduce {share:.0%} of epoch time (warm-up excluded)"
     return line
+
+
+def class_mapping_text(class_names) -> str:
+    """``0 = class_0, 1 = class_1``: which label of the data became which class number."""
+    return ", ".join(f"{i} = {name}" for i, name in enumerate(class_names))

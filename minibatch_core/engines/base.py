@@ -14,24 +14,11 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from minibatch_core.engines.breakdown import MemoryBreakdown  # noqa: F401 - re-exported: engines import it here
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
 
 PROFILE_PHASES = ("data", "forward", "backward", "optimizer")
-
-
-@dataclass
-class MemoryBreakdown:
-    """Bytes counted from the tensors themselves (RSS moves in pages; this model is tiny)."""
-
-    parameters: int = 0
-    gradients: int = 0
-    optimizer_state: int = 0
-    activations: int = 0  # one forward pass of the largest batch
-
-    @property
-    def total(self) -> int:
-        return self.parameters + self.gradients + self.optimizer_state + self.activations
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from minibatch_core.engines.base import MemoryBreakdown
+from minibatch_core.engines.breakdown import MemoryBreakdown
 from minibatch_core.input.config import RunConfig
 
 
@@ -42,6 +42,7 @@ class RunResult:
     torch_threads: int = 0
     profile: dict[str, float] | None = None
     diverged_epoch: int | None = None  # the epoch whose loss or weights became non-finite; training stopped
+    class_names: tuple[str, ...] = ()  # class_names[i]: the dataset's label that became class number i
     extra: dict[str, Any] = field(default_factory=dict)
     workers: int = 1  # processes that trained the model together (ddp); 1 for every other engine
     worker_batch_size: int = 0  # the largest per-worker share of the global batch (= batch_size at W=1)
@@ -135,4 +136,5 @@ class RunResult:
         d["config"] = RunConfig.from_dict(d["config"])
         d["records"] = [EpochRecord(**r) for r in d["records"]]
         d["memory"] = MemoryBreakdown(**d["memory"])
+        d["class_names"] = tuple(d.get("class_names", ()))
         return cls(**d)

@@ -190,6 +190,7 @@ class Run:
                 worker_batch_size=report.worker_batch_size if report else self.batch_size,
                 worker_peak_memory_bytes=[self.probe.peak, *(report.other_peak_memory_bytes if report else [])],
                 extra=dict(report.extra) if report else {},
+                class_names=self.data.class_names,
             )
             for k, seed in enumerate(self.seeds)
         ]
