@@ -1,7 +1,10 @@
 """Tables from records: pure pandas, no training, no plotting.
 
 Conventions used throughout (and documented in results/README.md):
-- epoch time statistics exclude the warm-up epoch (epoch 1) unless a run has only one epoch;
+- epoch time statistics exclude the warm-up epoch (epoch 1) always: a one-epoch run has no timed epoch, and
+  its time statistics are NaN (shown as "no timed epoch"), never the warm-up passed off as a median;
+- a diverged run's last row is its diverged epoch, with NaN losses: its final loss is NaN, and
+  ``n_diverged`` / ``diverged_epoch_first`` say so;
 - the spread of epoch time is the interquartile range (25th-75th percentile) over all timed epochs of
   all seeds of a configuration;
 - for multi-seed engines (``replicas`` > 1) one timed pass trains every replica, so the per-model time
@@ -76,9 +79,8 @@ def _sort(frame: pd.DataFrame) -> pd.DataFrame:
 # --- summary ---------------------------------------------------------------------------------------------
 
 def timed_epochs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The epochs whose times count: all but the warm-up, unless a run has nothing else."""
-    only_warmup = runs.groupby("run_id")["warmup"].transform("all")
-    return runs[~runs["warmup"] | only_warmup]
+    """The epochs whose times count: all but the warm-up (none, for a one-epoch run)."""
+    return runs[~runs["warmup"]]
 
 
 def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +117,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         "final_eval_loss_mean": g_final["eval_loss"].mean(),
         "final_eval_accuracy_mean": g_final["eval_accuracy"].mean(),
         "peak_memory_median_bytes": g_final["peak_memory_bytes"].median(),
+        "n_diverged": _by(final[final["diverged"]], CONFIG_KEYS)["seed"].nunique(),
+        "diverged_epoch_first": g_final["diverged_epoch"].min(),
     })
+    summary["n_diverged"] = summary["n_diverged"].fillna(0).astype(int)
     if "calibration_step_s" in runs:
         summary["calibration_step_s"] = g_all["calibration_step_s"].first()
     summary = summary.reset_index()
