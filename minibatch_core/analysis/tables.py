@@ -79,7 +79,14 @@ def _sort(frame: pd.DataFrame) -> pd.DataFrame:
 # --- summary ---------------------------------------------------------------------------------------------
 
 def timed_epochs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The epochs whose times count: all but the warm-up (none, for a one-epoch run)."""
+    """The epochs plots draw times of: all but the warm-up, unless a run has nothing else (a plot needs a
+    point; its one-epoch runs are marked there). Statistics use ``strictly_timed``."""
+    only_warmup = runs.groupby("run_id")["warmup"].transform("all")
+    return runs[~runs["warmup"] | only_warmup]
+
+
+def strictly_timed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The epochs whose times count in statistics: all but the warm-up, so a one-epoch run has none."""
     return runs[~runs["warmup"]]
 
 
@@ -91,7 +98,7 @@ def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """summary.csv: one row per configuration, aggregated across seeds."""
     runs = with_defaults(runs)
-    timed = timed_epochs(runs)
+    timed = strictly_timed(runs)
     final = final_epochs(runs)
     g_timed = _by(timed, CONFIG_KEYS)
     g_final = _by(final, CONFIG_KEYS)
@@ -120,7 +127,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         "n_diverged": _by(final[final["diverged"]], CONFIG_KEYS)["seed"].nunique(),
         "diverged_epoch_first": g_final["diverged_epoch"].min(),
     })
-    summary["n_diverged"] = summary["n_diverged"].fillna(0).astype(int)
+    for count in ("n_diverged", "n_timed_epochs"):  # a configuration with none is absent from its group-by
+        summary[count] = summary[count].fillna(0).astype(int)
     if "calibration_step_s" in runs:
         summary["calibration_step_s"] = g_all["calibration_step_s"].first()
     summary = summary.reset_index()
