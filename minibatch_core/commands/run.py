@@ -143,7 +143,7 @@ def _resume(args: argparse.Namespace) -> int:
     history = list(recorded.env.get("resumed_utc") or [])
     env = {**env, "resumed_utc": [*history, utc_now()], "resumed_with_changes": changed or None}
     calibration = recorded.calibration if n_kept else None
-    return _execute_and_report(args, the_plan, recorded.folder, env, False, kept=kept,
+    return _execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
                                kept_profiles=recorded.profiles if kept is not None else None,
                                calibration=calibration)
 
@@ -204,9 +204,7 @@ def _interrupted(folder: Path, total: int) -> str:
                 f"`minibatch-bench run --resume {folder}` starts it again")
     return (f"interrupted after {_runs_done(folder)} of {total} runs; the completed runs are kept in "
             f"{folder / 'runs.csv'}: `minibatch-bench run --resume {folder}` runs the rest, "
-            f"`minibatch-bench report {folder}` "
-            f"`minibatch-bench run --resume {folder}` runs the rest, `minibatch-bench report {folder}` "
-            "reports what is there")
+            f"`minibatch-bench report {folder}` reports what is there")
 
 
 def _runs_done(folder: Path) -> int:

@@ -23,9 +23,9 @@ from minibatch_core.sweep.sweep import Job, Plan, SweepConfig
 
 # env.json's sweep entry holds these beside the settings (see commands/run.py)
 _NOT_SETTINGS = ("devices_expanded", "isolate")
-# resolved inside the worker (``auto`` threads); one value per sweep, so checked with the settings instead
-_KEY_AXES = tuple(a for a in AXES if a.in_identity and a.field != "threads") + tuple(
-    a for a in AXES if a.field == "seed")
+# a run is found by the axes that vary within a sweep; the single-valued ones (epochs, threads, the data's
+# shape, ...) are one value per sweep and checked with the settings (``differences``) instead
+_KEY_AXES = tuple(a for a in AXES if a.multi)
 
 
 @dataclass
