@@ -21,6 +21,7 @@ COMMANDS = {
     "report": "minibatch_core.commands.report",
     "compare": "minibatch_core.commands.compare",
     "baseline": "minibatch_core.commands.baseline",
+    "study": "minibatch_core.commands.study",
 }
 
 EXIT_BAD_INPUT = 2

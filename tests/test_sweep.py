@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from minibatch_core.analysis.tables import PHASES
-from minibatch_core.records.axes import parse_hidden_list, parse_seeds
-from minibatch_core.records.columns import RUN_COLUMNS
 from minibatch_core.cli import main
 from minibatch_core.commands.run import point_latest, sweep_from_args
 from minibatch_core.engines import engine_names, get_engine
 from minibatch_core.errors import MinibatchError
+from minibatch_core.records.axes import parse_hidden_list, parse_seeds
+from minibatch_core.records.columns import RUN_COLUMNS
 from minibatch_core.running import trainer
 from minibatch_core.sweep import sweep as sweep_module
 from minibatch_core.sweep.sweep import SweepConfig, plan
@@ -186,8 +186,10 @@ def test_interrupted_sweep_keeps_complete_runs_only(tmp_path: Path, monkeypatch,
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs["run_id"].unique()) == ["reference|wine|cpu|b32|s0|lr0.001",
                                                "reference|wine|cpu|b32|s1|lr0.001"]
-    # every cell filled, except those empty by design: no target column (bundled data), no divergence
-    assert len(runs) == 2 * 2 and runs.drop(columns=["target", "diverged_epoch"]).notna().all().all()
+    # every cell filled, except those empty by design: no target column (bundled data), no divergence, no
+    # held-out split (a study's columns)
+    empty = ["target", "diverged_epoch", "val_loss", "val_accuracy"]
+    assert len(runs) == 2 * 2 and runs.drop(columns=empty).notna().all().all()
     assert sorted(p.name for p in out.iterdir()) == ["calibration.json", "env.json", "runs.csv"]
     assert json.loads((out / "env.json").read_text())["status"] == "interrupted"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from minibatch_core.errors import MinibatchError
@@ -54,7 +54,7 @@ def check_lr(value: Any, *, plural: bool = False) -> float:
     except (TypeError, ValueError):
         raise error from None
     if not (lr > 0 and math.isfinite(lr)):
-        raise error
+        raise MinibatchError(f"learning rate {lr!r} is not valid: use a positive number, {example}")
     try:
         as_float32 = struct.unpack("f", struct.pack("f", lr))[0]
     except OverflowError:
@@ -155,3 +155,8 @@ class RunConfig:
         if "hidden" in d:
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every RunConfig field's default: the one place the CLI and the sweep take them from."""
+    return {f.name: f.default for f in fields(RunConfig)}

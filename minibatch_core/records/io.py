@@ -139,8 +139,8 @@ def _check(frame: pd.DataFrame, columns: tuple[Column, ...], source: str, *, all
            ) -> pd.DataFrame:
     missing = [c.name for c in columns if c.required and c.name not in frame.columns]
     if missing:
-        raise MinibatchError(f"{source}: missing column(s) {', '.join(missing)}: is it a minibatch-bench "
-                             "results file?")
+        raise MinibatchError(f"{source}: lacks the columns {', '.join(missing)} (missing columns): is it a "
+                             "minibatch-bench results file?")
     if frame.empty and not allow_empty:
         raise MinibatchError(f"{source}: has no runs")
     frame = frame.copy()
