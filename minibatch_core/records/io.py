@@ -180,6 +180,9 @@ def _typed(values: pd.Series, column: Column, source: str) -> pd.Series:
         fractional = finite[(finite % 1 != 0) | ~finite.map(math.isfinite)]
         if len(fractional):
             raise bad(fractional.index[0], "expected an integer")
+        huge = finite[finite.abs() >= 2**63]  # would wrap around in int64
+        if len(huge):
+            raise bad(huge.index[0], "an integer out of range")
         return numbers.astype("Int64") if numbers.isna().any() else numbers.astype("int64")
     assert column.dtype == FLOAT
     return numbers.astype(float)
