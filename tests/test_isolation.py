@@ -17,6 +17,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two fresh interpreters, each starting its own worker forkserver
 def test_a_script_without_a_main_guard_trains_once(tmp_path):
     """multiprocessing re-imports __main__ in its children; the worker must not run the script again."""
     script = tmp_path / "user_script.py"
@@ -86,3 +87,16 @@ def test_worker_of_a_killed_sweep_exits_quietly_and_cleans_up(tmp_path):
     assert not [p.name for p in temp.iterdir() if p.name.startswith("pymp-")]
     stderr = (tmp_path / "stderr.txt").read_text()
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_workers_start_from_a_frozen_heap():
+    """The forkserver freezes what it imported (gc.freeze), so a worker's garbage collections never walk,
+    and copy page by page, the torch/scikit-learn heap it shares with the server."""
+    import gc
+
+    from minibatch_core.running.isolation import start_workers
+
+    start_workers(["reference"])  # a no-op where this process's server already runs
+    assert run_isolated(gc.get_freeze_count) > 10_000
+    assert train(RunConfig(batch_size="full", epochs=2)).epoch_losses == train(
+        RunConfig(batch_size="full", epochs=2), isolate=False).epoch_losses

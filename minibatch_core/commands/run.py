@@ -103,6 +103,11 @@ def point_latest(folder: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibatch_core.running.preflight import check_dataset
+
+    if args.datasets and not args.config:  # a broken file named here fails before torch is imported
+        for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
+            check_dataset(dataset, args.target)
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.sweep import plan
 
@@ -111,12 +116,21 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
     sweep = sweep_from_args(args)
+    for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
+        for note in check_dataset(dataset, sweep.target):
+            print(note, file=sys.stderr)
+    if not args.no_isolate:
+        from minibatch_core.running.isolation import start_workers
+
+        start_workers(sweep.engines or None)  # its imports overlap with planning and env.json's probes
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
     folder, default_place = choose_folder(args.out)
     _print_notes(the_plan)
     folder.mkdir(parents=True, exist_ok=True)
     config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
-    return _execute_and_report(args, the_plan, folder, collect(config), default_place)
+    env = collect(config)
+    env["classes"] = class_numbers(sweep)
+    return _execute_and_report(args, the_plan, folder, env, default_place)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -141,7 +155,8 @@ def _resume(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run", file=sys.stderr)
     history = list(recorded.env.get("resumed_utc") or [])
-    env = {**env, "resumed_utc": [*history, utc_now()], "resumed_with_changes": changed or None}
+    env = {**env, "classes": class_numbers(sweep), "resumed_utc": [*history, utc_now()],
+           "resumed_with_changes": changed or None}
     calibration = recorded.calibration if n_kept else None
     return _execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
                                kept_profiles=recorded.profiles if kept is not None else None,
@@ -155,7 +170,6 @@ def _print_notes(the_plan) -> None:
 
 def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: dict, default_place: bool,
                         **resumed) -> int:
-    from minibatch_core.presentation.report import build
     from minibatch_core.sweep.sweep import execute
 
     progress = None if args.quiet else _progress()
@@ -172,12 +186,12 @@ def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: d
                 outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
                                   **resumed)
                 progress.update(task, description="building tables, plots and report")
-                build(folder)
+                _build(folder)
     except KeyboardInterrupt:
         print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
         return 130
     if progress is None:
-        build(folder)
+        _build(folder)
     latest = point_latest(folder) if default_place else False
     where = f"{folder}" + (f" (also {folder.parent / LATEST})" if latest else "")
     if args.quiet:
@@ -205,6 +219,24 @@ def _interrupted(folder: Path, total: int) -> str:
     return (f"interrupted after {_runs_done(folder)} of {total} runs; the completed runs are kept in "
             f"{folder / 'runs.csv'}: `minibatch-bench run --resume {folder}` runs the rest, "
             f"`minibatch-bench report {folder}` reports what is there")
+
+
+def _build(folder: Path) -> None:
+    from minibatch_core.presentation.report import build  # matplotlib and seaborn: only when plotting
+
+    build(folder)
+
+
+def class_numbers(sweep) -> dict[str, dict[str, str]]:
+    """Per dataset (as runs.csv names it), which label became which class number: {"0": "class_0", ...}."""
+    from minibatch_core.input.data import load_dataset
+
+    out: dict[str, dict[str, str]] = {}
+    for name in sweep.datasets:
+        ds = load_dataset(name, target=sweep.target, n_samples=sweep.n_samples, n_features=sweep.n_features,
+                          n_classes=sweep.n_classes, data_seed=sweep.data_seed)
+        out[ds.name] = {str(i): label for i, label in enumerate(ds.class_names)}
+    return out
 
 
 def _runs_done(folder: Path) -> int:
