@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from minibatch_core.analysis.compare import LOSS_MODES, CompareOptions, compare, load_results
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text, file_problem
 from minibatch_core.presentation.compare_render import print_comparison, to_markdown
 
 EXIT_REGRESSED = 1
@@ -67,13 +68,22 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 1 means one thing only, a regression: every other failure is a MinibatchError (exit 2),
+    and the output files are checked before anything is judged."""
     options = options_from_args(args)
+    for flag, path in (("--markdown", args.markdown), ("--csv", args.csv)):
+        problem = path and file_problem(path)
+        if problem:
+            raise MinibatchError(f"{flag} {path!r} cannot be written: {problem}")
     baseline = load_results(args.baseline)
     current = load_results(args.current)
     result = compare(baseline, current, options)
     print_comparison(result)
-    if args.markdown:
-        atomic_write_text(args.markdown, to_markdown(result))
-    if args.csv:
-        atomic_write_csv(args.csv, result.to_frame())
+    try:
+        if args.markdown:
+            atomic_write_text(args.markdown, to_markdown(result))
+        if args.csv:
+            atomic_write_csv(args.csv, result.to_frame())
+    except OSError as err:
+        raise MinibatchError(f"{err.filename or 'output'}: cannot be written ({err.strerror})") from None
     return EXIT_REGRESSED if result.regressed else 0
