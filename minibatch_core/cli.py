@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "minibatch_core.commands.train",
     "run": "minibatch_core.commands.run",
     "report": "minibatch_core.commands.report",
+    "count": "minibatch_core.commands.count",
     "compare": "minibatch_core.commands.compare",
     "baseline": "minibatch_core.commands.baseline",
 }

@@ -1,0 +1,144 @@
+"""``instructions.csv`` + ``env.json``: what ``minibatch-bench count`` writes and ``compare`` reads.
+
+One row per configuration: its identity (the axis columns of runs.csv), then the counts. The one
+writer and the one loader live here; the loader refuses a damaged folder with one line (a missing or
+unreadable file, missing columns, empty or non-numeric counts, fewer rows than env.json promises, the
+same configuration twice), because a gate that silently compares half a file is worse than none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.running.counting import CountOutcome, InstructionCount
+
+INSTRUCTIONS_CSV = "instructions.csv"
+ENV_JSON = "env.json"
+KIND = "instruction counts"  # env.json "kind": tells a count folder from a sweep folder at a glance
+
+# The configuration identity, as runs.csv names its axes. n_samples/n_features/n_classes are the data's
+# real shape (for a bundled dataset the synthetic-size options mean nothing).
+IDENTITY_COLUMNS = ("engine", "dataset", "device", "batch_spec", "batch_size", "seed", "lr", "optimizer",
+                    "hidden", "epochs", "target", "scale", "n_samples", "n_features", "n_classes",
+                    "data_seed", "threads")
+COUNT_COLUMNS = ("warmup_epochs", "measured_epochs", "instructions", "steps", "samples",
+                 "instructions_per_step", "instructions_per_sample", "final_loss")
+COLUMNS = ("config_id", *IDENTITY_COLUMNS, *COUNT_COLUMNS)
+# what a comparison matches rows on: the identity, and how much training was counted
+MATCH_COLUMNS = (*IDENTITY_COLUMNS, "measured_epochs")
+_INTEGER_COLUMNS = ("batch_size", "seed", "epochs", "n_samples", "warmup_epochs", "measured_epochs",
+                    "instructions", "steps", "samples")
+
+
+def hidden_label(hidden: Sequence[int]) -> str:
+    """``(10, 10)`` -> ``"10-10"``, as runs.csv writes an architecture."""
+    return "-".join(str(w) for w in hidden)
+
+
+def identity(count: InstructionCount) -> dict[str, Any]:
+    """The axis columns of one counted configuration (runs.csv's names and spellings)."""
+    c = count.config
+    return {
+        "engine": c.engine, "dataset": c.dataset, "device": c.device, "batch_spec": c.batch_spec,
+        "batch_size": count.batch_size, "seed": c.seed, "lr": c.lr, "optimizer": c.optimizer,
+        "hidden": hidden_label(c.hidden), "epochs": c.epochs, "target": c.target or "", "scale": c.scale,
+        "n_samples": count.n_samples, "n_features": count.n_features, "n_classes": count.n_classes,
+        "data_seed": c.data_seed, "threads": c.threads if c.threads is not None else "",
+    }
+
+
+def config_id(row: dict[str, Any]) -> str:
+    """Readable and unique per identity: every axis value, in IDENTITY_COLUMNS order."""
+    return "|".join(str(row[c]) for c in IDENTITY_COLUMNS)
+
+
+def to_frame(counts: Sequence[InstructionCount]) -> pd.DataFrame:
+    rows = []
+    for count in counts:
+        ident = identity(count)
+        rows.append({"config_id": config_id(ident), **ident, "warmup_epochs": 1,
+                     "measured_epochs": count.config.epochs - 1, "instructions": count.instructions,
+                     "steps": count.steps, "samples": count.samples,
+                     "instructions_per_step": round(count.instructions_per_step, 3),
+                     "instructions_per_sample": round(count.instructions_per_sample, 3),
+                     "final_loss": count.final_loss})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def write(folder: str | Path, outcome: CountOutcome, extra_env: dict[str, Any] | None = None) -> Path:
+    """instructions.csv, then env.json (which names the row count, so a truncated CSV is detected)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = to_frame(outcome.counts)
+    atomic_write_csv(folder / INSTRUCTIONS_CSV, frame)
+    env = {"kind": KIND, "rows": len(frame), **outcome.env, **(extra_env or {})}
+    atomic_write_text(folder / ENV_JSON, json.dumps(env, indent=2, default=str) + "\n")
+    return folder / INSTRUCTIONS_CSV
+
+
+def is_count_folder(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / INSTRUCTIONS_CSV).is_file()
+
+
+@dataclass
+class CountSet:
+    source: str
+    frame: pd.DataFrame  # COLUMNS, validated
+    env: dict[str, Any]
+
+
+def load(folder: str | Path) -> CountSet:
+    """A count folder, validated; MinibatchError (one line) when anything is missing or damaged."""
+    folder = Path(folder)
+    path = folder / INSTRUCTIONS_CSV
+    if not path.is_file():
+        raise MinibatchError(f"{folder}: no {INSTRUCTIONS_CSV} here (make one with `minibatch-bench count`)")
+    try:
+        frame = pd.read_csv(path, dtype={"target": str, "threads": str}, keep_default_na=False,
+                            na_values={c: [""] for c in COUNT_COLUMNS})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise MinibatchError(f"{path}: unreadable CSV ({err.__class__.__name__})") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise MinibatchError(f"{path}: missing column(s) {', '.join(missing)} (truncated or not made by count?)")
+    if frame.empty:
+        raise MinibatchError(f"{path}: no rows")
+    env_path = folder / ENV_JSON
+    try:
+        env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MinibatchError(f"{env_path}: unreadable JSON ({err.__class__.__name__})") from None
+    if not isinstance(env, dict):
+        raise MinibatchError(f"{env_path}: not a JSON object")
+    if isinstance(env.get("rows"), int) and env["rows"] != len(frame):
+        raise MinibatchError(f"{path}: {len(frame)} rows where env.json records {env['rows']} (truncated?)")
+    for col in _INTEGER_COLUMNS:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any() or (values < 0).any() or (values != values.round()).any():
+            bad = frame.loc[values.isna() | (values < 0) | (values != values.round()), col].iloc[0]
+            raise MinibatchError(f"{path}: column {col} holds {bad!r} where a count (integer >= 0) belongs "
+                                 "(truncated or edited?)")
+        frame[col] = values.astype("int64")
+    for col in ("lr", "instructions_per_step", "instructions_per_sample"):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any() or not all(math.isfinite(v) for v in values):
+            raise MinibatchError(f"{path}: column {col} holds a non-number (truncated or edited?)")
+        frame[col] = values
+    if (frame["steps"] == 0).any():
+        raise MinibatchError(f"{path}: a row counts 0 steps")
+    for col in ("engine", "dataset", "device", "batch_spec", "optimizer", "hidden", "scale", "target",
+                "threads", "data_seed", "n_features", "n_classes"):
+        frame[col] = frame[col].astype(str)
+    dup = frame.duplicated(list(MATCH_COLUMNS))
+    if dup.any():
+        raise MinibatchError(f"{path}: configuration {frame.loc[dup, 'config_id'].iloc[0]} appears twice")
+    return CountSet(str(folder), frame, env)
