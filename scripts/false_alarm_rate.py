@@ -122,8 +122,9 @@ def summarize(frame: pd.DataFrame, out: Path, thresholds: tuple[float, ...]) -> 
     log = out / "runs.log.csv"
     if log.is_file():
         runs = pd.read_csv(log)
+        peak = runs[["load1_before", "load1_after"]].max().max()
         lines += ["", f"Load average (1 min) around the runs: min {runs['load1_before'].min():.2f}, "
-                      f"median {runs['load1_before'].median():.2f}, max {runs[['load1_before', 'load1_after']].max().max():.2f} "
+                      f"median {runs['load1_before'].median():.2f}, max {peak:.2f} "
                       f"on {os.cpu_count()} CPUs; {len(runs)} runs from {runs['started_utc'].min()} "
                       f"to {runs['started_utc'].max()}."]
     text = "\n".join(lines) + "\n"

@@ -86,6 +86,12 @@ def _env_notes(baseline: CountSet, current: CountSet) -> list[str]:
         b, c = baseline.env.get(key), current.env.get(key)
         if b is not None and c is not None and str(b) != str(c):
             notes.append(f"{label} differs ({b} vs {c}): counts may change for that reason as well as the code's")
+    # BLAS and libc pick code paths by CPU vendor and model: a baseline from another machine may differ
+    mb, mc = (cs.env.get("machine") or {} for cs in (baseline, current))
+    for key, label in (("cpu_model", "CPU"), ("python", "python")):
+        if mb.get(key) and mc.get(key) and mb[key] != mc[key]:
+            notes.append(f"{label} differs ({mb[key]} vs {mc[key]}): counts may change for that reason as well "
+                         "as the code's")
     return notes
 
 

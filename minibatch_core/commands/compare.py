@@ -93,8 +93,8 @@ def check_same_kind(*paths: str) -> str:
     """Both sides count folders, or neither: an instruction count and a wall time are not comparable."""
     kinds = [input_kind(p) for p in paths]
     if len(set(kinds)) > 1:
-        described = ", ".join(f"{p} is {'a count folder (instructions.csv)' if k == 'count folder' else 'not a count folder'}"
-                              for p, k in zip(paths, kinds, strict=True))
+        what = {"count folder": "a count folder (instructions.csv)", "wall-time results": "not a count folder"}
+        described = ", ".join(f"{p} is {what[k]}" for p, k in zip(paths, kinds, strict=True))
         raise MinibatchError(f"mixed inputs: {described}; compare two count folders, or two wall-time results "
                              "(results folders / pytest-benchmark JSON)")
     return kinds[0]

@@ -142,3 +142,24 @@ def load(folder: str | Path) -> CountSet:
     if dup.any():
         raise MinibatchError(f"{path}: configuration {frame.loc[dup, 'config_id'].iloc[0]} appears twice")
     return CountSet(str(folder), frame, env)
+
+
+def configs(cs: CountSet) -> list:
+    """The RunConfigs that reproduce a count folder's rows: what the gate counts again."""
+    from minibatch_core.input.config import RunConfig
+
+    out = []
+    for _, row in cs.frame.iterrows():
+        synthetic = row["dataset"] == "synthetic"  # the shape options only mean something there
+        data_shape = ({"n_samples": int(row["n_samples"]), "n_features": int(row["n_features"]),
+                       "n_classes": int(row["n_classes"])} if synthetic else {})
+        try:
+            out.append(RunConfig(
+                dataset=row["dataset"], batch_size=row["batch_spec"], epochs=int(row["epochs"]),
+                seed=int(row["seed"]), device=row["device"], engine=row["engine"], lr=float(row["lr"]),
+                optimizer=row["optimizer"], hidden=tuple(int(w) for w in str(row["hidden"]).split("-")),
+                target=row["target"] or None, scale=row["scale"], data_seed=int(row["data_seed"]),
+                threads=int(row["threads"]) if row["threads"] not in ("", "nan") else None, **data_shape))
+        except ValueError:
+            raise MinibatchError(f"{cs.source}: configuration {row['config_id']} cannot be rebuilt") from None
+    return out
