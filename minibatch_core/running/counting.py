@@ -150,7 +150,8 @@ def _run_valgrind(exe: str, tmp: Path, *, instrument_at_start: bool) -> dict[str
                f"--instr-atstart={'yes' if instrument_at_start else 'no'}", "--collect-atstart=no",
                "--vgdb=yes", _interpreter(), "-m", "minibatch_core.running.counting",
                str(tmp / "plan.json"), str(tmp / "result.json"), "atstart" if instrument_at_start else "control"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    # a fixed hash seed: str hashes decide dict and set layouts, and so some of the instructions
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
            "PYTHONPATH": os.pathsep.join([str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     log = tmp / "valgrind.log"
     with open(log, "wb") as out:
