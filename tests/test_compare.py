@@ -401,11 +401,12 @@ def test_real_pytest_benchmark_output_loads(tmp_path):
 # --- real runs ------------------------------------------------------------------------------------
 
 def _real_runs(folder: Path) -> Path:
-    """Real measurements of a tiny grid in runs.csv form (RunResult.to_frame is what sweeps write)."""
+    """Real measurements of a tiny grid in runs.csv form (records.rows.run_rows is what sweeps write)."""
     from minibatch_core import RunConfig, train_seeds
+    from minibatch_core.records.rows import run_rows
     from minibatch_core.running.envinfo import collect
 
-    frames = [r.to_frame() for batch in (32, "full")
+    frames = [run_rows(r) for batch in (32, "full")
               for r in train_seeds(RunConfig(batch_size=batch, epochs=3), [0, 1], isolate=False)]
     folder.mkdir()
     pd.concat(frames, ignore_index=True).to_csv(folder / "runs.csv", index=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +21,13 @@ import numpy as np
 import pandas as pd
 
 from minibatch_core.errors import MinibatchError
+from minibatch_core.records.identity import IDENTITY_COLUMNS
+from minibatch_core.records.io import load_runs, rows_frame
 
-# Matched on always; then also on every OPTIONAL_KEYS column that both sides record.
-BASE_KEYS = ("engine", "dataset", "device", "batch_size", "epochs", "seeds")
-OPTIONAL_KEYS = ("lr", "optimizer", "hidden", "n_samples")
-REQUIRED_COLUMNS = (
-    "engine", "dataset", "device", "batch_size", "seed", "epoch", "epoch_loss", "epoch_time_s",
-)
+# A configuration is its full identity (every axis but the seed, from the records layer) and its set of
+# seeds: runs that differ in any axis are never compared as the same thing.
+# (the resolved batch size follows from batch_spec and the data; it is kept for display)
+KEYS = (*IDENTITY_COLUMNS, "batch_size", "seeds")
 
 IMPROVED, UNCHANGED, REGRESSED, MISSING, NEW = "improved", "unchanged", "regressed", "missing", "new"
 NOT_JUDGED = "not judged"
@@ -201,19 +200,11 @@ def _calibration_entries(data: Any) -> dict[str, list[float]]:
     return entries
 
 
-# the exact loss check needs the very floats that were written: pandas 3 parses them round-trip by
-# default (and deprecates the option); pandas 2 must be asked
-_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-
-
 def _load_folder(folder: Path, runs: Path | None = None) -> ResultSet:
     runs = runs or folder / "runs.csv"
     if not runs.is_file():
         raise MinibatchError(f"{folder}: no runs.csv here (give a results folder or a pytest-benchmark JSON)")
-    try:
-        frame = pd.read_csv(runs, **_EXACT_FLOATS)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise MinibatchError(f"{runs}: unreadable CSV ({err.__class__.__name__})") from None
+    frame = load_runs(runs)
     env_path = folder / "env.json"
     env_data = _read_json(env_path) if env_path.is_file() else {}
     cal_path = folder / "calibration.json"
@@ -230,56 +221,23 @@ def _load_folder(folder: Path, runs: Path | None = None) -> ResultSet:
         notes.append(f"{folder}: the sweep is not complete (env.json status: {status}); "
                      "its absent runs show as missing/new")
     return ResultSet(str(runs.parent if runs.name == "runs.csv" else runs), "results folder",
-                     _tidy(frame, str(runs)), _environment(env_data), calibration, notes)
+                     _with_seeds(frame), _environment(env_data), calibration, notes)
 
 
 def _frame_from_benchmark_json(data: dict, source: str) -> tuple[pd.DataFrame, list[str]]:
-    """One row per epoch of each benchmark. ``epoch_times_s`` are the timed (warm-up excluded) epochs:
-    they fill the last epochs; epochs before them are marked warm-up. Without them the round times in
-    ``stats.data`` (``--benchmark-save-data``) are used as the timed samples."""
+    """The bench harness stores each case's runs.csv rows in ``extra_info["runs"]`` (the records
+    layer's writer), so a bench JSON is read as the same records as a results folder."""
     rows: list[dict] = []
     ignored = 0
-    notes: list[str] = []
     for bench in data.get("benchmarks") or []:
-        info = {**(bench.get("params") or {}), **(bench.get("extra_info") or {})}
-        if not all(info.get(k) is not None for k in ("engine", "dataset", "device", "batch_size")):
+        runs = (bench.get("extra_info") or {}).get("runs")
+        if isinstance(runs, list) and runs:
+            rows += runs
+        else:
             ignored += 1
-            continue
-        curves = info.get("loss_curves")
-        seeds = info.get("seeds")
-        if not (isinstance(curves, list) and isinstance(seeds, list) and len(curves) == len(seeds)):
-            # one model per benchmark, or a multi-seed benchmark that kept only the first curve
-            curves, seeds = [list(info.get("loss_curve") or [])], [int(info.get("seed", 0))]
-        if not curves[0] and info.get("final_epoch_loss") is not None:
-            curves = [[float("nan")] * (int(info.get("epochs") or 1) - 1) + [float(info["final_epoch_loss"])]]
-        times = info.get("epoch_times_s")
-        if times is None:
-            times = (bench.get("stats") or {}).get("data") or []
-            if times:
-                notes.append(f"{bench.get('name')}: no epoch_times_s; using pytest-benchmark round times")
-        times = [float(t) for t in times]
-        for seed, curve in zip(seeds, curves, strict=True):
-            n = max(len(curve), len(times))
-            epochs = int(info.get("epochs") or len(curve) or n)
-            first_timed = n - len(times)
-            for i in range(n):
-                rows.append({
-                    "engine": info["engine"], "dataset": info["dataset"], "device": info["device"],
-                    "batch_spec": str(info.get("batch_spec", info["batch_size"])),
-                    "batch_size": info["batch_size"], "seed": int(seed),
-                    "epochs": epochs, "epoch": i + 1,
-                    "epoch_loss": curve[i] if i < len(curve) else float("nan"),
-                    "epoch_time_s": times[i - first_timed] if i >= first_timed else float("nan"),
-                    "warmup": i < first_timed,
-                    "peak_memory_bytes": info.get("peak_memory_bytes", float("nan")),
-                    # shared epoch times of a multi-seed pass count once (see _timed_samples)
-                    "replicas": len(seeds) if len(seeds) > 1 else info.get("replicas", 1),
-                    **{k: info[k] for k in OPTIONAL_KEYS if info.get(k) is not None},
-                })
-    if ignored:
-        notes.append(f"{source}: ignored {ignored} benchmark(s) without minibatch extra_info "
-                      "(engine, dataset, device, batch_size)")
-    return pd.DataFrame(rows), notes
+    notes = [f"{source}: ignored {ignored} benchmark(s) without minibatch records (extra_info['runs'])"
+             ] if ignored else []
+    return (rows_frame(rows, source) if rows else pd.DataFrame()), notes
 
 
 def _load_benchmark_json(path: Path) -> ResultSet:
@@ -288,61 +246,20 @@ def _load_benchmark_json(path: Path) -> ResultSet:
         raise MinibatchError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
     frame, notes = _frame_from_benchmark_json(data, str(path))
     if frame.empty:
-        raise MinibatchError(
-            f"{path}: no minibatch benchmarks in it (none has engine/dataset/device/batch_size)")
+        raise MinibatchError(f"{path}: no minibatch benchmarks in it (none has extra_info['runs'] records: "
+                             "made by `pytest bench --benchmark-only` of this version?)")
     machine = data.get("machine_info") or {}
     calibration = _calibration_entries(machine.get("minibatch_calibration") or {})
-    return ResultSet(str(path), "pytest-benchmark JSON", _tidy(frame, str(path)), _environment(machine),
+    return ResultSet(str(path), "pytest-benchmark JSON", _with_seeds(frame), _environment(machine),
                      calibration, notes)
 
 
-def _hidden_text(value: Any) -> str:
-    return ",".join(re.findall(r"\d+", str(value)))
-
-
-def _tidy(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise MinibatchError(f"{source}: missing column(s) {', '.join(missing)}")
-    if frame.empty:
-        raise MinibatchError(f"{source}: no rows")
+def _with_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``seeds``: the configuration's seed set, part of what is matched (a two-seed median is not
+    the same measurement as a three-seed one)."""
     frame = frame.copy()
-    try:
-        frame["batch_size"] = frame["batch_size"].astype(int)
-        frame["seed"] = frame["seed"].astype(int)
-        frame["epoch"] = frame["epoch"].astype(int)
-        for col in ("epoch_loss", "epoch_time_s"):
-            frame[col] = frame[col].astype(float)
-    except (ValueError, TypeError) as err:
-        raise MinibatchError(f"{source}: a numeric column holds something else ({err})") from None
-    for col in ("engine", "dataset", "device"):
-        frame[col] = frame[col].astype(str)
-    if "epochs" not in frame.columns:
-        run = ["engine", "dataset", "device", "batch_size", "seed"]
-        frame["epochs"] = frame.groupby(run)["epoch"].transform("max")
-    frame["epochs"] = frame["epochs"].astype(int)
-    if "warmup" not in frame.columns:
-        frame["warmup"] = frame["epoch"] == 1
-    frame["warmup"] = frame["warmup"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
-    if "batch_spec" not in frame.columns:
-        frame["batch_spec"] = frame["batch_size"].astype(str)
-    frame["batch_spec"] = frame["batch_spec"].astype(str)
-    if "hidden" in frame.columns:
-        frame["hidden"] = frame["hidden"].map(lambda v: None if pd.isna(v) else _hidden_text(v))
-    if "optimizer" in frame.columns:
-        frame["optimizer"] = frame["optimizer"].map(lambda v: None if pd.isna(v) else str(v))
-    for col in ("peak_memory_bytes", "replicas", "lr", "n_samples"):
-        if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    if "peak_memory_bytes" not in frame.columns:
-        frame["peak_memory_bytes"] = float("nan")
-    if "replicas" not in frame.columns:
-        frame["replicas"] = 1
-    run_keys = [c for c in ("engine", "dataset", "device", "batch_size", "epochs", *OPTIONAL_KEYS)
-                if c in frame.columns]
-    seeds = frame.groupby(run_keys, dropna=False)["seed"].transform(
+    frame["seeds"] = frame.groupby("config_id")["seed"].transform(
         lambda s: ",".join(str(x) for x in sorted(set(s))))
-    frame["seeds"] = seeds
     return frame
 
 
@@ -392,6 +309,8 @@ class RowComparison:
     loss: LossVerdict | None = None
     memory: MemoryVerdict | None = None
     notes: list[str] = field(default_factory=list)
+    batch_size: int = 0  # resolved
+    config_id: str = ""
 
 
 @dataclass
@@ -612,21 +531,26 @@ def _rollup(parts: list[str]) -> str:
     return IMPROVED if IMPROVED in parts else UNCHANGED
 
 
-def _match_keys(baseline: ResultSet, current: ResultSet) -> tuple[str, ...]:
-    def recorded(rs: ResultSet, col: str) -> bool:
-        return col in rs.frame.columns and rs.frame[col].notna().any()
-
-    return BASE_KEYS + tuple(k for k in OPTIONAL_KEYS if recorded(baseline, k) and recorded(current, k))
-
-
 def _near_miss(key: dict, others: dict[tuple, pd.DataFrame], keys: tuple[str, ...], side: str) -> str:
-    """Point at the configuration that differs from this one only in its seeds or epochs."""
+    """Point at a configuration that differs from this one in a single axis (seeds, epochs, scale ...)."""
     for other in others:
         o = dict(zip(keys, other, strict=True))
         diff = [k for k in keys if o[k] != key[k]]
-        if len(diff) == 1 and diff[0] in ("seeds", "epochs"):
+        if len(diff) == 1:
             return f"the {side} has it with {diff[0]} {o[diff[0]]}"
     return ""
+
+
+def _closest_difference(base: dict[tuple, pd.DataFrame], cur: dict[tuple, pd.DataFrame],
+                        keys: tuple[str, ...]) -> str:
+    """Which axes keep the nearest pair of configurations apart, e.g. ``scale: none vs standard``."""
+    best: list[str] | None = None
+    for b in base:
+        for c in cur:
+            diff = [f"{k}: {bv} vs {cv}" for k, bv, cv in zip(keys, b, c, strict=True) if bv != cv]
+            if best is None or len(diff) < len(best):
+                best = diff
+    return "they differ in " + "; ".join(best or []) + " (baseline vs current)"
 
 
 def _natural(key: tuple) -> tuple:
@@ -637,7 +561,7 @@ def _natural(key: tuple) -> tuple:
 
 def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | None = None) -> Comparison:
     options = options or CompareOptions()
-    keys = _match_keys(baseline, current)
+    keys = KEYS
     base_groups, cur_groups = _config_groups(baseline, keys), _config_groups(current, keys)
     ctx = {"baseline": baseline, "current": current, "base_groups": base_groups, "cur_groups": cur_groups,
            "keys": keys}
@@ -645,7 +569,7 @@ def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | N
     if not matched:
         raise MinibatchError(
             f"nothing matched: no configuration of {current.source} ({len(cur_groups)}) is in "
-            f"{baseline.source} ({len(base_groups)}) on {', '.join(keys)}")
+            f"{baseline.source} ({len(base_groups)}); {_closest_difference(base_groups, cur_groups, keys)}")
     for rs, side in ((baseline, "baseline"), (current, "current")):
         ref = options.reference_engine
         if ref is not None and ref not in set(rs.frame["engine"]):
@@ -655,19 +579,21 @@ def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | N
     for k in sorted(set(base_groups) | set(cur_groups), key=_natural):
         key = dict(zip(keys, k, strict=True))
         b, c = base_groups.get(k), cur_groups.get(k)
-        spec = str((b if b is not None else c)["batch_spec"].iloc[0])
+        first = (b if b is not None else c).iloc[0]
+        spec, size = str(first["batch_spec"]), int(first["batch_size"])
         if b is None or c is None:
             side, others = ("new", base_groups) if b is None else ("missing", cur_groups)
             hint = _near_miss(key, others, keys, "baseline" if b is None else "current")
             note = (f"only in the {'current' if b is None else 'baseline'}" + (f"; {hint}" if hint else ""))
-            rows.append(RowComparison(key, NEW if b is None else MISSING, spec, notes=[note]))
+            rows.append(RowComparison(key, NEW if b is None else MISSING, spec, notes=[note], batch_size=size,
+                                      config_id=str(first["config_id"])))
             continue
         speed = _judge_speed(key, b, c, ctx, options)
         loss = _judge_loss(key, b, c, ctx, options)
         memory = _judge_memory(b, c, options)
         notes = [p.note for p in (speed, loss, memory) if p.note]
         rows.append(RowComparison(key, _rollup([speed.verdict, loss.verdict, memory.verdict]), spec,
-                                  speed, loss, memory, notes))
+                                  speed, loss, memory, notes, batch_size=size, config_id=str(first["config_id"])))
 
     notes = [*baseline.notes, *current.notes]
     if None not in (baseline.env.torch_threads, current.env.torch_threads) and \

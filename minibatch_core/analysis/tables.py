@@ -12,65 +12,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from minibatch_core.errors import MinibatchError
+from minibatch_core.records.identity import IDENTITY_COLUMNS
+from minibatch_core.records.io import check_runs, load_profile, load_runs
 
-# one configuration = one row of summary.csv (seeds are aggregated over)
-CONFIG_KEYS = ["engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer", "epochs", "hidden"]
+# one configuration = one row of summary.csv (seeds are aggregated over): its identity, plus the resolved
+# batch size (a function of batch_spec and the data) kept for display
+CONFIG_KEYS = [*IDENTITY_COLUMNS, "batch_size"]
 # what two configurations must share to be compared on batch size or engine
-MATCH_KEYS = ["dataset", "device", "lr", "optimizer", "epochs", "hidden"]
-REQUIRED_RUN_COLUMNS = ["run_id", "engine", "dataset", "device", "batch_spec", "batch_size", "seed", "lr",
-                        "epoch", "epoch_loss", "eval_loss", "eval_accuracy", "epoch_time_s",
-                        "cumulative_time_s", "steps", "samples_per_s", "peak_memory_bytes"]
+MATCH_KEYS = [c for c in IDENTITY_COLUMNS if c not in ("engine", "batch_spec")]
 LESSON_BATCH = "32"
 BASELINE_ENGINES = ("reference", "sklearn")
 PHASES = ("data", "forward", "backward", "optimizer")
-_TEXT_COLUMNS = {"run_id": str, "engine": str, "dataset": str, "device": str, "device_name": str,
-                 "batch_spec": str, "optimizer": str, "hidden": str, "memory_method": str}
+
+
+def _by(frame: pd.DataFrame, keys: list[str]):
+    """Grouped by configuration. An identity column a file did not record is NaN, which must still form
+    a group rather than drop the rows."""
+    return frame.groupby(keys, sort=False, dropna=False)
 
 
 # --- reading ----------------------------------------------------------------------------------------------
 
 def read_runs(path: str | Path) -> pd.DataFrame:
-    """runs.csv with the right types (``batch_spec`` and ``hidden`` stay text), checked for the columns
-    every table needs."""
-    try:
-        frame = pd.read_csv(path, dtype=_TEXT_COLUMNS)
-    except FileNotFoundError:
-        raise MinibatchError(f"{str(path)!r} does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise MinibatchError(f"{str(path)!r} is not a readable CSV: {str(err).splitlines()[0]}") from None
-    return with_defaults(frame, str(path))
+    """runs.csv through the records loader (checked, typed)."""
+    return load_runs(path)
 
 
 def with_defaults(frame: pd.DataFrame, source: str = "runs") -> pd.DataFrame:
-    missing = [c for c in REQUIRED_RUN_COLUMNS if c not in frame.columns]
-    if missing:
-        raise MinibatchError(f"{source} lacks the columns {', '.join(missing)}: is it a minibatch-bench runs.csv?")
-    if frame.empty:
-        raise MinibatchError(f"{source} has no runs")
-    frame = frame.copy()
-    defaults = {"optimizer": "adam", "hidden": "10-10", "replicas": 1, "device_name": ""}
-    for column, value in defaults.items():
-        if column not in frame.columns:
-            frame[column] = value
-    if "epochs" not in frame.columns:
-        frame["epochs"] = frame.groupby("run_id")["epoch"].transform("max")
-    if "warmup" not in frame.columns:
-        frame["warmup"] = frame["epoch"] == 1
-    frame["warmup"] = frame["warmup"].astype(str).str.lower().isin(["true", "1"])
-    for column in ("batch_spec", "hidden", "engine", "dataset", "device", "optimizer"):
-        frame[column] = frame[column].astype(str)
-    return frame
+    """A runs frame that may not have come through the loader (tests, notebooks), checked and typed."""
+    return check_runs(frame, source)
 
 
 def read_profile(path: str | Path) -> pd.DataFrame | None:
-    if not Path(path).exists():
-        return None
-    frame = pd.read_csv(path, dtype=_TEXT_COLUMNS)
-    return frame if not frame.empty else None
+    return load_profile(path)
 
 
 # --- ordering ----------------------------------------------------------------------------------------------
@@ -115,14 +91,13 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     runs = with_defaults(runs)
     timed = timed_epochs(runs)
     final = final_epochs(runs)
-    g_timed = timed.groupby(CONFIG_KEYS, sort=False)
-    g_final = final.groupby(CONFIG_KEYS, sort=False)
-    g_all = runs.groupby(CONFIG_KEYS, sort=False)
-    per_run_total = runs.groupby(CONFIG_KEYS + ["run_id"], sort=False)["epoch_time_s"].sum()
-    warm = runs[runs["warmup"]].groupby(CONFIG_KEYS, sort=False)["epoch_time_s"].median()
+    g_timed = _by(timed, CONFIG_KEYS)
+    g_final = _by(final, CONFIG_KEYS)
+    g_all = _by(runs, CONFIG_KEYS)
+    per_run_total = _by(runs, CONFIG_KEYS + ["run_id"])["epoch_time_s"].sum().reset_index()
+    warm = _by(runs[runs["warmup"]], CONFIG_KEYS)["epoch_time_s"].median()
     summary = pd.DataFrame({
         "device_name": g_all["device_name"].first(),
-        "n_samples": g_all["n_samples"].first() if "n_samples" in runs else np.nan,
         "replicas": g_all["replicas"].max(),
         "n_seeds": g_all["seed"].nunique(),
         "steps": g_all["steps"].median(),
@@ -133,7 +108,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         "epoch_time_max_s": g_timed["epoch_time_s"].max(),
         "n_timed_epochs": g_timed["epoch_time_s"].count(),
         "warmup_time_median_s": warm,
-        "total_time_median_s": per_run_total.groupby(level=list(range(len(CONFIG_KEYS))), sort=False).median(),
+        "total_time_median_s": _by(per_run_total, CONFIG_KEYS)["epoch_time_s"].median(),
         "samples_per_s_median": g_timed["samples_per_s"].median(),
         "final_loss_mean": g_final["epoch_loss"].mean(),
         "final_loss_std": g_final["epoch_loss"].std(ddof=1),
@@ -187,12 +162,12 @@ def loss_within_budget(runs: pd.DataFrame) -> pd.DataFrame:
     runs = with_defaults(runs)
     group_keys = ["engine", *MATCH_KEYS]
     final = final_epochs(runs)
-    totals = final.groupby(CONFIG_KEYS, sort=False)["cumulative_time_s"].median().reset_index()
-    budgets = totals.groupby(group_keys, sort=False)["cumulative_time_s"].min().rename("budget_s").reset_index()
+    totals = _by(final, CONFIG_KEYS)["cumulative_time_s"].median().reset_index()
+    budgets = _by(totals, group_keys)["cumulative_time_s"].min().rename("budget_s").reset_index()
     frame = runs.merge(budgets, on=group_keys)
     within = frame[frame["cumulative_time_s"] <= frame["budget_s"]]
     last = within[within["epoch"] == within.groupby("run_id")["epoch"].transform("max")]
-    per_config = last.groupby(CONFIG_KEYS, sort=False).agg(
+    per_config = _by(last, CONFIG_KEYS).agg(
         loss_at_budget=("epoch_loss", "mean"), epochs_within_budget=("epoch", "median"),
         seeds_within_budget=("seed", "nunique"))
     out = totals.rename(columns={"cumulative_time_s": "total_time_s"}).merge(
@@ -207,13 +182,13 @@ def time_to_target(runs: pd.DataFrame) -> pd.DataFrame:
     across seeds is at or below it."""
     runs = with_defaults(runs)
     group_keys = ["engine", *MATCH_KEYS]
-    curve = runs.groupby(CONFIG_KEYS + ["epoch"], sort=False).agg(
+    curve = _by(runs, CONFIG_KEYS + ["epoch"]).agg(
         loss=("epoch_loss", "mean"), time_s=("cumulative_time_s", "median")).reset_index()
-    final = curve[curve["epoch"] == curve.groupby(CONFIG_KEYS, sort=False)["epoch"].transform("max")]
-    targets = final.groupby(group_keys, sort=False)["loss"].max().rename("target_loss").reset_index()
+    final = curve[curve["epoch"] == _by(curve, CONFIG_KEYS)["epoch"].transform("max")]
+    targets = _by(final, group_keys)["loss"].max().rename("target_loss").reset_index()
     curve = curve.merge(targets, on=group_keys)
     reached = curve[curve["loss"] <= curve["target_loss"]]
-    first = reached[reached["epoch"] == reached.groupby(CONFIG_KEYS, sort=False)["epoch"].transform("min")]
+    first = reached[reached["epoch"] == _by(reached, CONFIG_KEYS)["epoch"].transform("min")]
     out = first.rename(columns={"epoch": "epoch_reached", "time_s": "time_to_target_s"})
     return _sort(out[CONFIG_KEYS + ["target_loss", "epoch_reached", "time_to_target_s"]])
 
@@ -221,8 +196,8 @@ def time_to_target(runs: pd.DataFrame) -> pd.DataFrame:
 def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
     """profile.csv long -> one row per configuration with ``<phase>_s`` (mean s/step) and
     ``<phase>_share`` per phase, and ``total_step_s``."""
-    keys = [c for c in ["engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer", "hidden",
-                        "replicas"] if c in profile.columns]
+    keys = [c for c in ["config_id", "engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer",
+                        "hidden", "replicas"] if c in profile.columns and profile[c].notna().all()]
     long = profile.assign(phase=profile["phase"].astype(str) + "_s")
     wide = long.pivot_table(index=keys, columns="phase", values="mean_step_s", aggfunc="mean").reset_index()
     wide.columns.name = None

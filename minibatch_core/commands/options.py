@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS
+from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS, config_defaults
+from minibatch_core.records.axes import AXES
+
+D = config_defaults()
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -20,21 +24,59 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--target", metavar="COLUMN",
                    help="label column of a CSV/Parquet dataset (non-numeric labels are encoded)")
-    g.add_argument("--scale", choices=SCALERS, default="none",
-                   help="'standard' standardizes features (StandardScaler); default none, as the lesson")
-    g.add_argument("--n-samples", type=int, default=1000, metavar="N", help="synthetic: rows (default 1000)")
-    g.add_argument("--n-features", type=int, default=20, metavar="F", help="synthetic: features (default 20)")
-    g.add_argument("--n-classes", type=int, default=2, metavar="K", help="synthetic: classes (default 2)")
-    g.add_argument("--data-seed", type=int, default=0, metavar="S",
-                   help="synthetic: seed of the generated data (default 0; training seeds do not change it)")
+    g.add_argument("--scale", choices=SCALERS, default=D["scale"],
+                   help=f"'standard' standardizes features (StandardScaler); default {D['scale']}, as the lesson")
+    g.add_argument("--n-samples", type=int, default=D["n_samples"], metavar="N",
+                   help=f"synthetic: rows (default {D['n_samples']})")
+    g.add_argument("--n-features", type=int, default=D["n_features"], metavar="F",
+                   help=f"synthetic: features (default {D['n_features']})")
+    g.add_argument("--n-classes", type=int, default=D["n_classes"], metavar="K",
+                   help=f"synthetic: classes (default {D['n_classes']})")
+    g.add_argument("--data-seed", type=int, default=D["data_seed"], metavar="S",
+                   help=f"synthetic: seed of the generated data (default {D['data_seed']}; training seeds do not "
+                   "change it)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and optimizer")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                   help="adam (the lesson's) or sgd; torch defaults apart from the learning rate")
-    g.add_argument("--hidden", default="10,10", metavar="W[,W...]",
-                   help="hidden layer widths (default 10,10, the lesson's)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=D["optimizer"],
+                   help=f"adam (the lesson's) or sgd; torch defaults apart from the learning rate (default "
+                   f"{D['optimizer']})")
+    hidden = ",".join(map(str, D["hidden"]))
+    g.add_argument("--hidden", default=hidden, metavar="W[,W...]",
+                   help=f"hidden layer widths (default {hidden}, the lesson's)")
+
+
+def add_axis_options(parser: argparse.ArgumentParser) -> None:
+    """One option per sweep axis (``records.axes.AXES``): ``--batch-sizes``, ``--seeds``, ``--workers`` ...
+    Every option is text parsed by its axis, so a bad value is the axis's one-line error; an option not
+    given is None, so a ``--config`` file's value (or the default sweep's) stands."""
+    groups = {"data": parser.add_argument_group("data"), "grid": parser.add_argument_group("the grid")}
+    for axis in AXES:
+        flag = "--" + axis.key.replace("_", "-")
+        default = axis.sweep_value()
+        shown = ",".join(map(_text, default)) if axis.multi else _text(default)
+        group = groups["data"] if axis.field in _DATA_FIELDS else groups["grid"]
+        kwargs: dict = {"nargs": "+"} if axis.key == "hidden" else {}
+        group.add_argument(flag, dest=axis.key, metavar="V[,V...]" if axis.multi else "V",
+                           help=f"{axis.help} (default {shown or 'none'})", **kwargs)
+
+
+def given_axes(args: argparse.Namespace) -> dict[str, Any]:
+    """The axis options the user gave, as sweep settings."""
+    given = {a.key: getattr(args, a.key) for a in AXES if getattr(args, a.key, None) is not None}
+    if isinstance(given.get("hidden"), list):  # --hidden 10,10 32,32: one architecture per word
+        given["hidden"] = ";".join(given["hidden"])
+    return given
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):  # one architecture
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+_DATA_FIELDS = ("dataset", "target", "scale", "n_samples", "n_features", "n_classes", "data_seed")
 
 
 DATASET_HELP = (f"{', '.join(BUNDLED_DATASETS)} (bundled with scikit-learn, nothing downloaded), "

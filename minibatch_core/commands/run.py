@@ -8,23 +8,12 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from minibatch_core.commands.options import DATASET_HELP, add_data_options
-from minibatch_core.engines import engine_names
+from minibatch_core.commands.options import add_axis_options, given_axes
 from minibatch_core.errors import MinibatchError
 
 DEFAULT_ROOT = Path("results")
 LATEST = "latest"
-
-# argparse dest -> SweepConfig field (only flags the user actually gave override the --config file)
-_FLAG_FIELDS = {
-    "datasets": "datasets", "batch_sizes": "batch_sizes", "devices": "devices", "engines": "engines",
-    "seeds": "seeds", "lrs": "lrs", "epochs": "epochs", "optimizer": "optimizer", "hidden": "hidden",
-    "target": "target", "scale": "scale", "n_samples": "n_samples", "n_features": "n_features",
-    "n_classes": "n_classes", "data_seed": "data_seed", "threads": "threads",
-}
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -36,28 +25,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="read settings from a TOML file (keys as the options below, "
                    "e.g. batch_sizes = [1, 32, \"full\"]); options given here override it")
-    g = p.add_argument_group("the grid")
-    g.add_argument("--datasets", metavar="D[,D...]", help=f"datasets: {DATASET_HELP} (default wine)")
-    g.add_argument("--batch-sizes", metavar="B[,B...]",
-                   help="positive integers and/or 'full' (default 1,32,full)")
-    g.add_argument("--devices", metavar="DEV[,DEV...]",
-                   help="cpu, cuda, cuda:N, auto (= cpu plus cuda when present; default auto)")
-    g.add_argument("--engines", metavar="E[,E...]",
-                   help=f"training engines, or 'all' (default all: {', '.join(engine_names())})")
-    g.add_argument("--seeds", metavar="S", help="seeds as a list and/or ranges: 0,1,2 or 0-9 (default 0,1,2)")
-    g.add_argument("--lrs", metavar="LR[,LR...]", help="learning rates, > 0 (default 0.001)")
-    g.add_argument("--epochs", type=int, help="epochs per run, >= 1 (default 10, the lesson's)")
-    g.add_argument("--threads", type=int, metavar="N",
-                   help="torch intra-op threads for every run (default: torch's, one per core); "
-                   "recorded in runs.csv (torch_threads)")
-    m = p.add_argument_group("model and optimizer")
-    m.add_argument("--optimizer", metavar="OPT[,OPT...]", help="adam (the lesson's) and/or sgd (default adam)")
-    m.add_argument("--hidden", nargs="+", metavar="W,W",
-                   help="hidden widths; several architectures separated by spaces, e.g. --hidden 10,10 32,32 "
-                   "(default 10,10, the lesson's)")
-    add_data_options(p)
-    # None = not given, so that a --config file's value is kept (the defaults live in SweepConfig)
-    p.set_defaults(target=None, scale=None, n_samples=None, n_features=None, n_classes=None, data_seed=None)
+    add_axis_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/<UTC timestamp>/ with "
                    "results/latest pointing to it); a folder that already holds a runs.csv is refused")
@@ -73,8 +41,7 @@ def sweep_from_args(args: argparse.Namespace):
     from minibatch_core.sweep.sweep import SweepConfig, load_toml
 
     base = SweepConfig.from_mapping(load_toml(args.config)) if args.config else SweepConfig()
-    given: dict[str, Any] = {f: getattr(args, dest) for dest, f in _FLAG_FIELDS.items()
-                             if getattr(args, dest, None) is not None}
+    given = given_axes(args)
     if args.no_profile:
         given["profile"] = False
     return SweepConfig.from_mapping(given, base=base)

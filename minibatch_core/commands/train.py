@@ -8,10 +8,12 @@ import statistics
 
 from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
 from minibatch_core.engines import engine_names
-from minibatch_core.input.config import RunConfig
+from minibatch_core.input.config import RunConfig, config_defaults
 from minibatch_core.presentation.units import fmt_bytes
 from minibatch_core.running.results import RunResult
 from minibatch_core.running.trainer import train
+
+D = config_defaults()
 
 
 def add_parser(sub) -> None:
@@ -21,17 +23,20 @@ def add_parser(sub) -> None:
         description="Train the lesson's MLP once. Prints 'Epoch [e/E] Average Loss: x' per epoch (the "
         "lesson's epoch loss: sum of batch loss x batch size over N) and a summary of time and memory.",
     )
-    p.add_argument("--dataset", default="wine", help=f"dataset: {DATASET_HELP} (default wine)")
-    p.add_argument("--batch-size", default="32", metavar="B",
-                   help="positive integer or 'full' (= N); a size above N acts as full (default 32)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs, >= 1 (default 10, the lesson's)")
-    p.add_argument("--seed", type=int, default=0, help="torch.manual_seed before the model is built (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--engine", default="reference",
-                   help=f"training engine: {', '.join(engine_names())} (default reference, the lesson's loop)")
-    p.add_argument("--lr", type=float, default=0.001, help="learning rate, > 0 (default 0.001)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch intra-op threads for the run (default: torch's, one per core)")
+    p.add_argument("--dataset", default=D["dataset"], help=f"dataset: {DATASET_HELP} (default {D['dataset']})")
+    p.add_argument("--batch-size", default=str(D["batch_size"]), metavar="B",
+                   help=f"positive integer or 'full' (= N); a size above N acts as full (default {D['batch_size']})")
+    p.add_argument("--epochs", type=int, default=D["epochs"],
+                   help=f"epochs, >= 1 (default {D['epochs']}, the lesson's)")
+    p.add_argument("--seed", type=int, default=D["seed"],
+                   help=f"torch.manual_seed before the model is built (default {D['seed']})")
+    p.add_argument("--device", default=D["device"], help=f"cpu, cuda, cuda:N or auto (default {D['device']})")
+    p.add_argument("--engine", default=D["engine"],
+                   help=f"training engine: {', '.join(engine_names())} (default {D['engine']}, the lesson's loop)")
+    p.add_argument("--lr", default=D["lr"], help=f"learning rate, > 0 (default {D['lr']})")
+    p.add_argument("--threads", default=D["threads"], metavar="N|auto",
+                   help=f"torch intra-op threads for the run (default {D['threads']}: these models are tiny and a "
+                   "second thread only adds latency; 'auto' = torch's default, one per core)")
     add_model_options(p)
     add_data_options(p)
     g = p.add_argument_group("output")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+import struct
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from minibatch_core.errors import MinibatchError
@@ -11,6 +12,11 @@ from minibatch_core.errors import MinibatchError
 BUNDLED_DATASETS = ("wine", "iris", "breast_cancer", "digits", "synthetic")
 OPTIMIZERS = ("adam", "sgd")
 SCALERS = ("none", "standard")
+
+
+def is_synthetic(dataset: str) -> bool:
+    """Generated data, defined by its size and data seed rather than by its name."""
+    return dataset == "synthetic"
 
 
 def parse_batch_size(value: int | str) -> int | str:
@@ -34,6 +40,40 @@ def parse_batch_size(value: int | str) -> int | str:
 def resolve_batch_size(spec: int | str, n_samples: int) -> int:
     """``full`` and any size above N both mean N: the recorded size is what the loader really used."""
     return n_samples if spec == "full" else min(int(spec), n_samples)
+
+
+def check_lr(value: Any, *, plural: bool = False) -> float:
+    """A learning rate: a positive number that float32 (the models' dtype) can hold. 1e300 would pass a
+    float64 check and then overflow to inf inside the optimizer; 1e-50 would round to 0 and never train."""
+    example = "e.g. 0.001,0.01" if plural else "e.g. 0.001"
+    error = MinibatchError(f"learning rate {value!r} is not valid: use a positive number, {example}")
+    if isinstance(value, bool):
+        raise error
+    try:
+        lr = float(value)
+    except (TypeError, ValueError):
+        raise error from None
+    if not (lr > 0 and math.isfinite(lr)):
+        raise MinibatchError(f"learning rate {lr!r} is not valid: use a positive number, {example}")
+    try:
+        as_float32 = struct.unpack("f", struct.pack("f", lr))[0]
+    except OverflowError:
+        as_float32 = math.inf
+    if not (0 < as_float32 < math.inf):
+        raise MinibatchError(f"learning rate {value!r} cannot be represented in float32 (the models' dtype): "
+                             "use a value between about 1.2e-38 and 3.4e38")
+    return lr
+
+
+def parse_threads(value: Any) -> int | None:
+    """An integer >= 1, or ``auto``/None for torch's default (one thread per core)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MinibatchError(f"threads {value!r} is not valid: use an integer >= 1 or auto (torch's default)")
+    return value
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -63,21 +103,18 @@ class RunConfig:
     n_classes: int = 2
     data_seed: int = 0
     record_batches: bool = False
-    # torch intra-op threads for the run; None keeps torch's default (one per core). Recorded either way.
-    threads: int | None = None
+    # torch intra-op threads. One by default: this suite's models are tiny, a second thread only adds
+    # wake-up latency and, on a shared machine, waits for descheduled threads. None = torch's default
+    # (one per core; `--threads auto`). The count actually used is recorded either way.
+    threads: int | None = 1
+    workers: int = 1  # data-parallel processes (the ddp engine); 1 = a single process
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
         _positive_int("epochs", self.epochs)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise MinibatchError(f"seed {self.seed!r} is not valid: use a non-negative integer")
-        try:
-            lr = float(self.lr)
-        except (TypeError, ValueError):
-            raise MinibatchError(f"learning rate {self.lr!r} is not valid: use a positive number") from None
-        if not (lr > 0 and math.isfinite(lr)):
-            raise MinibatchError(f"learning rate {self.lr!r} is not valid: use a positive number")
-        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "lr", check_lr(self.lr))
         if self.optimizer not in OPTIMIZERS:
             raise MinibatchError(
                 f"optimizer {self.optimizer!r} is not known: use one of {', '.join(OPTIMIZERS)}"
@@ -90,8 +127,8 @@ class RunConfig:
                 f"hidden widths {self.hidden!r} are not valid: use positive integers, e.g. 10,10"
             )
         object.__setattr__(self, "hidden", hidden)
-        if self.threads is not None:
-            _positive_int("threads", self.threads)
+        object.__setattr__(self, "threads", parse_threads(self.threads))
+        _positive_int("workers", self.workers)
         _positive_int("n_samples", self.n_samples, 2)
         _positive_int("n_features", self.n_features, 1)
         _positive_int("n_classes", self.n_classes, 2)
@@ -118,3 +155,8 @@ class RunConfig:
         if "hidden" in d:
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
+
+
+def config_defaults() -> dict[str, Any]:
+    """Every RunConfig field's default: the one place the CLI and the sweep take them from."""
+    return {f.name: f.default for f in fields(RunConfig)}

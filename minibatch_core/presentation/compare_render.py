@@ -27,7 +27,7 @@ STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, MISSING, NEW)
 STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yellow", NEW: "cyan",
          NOT_JUDGED: "dim"}
 MARK = {REGRESSED: "▲", IMPROVED: "▼", UNCHANGED: "", NOT_JUDGED: "", MISSING: "", NEW: ""}
-COLUMNS = ("engine", "dataset", "device", "batch", "seeds", "epochs", "epoch time", "speed ratio [CI]",
+COLUMNS = ("engine", "dataset", "device", "batch", "setup", "seeds", "epochs", "epoch time", "speed ratio [CI]",
            "final loss", "loss curve", "peak memory", "status", "notes")
 
 
@@ -52,8 +52,9 @@ def cells(row: RowComparison, comparison: Comparison) -> dict[str, str]:
     key = row.key
     out = {
         "engine": str(key["engine"]), "dataset": str(key["dataset"]), "device": str(key["device"]),
-        "batch": str(key["batch_size"]) + (f" ({row.batch_spec})" if row.batch_spec != str(key["batch_size"])
-                                           else ""),
+        "batch": str(row.batch_size) + (f" ({row.batch_spec})" if row.batch_spec != str(row.batch_size) else ""),
+        # the rest of the identity (lr, and every axis off the lesson's value), as config_id spells it
+        "setup": " ".join(row.config_id.split("|")[4:]),
         "seeds": str(key["seeds"]), "epochs": str(key["epochs"]),
         "status": row.status, "notes": "; ".join(row.notes),
     }

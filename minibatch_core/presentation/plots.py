@@ -129,7 +129,7 @@ def loss_vs_epoch(runs: pd.DataFrame, path: Path) -> Path:
 
 def loss_vs_time(runs: pd.DataFrame, path: Path) -> Path:
     keys = ["engine", "setup", "batch", "epoch"]
-    curve = runs.groupby(keys, sort=False).agg(loss=("epoch_loss", "mean"),
+    curve = runs.groupby(keys, sort=False, dropna=False).agg(loss=("epoch_loss", "mean"),
                                                time_s=("cumulative_time_s", "median")).reset_index()
     curve.attrs.update(runs.attrs)
 

@@ -24,8 +24,8 @@ from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.presentation import plots as plotting
 from minibatch_core.presentation import summary_tables
 from minibatch_core.presentation.units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.running.envinfo import busy_warning, describe_machine
-from minibatch_core.sweep.sweep import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -144,7 +144,7 @@ def findings_budget(runs: pd.DataFrame) -> list[str]:
     """Which batch size reached the lowest loss within the same wall time."""
     frame = tables.loss_within_budget(runs)
     out = []
-    for _, group in frame.groupby(GROUP_KEYS, sort=False):
+    for _, group in frame.groupby(GROUP_KEYS, sort=False, dropna=False):
         if len(group) < 2:
             continue
         first = group.loc[group["total_time_s"].idxmin()]
@@ -176,7 +176,7 @@ def findings_target(runs: pd.DataFrame) -> list[str]:
     """Which batch size got down to a loss every batch size reached soonest in wall time."""
     frame = tables.time_to_target(runs)
     out = []
-    for _, group in frame.groupby(GROUP_KEYS, sort=False):
+    for _, group in frame.groupby(GROUP_KEYS, sort=False, dropna=False):
         if len(group) < 2:
             continue
         best = group.loc[group["time_to_target_s"].idxmin()]
@@ -194,7 +194,7 @@ def findings_target(runs: pd.DataFrame) -> list[str]:
 def findings_batch_ratios(summary: pd.DataFrame) -> list[str]:
     """How much slower (per epoch) and how much lower (final loss) each batch size is than 32."""
     out = []
-    for _, group in summary.groupby(GROUP_KEYS, sort=False):
+    for _, group in summary.groupby(GROUP_KEYS, sort=False, dropna=False):
         lesson = group[group["batch_spec"] == tables.LESSON_BATCH]
         if lesson.empty or len(group) < 2:
             continue
@@ -219,7 +219,7 @@ def findings_batch_ratios(summary: pd.DataFrame) -> list[str]:
 
 def findings_best(summary: pd.DataFrame) -> list[str]:
     out = []
-    for _, group in summary.groupby(GROUP_KEYS, sort=False):
+    for _, group in summary.groupby(GROUP_KEYS, sort=False, dropna=False):
         if len(group) < 2:
             continue
         best = group.loc[group["final_loss_mean"].idxmin()]
@@ -273,7 +273,7 @@ def findings_profile(split: pd.DataFrame | None) -> list[str]:
 
 def findings_memory(summary: pd.DataFrame) -> list[str]:
     out = []
-    for _, group in summary.groupby(GROUP_KEYS, sort=False):
+    for _, group in summary.groupby(GROUP_KEYS, sort=False, dropna=False):
         if len(group) < 2:
             continue
         lo = group.loc[group["peak_memory_median_bytes"].idxmin()]

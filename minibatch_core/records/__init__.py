@@ -1,1 +1,7 @@
-"""records layer."""
+"""Records: THE schema of what a run is and what its files hold.
+
+- ``axes``: the sweep axes (defaults, parsers, validators), derived from ``RunConfig``;
+- ``identity``: the configuration identity (``IDENTITY_COLUMNS``, ``config_id``, ``run_id``);
+- ``columns``: runs.csv / profile.csv columns with types, units and meanings;
+- ``rows``: the one writer (RunResult -> rows); ``io``: the one loader (file -> checked, typed frame).
+"""

@@ -41,6 +41,7 @@ class RunResult:
     replicas: int = 1  # models trained in the same timed pass (the stacked engine trains many)
     torch_threads: int = 0
     profile: dict[str, float] | None = None
+    diverged_epoch: int | None = None  # the epoch whose loss or weights became non-finite; training stopped
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -82,57 +82,88 @@ def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResu
 
 
 def _measure_run(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
+    run = open_run(config, seeds)
+    for _ in range(config.epochs):
+        run.train_epoch()
+        run.finish_epoch()
+    return run.results(profile=profile)
+
+
+def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True) -> Run:
+    """A measured run, driven one epoch at a time (the trainer's loop, and the bench harness, whose
+    pytest-benchmark rounds time ``train_epoch``)."""
     engine = get_engine(config.engine)
     device = resolve_device(config.device)
     data = load_for(config)
-    batch_size = resolve_batch_size(config.batch_size, data.n_samples)
-    _prewarm(engine, config, data, device, seeds)
-    probe = MemoryProbe(device)
-    probe.start()
-    session = engine.start(config, data, device, seeds)
-    per_seed: list[list[EpochRecord]] = [[] for _ in seeds]
-    clock = Stopwatch(device)
-    for epoch in range(1, config.epochs + 1):
-        with clock.region():
-            out = session.run_epoch()
-        probe.sample()
-        evals = session.evaluate()
-        probe.rearm()
-        for k in range(len(seeds)):
-            per_seed[k].append(
-                EpochRecord(
-                    epoch=epoch,
-                    loss=float(out.losses[k]),
-                    eval_loss=float(evals[k][0]),
-                    eval_accuracy=float(evals[k][1]),
-                    time_s=clock.elapsed_s,
-                    steps=out.steps,
-                    samples_per_s=data.n_samples / clock.elapsed_s if clock.elapsed_s > 0 else 0.0,
-                    batch_losses=None if out.batch_losses is None else list(out.batch_losses[k]),
-                )
+    if prewarm:
+        _prewarm(engine, config, data, device, list(seeds))
+    return Run(config, list(seeds), engine, data, device)
+
+
+class Run:
+    """One engine session under the trainer's clock and memory probe. ``train_epoch`` is the timed region;
+    ``finish_epoch`` evaluates outside it and records the epoch; ``results`` builds one RunResult per seed."""
+
+    def __init__(self, config: RunConfig, seeds: list[int], engine: Engine, data: Dataset,
+                 device: torch.device) -> None:
+        self.config, self.seeds, self.engine, self.data, self.device = config, seeds, engine, data, device
+        self.batch_size = resolve_batch_size(config.batch_size, data.n_samples)
+        self.probe = MemoryProbe(device)
+        self.probe.start()
+        self.session = engine.start(config, data, device, seeds)
+        self.clock = Stopwatch(device)
+        self.per_seed: list[list[EpochRecord]] = [[] for _ in seeds]
+        self._pending = None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.per_seed[0])
+
+    def train_epoch(self) -> None:
+        with self.clock.region():
+            self._pending = self.session.run_epoch()
+        self.probe.sample()
+
+    def finish_epoch(self) -> None:
+        out, self._pending = self._pending, None
+        if out is None:
+            return
+        evals = self.session.evaluate()
+        self.probe.rearm()
+        seconds = self.clock.elapsed_s
+        epoch = self.epochs_done + 1
+        for k in range(len(self.seeds)):
+            self.per_seed[k].append(EpochRecord(
+                epoch=epoch, loss=float(out.losses[k]), eval_loss=float(evals[k][0]),
+                eval_accuracy=float(evals[k][1]), time_s=seconds, steps=out.steps,
+                samples_per_s=self.data.n_samples / seconds if seconds > 0 else 0.0,
+                batch_losses=None if out.batch_losses is None else list(out.batch_losses[k]),
+            ))
+
+    def results(self, *, profile: bool = False) -> list[RunResult]:
+        self.finish_epoch()
+        memory = self.session.memory()
+        split = self.session.profile(profile_steps(self.per_seed[0][-1].steps)) if profile else None
+        return [
+            RunResult(
+                config=self.config.with_(seed=seed),
+                engine=self.engine.name,
+                dataset=self.data.name,
+                n_samples=self.data.n_samples,
+                n_features=self.data.n_features,
+                n_classes=self.data.n_classes,
+                device=str(self.device),
+                device_name=device_name(self.device),
+                batch_spec=self.config.batch_spec,
+                batch_size=self.batch_size,
+                seed=seed,
+                records=self.per_seed[k],
+                peak_memory_bytes=self.probe.peak,
+                memory_method=self.probe.method,
+                memory=memory,
+                replicas=len(self.seeds),
+                torch_threads=torch.get_num_threads(),
+                profile=split,
             )
-    memory = session.memory()
-    split = session.profile(profile_steps(per_seed[0][-1].steps)) if profile else None
-    return [
-        RunResult(
-            config=config.with_(seed=seed),
-            engine=engine.name,
-            dataset=data.name,
-            n_samples=data.n_samples,
-            n_features=data.n_features,
-            n_classes=data.n_classes,
-            device=str(device),
-            device_name=device_name(device),
-            batch_spec=config.batch_spec,
-            batch_size=batch_size,
-            seed=seed,
-            records=per_seed[k],
-            peak_memory_bytes=probe.peak,
-            memory_method=probe.method,
-            memory=memory,
-            replicas=len(seeds),
-            torch_threads=torch.get_num_threads(),
-            profile=split,
-        )
-        for k, seed in enumerate(seeds)
-    ]
+            for k, seed in enumerate(self.seeds)
+        ]
