@@ -42,7 +42,7 @@ def fake_counts(growth: dict | None = None, drop: set = frozenset()) -> CountOut
         counts.append(InstructionCount(
             config=RunConfig(engine=engine, batch_size=spec, epochs=3, threads=1),
             instructions=round(per_step * steps * growth.get((engine, spec), 1.0)), steps=steps, samples=356,
-            batch_size=batch, n_samples=178, n_features=13, n_classes=3, final_loss=1.0))
+            batch_size=batch, n_samples=178, n_features=13, n_classes=3, torch_threads=1, final_loss=1.0))
     return CountOutcome(counts, dict(ENV))
 
 
@@ -57,8 +57,13 @@ def statuses(result) -> dict[tuple, str]:
 
 def test_written_counts_load_back_with_the_identity_of_runs_csv(tmp_path):
     cs = instructions.load(write_counts(tmp_path / "a"))
-    row = cs.frame.set_index("config_id").loc["fast|wine|cpu|32|32|0|0.001|adam|10-10|3||none|178|13|3|0|1"]
+    row = cs.frame.set_index("run_id").loc["fast|wine|cpu|b32|s0|lr0.001"]
+    assert row["config_id"] == "fast|wine|cpu|b32|lr0.001"
     assert row["instructions"] == 304_285 * 12 and row["steps"] == 12 and row["measured_epochs"] == 2
+    # the identity columns are runs.csv's, with the values a sweep of the same configuration records
+    from minibatch_core.records.identity import IDENTITY_COLUMNS
+    assert set(IDENTITY_COLUMNS) <= set(cs.frame.columns)
+    assert (row["epochs"], row["torch_threads"], row["workers"], row["hidden"]) == (3, 1, 1, "10-10")
     assert row["instructions_per_step"] == pytest.approx(304_285)
     assert row["instructions_per_sample"] == pytest.approx(304_285 * 12 / 356, abs=1e-3)
     assert cs.env["rows"] == 4 and cs.env["kind"] == instructions.KIND

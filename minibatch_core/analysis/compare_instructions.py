@@ -38,8 +38,8 @@ class InstructionOptions:
 
 @dataclass
 class InstructionRow:
-    key: dict[str, Any]  # the configuration identity (MATCH_COLUMNS)
-    config_id: str
+    key: dict[str, Any]  # the configuration identity (MATCH_COLUMNS) and the resolved batch size
+    run_id: str
     status: str
     base: int | None = None  # instructions in the counted epochs
     cur: int | None = None
@@ -70,7 +70,7 @@ class InstructionComparison:
         return any(r.status == REGRESSED for r in self.rows)
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{**r.key, "config_id": r.config_id, "status": r.status, "base_instructions": r.base,
+        return pd.DataFrame([{**r.key, "run_id": r.run_id, "status": r.status, "base_instructions": r.base,
                               "cur_instructions": r.cur, "base_per_step": r.base_per_step,
                               "cur_per_step": r.cur_per_step, "ratio": r.ratio, "note": r.note}
                              for r in self.rows])
@@ -112,11 +112,13 @@ def compare_counts(baseline: CountSet, current: CountSet,
     rows = []
     for key in [*base, *(k for k in cur if k not in base)]:  # baseline order, then what is new
         b, c = base.get(key), cur.get(key)
-        ident = dict(zip(MATCH_COLUMNS, key, strict=True))
+        # the resolved batch size is a fact of the data (full -> N), shown beside batch_spec
+        either = b if b is not None else c
+        ident = {**dict(zip(MATCH_COLUMNS, key, strict=True)), "batch_size": str(either["batch_size"])}
         if b is None or c is None:
             present = b if c is None else c
             rows.append(InstructionRow(
-                ident, str(present["config_id"]), MISSING if c is None else NEW,
+                ident, str(present["run_id"]), MISSING if c is None else NEW,
                 base=None if b is None else int(b["instructions"]), cur=None if c is None else int(c["instructions"]),
                 note="only in the baseline: not counted now" if c is None else "only in the current counts"))
             continue
@@ -126,7 +128,7 @@ def compare_counts(baseline: CountSet, current: CountSet,
         note = ""
         if int(b["steps"]) != int(c["steps"]):
             note = f"steps differ ({int(b['steps'])} vs {int(c['steps'])})"
-        rows.append(InstructionRow(ident, str(c["config_id"]), status, int(b["instructions"]),
+        rows.append(InstructionRow(ident, str(c["run_id"]), status, int(b["instructions"]),
                                    int(c["instructions"]), float(b["instructions_per_step"]),
                                    float(c["instructions_per_step"]), ratio, note))
     return InstructionComparison(baseline, current, options, rows, _env_notes(baseline, current))

@@ -80,9 +80,10 @@ def configs_from_args(args: argparse.Namespace) -> list:
     if isinstance(args.epochs, bool) or args.epochs < 1:
         raise MinibatchError(f"--epochs {args.epochs!r} is not valid: use an integer >= 1 (counted epochs)")
     given = {f: getattr(args, dest) for dest, f in _FLAG_FIELDS.items() if getattr(args, dest, None) is not None}
+    given["hidden"] = ";".join(given["hidden"])  # --hidden 10,10 32,32: one architecture per word
     # threads = 1: callgrind runs one thread at a time, and the count must not include spin-waits
     sweep = SweepConfig.from_mapping({**given, "devices": "cpu", "epochs": args.epochs + 1, "threads": 1,
-                                      "profile": False})
+                                      "workers": 1, "profile": False})
     return [job.config.with_(seed=seed) for job in plan(sweep).jobs for seed in job.seeds]
 
 

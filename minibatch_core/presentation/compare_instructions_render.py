@@ -28,7 +28,7 @@ COLUMNS = ("engine", "dataset", "batch", "seed", "counted epochs", "instructions
 # identity columns shown in their own cells; any other that differs from the lesson's default is a note
 _SHOWN = {"engine", "dataset", "batch_spec", "batch_size", "seed", "measured_epochs"}
 _DEFAULTS = {"device": "cpu", "lr": "0.001", "optimizer": "adam", "hidden": "10-10", "target": "",
-             "scale": "none", "data_seed": "0", "threads": "1"}
+             "scale": "none", "data_seed": "0", "torch_threads": "1", "workers": "1"}
 
 
 def _count(n: int | None) -> str:

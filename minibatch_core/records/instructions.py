@@ -19,53 +19,43 @@ import pandas as pd
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.records.identity import IDENTITY_COLUMNS, config_id, identity, run_id
 from minibatch_core.running.counting import CountOutcome, InstructionCount
 
 INSTRUCTIONS_CSV = "instructions.csv"
 ENV_JSON = "env.json"
 KIND = "instruction counts"  # env.json "kind": tells a count folder from a sweep folder at a glance
 
-# The configuration identity, as runs.csv names its axes. n_samples/n_features/n_classes are the data's
-# real shape (for a bundled dataset the synthetic-size options mean nothing).
-IDENTITY_COLUMNS = ("engine", "dataset", "device", "batch_spec", "batch_size", "seed", "lr", "optimizer",
-                    "hidden", "epochs", "target", "scale", "n_samples", "n_features", "n_classes",
-                    "data_seed", "threads")
+# One row per configuration and seed: the configuration identity exactly as runs.csv records it
+# (records.identity: every axis but the seed, plus the data's shape), the seed and the resolved batch size.
+ROW_COLUMNS = ("run_id", "config_id", *IDENTITY_COLUMNS, "seed", "batch_size")
 COUNT_COLUMNS = ("warmup_epochs", "measured_epochs", "instructions", "steps", "samples",
                  "instructions_per_step", "instructions_per_sample", "final_loss")
-COLUMNS = ("config_id", *IDENTITY_COLUMNS, *COUNT_COLUMNS)
-# what a comparison matches rows on: the identity, and how much training was counted
-MATCH_COLUMNS = (*IDENTITY_COLUMNS, "measured_epochs")
-_INTEGER_COLUMNS = ("batch_size", "seed", "epochs", "n_samples", "warmup_epochs", "measured_epochs",
-                    "instructions", "steps", "samples")
+COLUMNS = (*ROW_COLUMNS, *COUNT_COLUMNS)
+# what a comparison matches rows on: the identity, the seed, and how much training was counted
+MATCH_COLUMNS = (*IDENTITY_COLUMNS, "seed", "measured_epochs")
+_INTEGER_COLUMNS = ("batch_size", "seed", "epochs", "n_samples", "n_features", "n_classes", "data_seed",
+                    "torch_threads", "workers", "warmup_epochs", "measured_epochs", "instructions", "steps",
+                    "samples")
+_TEXT_COLUMNS = ("run_id", "config_id", "engine", "dataset", "target", "scale", "device", "optimizer", "hidden",
+                 "batch_spec")
 
 
-def hidden_label(hidden: Sequence[int]) -> str:
-    """``(10, 10)`` -> ``"10-10"``, as runs.csv writes an architecture."""
-    return "-".join(str(w) for w in hidden)
-
-
-def identity(count: InstructionCount) -> dict[str, Any]:
-    """The axis columns of one counted configuration (runs.csv's names and spellings)."""
+def count_identity(count: InstructionCount) -> dict[str, Any]:
+    """The identity columns of one counted configuration (runs.csv's names, values and spellings)."""
     c = count.config
-    return {
-        "engine": c.engine, "dataset": c.dataset, "device": c.device, "batch_spec": c.batch_spec,
-        "batch_size": count.batch_size, "seed": c.seed, "lr": c.lr, "optimizer": c.optimizer,
-        "hidden": hidden_label(c.hidden), "epochs": c.epochs, "target": c.target or "", "scale": c.scale,
-        "n_samples": count.n_samples, "n_features": count.n_features, "n_classes": count.n_classes,
-        "data_seed": c.data_seed, "threads": c.threads if c.threads is not None else "",
-    }
-
-
-def config_id(row: dict[str, Any]) -> str:
-    """Readable and unique per identity: every axis value, in IDENTITY_COLUMNS order."""
-    return "|".join(str(row[c]) for c in IDENTITY_COLUMNS)
+    return identity(engine=c.engine, dataset=c.dataset, device=c.device, batch_spec=c.batch_spec, lr=c.lr,
+                    optimizer=c.optimizer, hidden=c.hidden, epochs=c.epochs, target=c.target, scale=c.scale,
+                    data_seed=c.data_seed, torch_threads=count.torch_threads, workers=c.workers,
+                    n_samples=count.n_samples, n_features=count.n_features, n_classes=count.n_classes)
 
 
 def to_frame(counts: Sequence[InstructionCount]) -> pd.DataFrame:
     rows = []
     for count in counts:
-        ident = identity(count)
-        rows.append({"config_id": config_id(ident), **ident, "warmup_epochs": 1,
+        ident = count_identity(count)
+        rows.append({"run_id": run_id(ident, count.config.seed), "config_id": config_id(ident), **ident,
+                     "seed": count.config.seed, "batch_size": count.batch_size, "warmup_epochs": 1,
                      "measured_epochs": count.config.epochs - 1, "instructions": count.instructions,
                      "steps": count.steps, "samples": count.samples,
                      "instructions_per_step": round(count.instructions_per_step, 3),
@@ -103,7 +93,7 @@ def load(folder: str | Path) -> CountSet:
     if not path.is_file():
         raise MinibatchError(f"{folder}: no {INSTRUCTIONS_CSV} here (make one with `minibatch-bench count`)")
     try:
-        frame = pd.read_csv(path, dtype={"target": str, "threads": str}, keep_default_na=False,
+        frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
                             na_values={c: [""] for c in COUNT_COLUMNS})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise MinibatchError(f"{path}: unreadable CSV ({err.__class__.__name__})") from None
@@ -135,31 +125,28 @@ def load(folder: str | Path) -> CountSet:
         frame[col] = values
     if (frame["steps"] == 0).any():
         raise MinibatchError(f"{path}: a row counts 0 steps")
-    for col in ("engine", "dataset", "device", "batch_spec", "optimizer", "hidden", "scale", "target",
-                "threads", "data_seed", "n_features", "n_classes"):
-        frame[col] = frame[col].astype(str)
     dup = frame.duplicated(list(MATCH_COLUMNS))
     if dup.any():
-        raise MinibatchError(f"{path}: configuration {frame.loc[dup, 'config_id'].iloc[0]} appears twice")
+        raise MinibatchError(f"{path}: configuration {frame.loc[dup, 'run_id'].iloc[0]} appears twice")
     return CountSet(str(folder), frame, env)
 
 
 def configs(cs: CountSet) -> list:
-    """The RunConfigs that reproduce a count folder's rows: what the gate counts again."""
-    from minibatch_core.input.config import RunConfig
+    """The RunConfigs that reproduce a count folder's rows, in its order: what the gate counts again."""
+    from minibatch_core.input.config import RunConfig, is_synthetic
 
     out = []
     for _, row in cs.frame.iterrows():
-        synthetic = row["dataset"] == "synthetic"  # the shape options only mean something there
-        data_shape = ({"n_samples": int(row["n_samples"]), "n_features": int(row["n_features"]),
-                       "n_classes": int(row["n_classes"])} if synthetic else {})
+        # the shape options only mean something for generated data; elsewhere they are the data's facts
+        shape = ({k: int(row[k]) for k in ("n_samples", "n_features", "n_classes")}
+                 if is_synthetic(str(row["dataset"])) else {})
         try:
             out.append(RunConfig(
                 dataset=row["dataset"], batch_size=row["batch_spec"], epochs=int(row["epochs"]),
                 seed=int(row["seed"]), device=row["device"], engine=row["engine"], lr=float(row["lr"]),
                 optimizer=row["optimizer"], hidden=tuple(int(w) for w in str(row["hidden"]).split("-")),
                 target=row["target"] or None, scale=row["scale"], data_seed=int(row["data_seed"]),
-                threads=int(row["threads"]) if row["threads"] not in ("", "nan") else None, **data_shape))
-        except ValueError:
-            raise MinibatchError(f"{cs.source}: configuration {row['config_id']} cannot be rebuilt") from None
+                threads=int(row["torch_threads"]), workers=int(row["workers"]), **shape))
+        except (ValueError, MinibatchError) as err:
+            raise MinibatchError(f"{cs.source}: configuration {row['run_id']} cannot be rebuilt ({err})") from None
     return out

@@ -56,6 +56,7 @@ class InstructionCount:
     n_samples: int
     n_features: int
     n_classes: int
+    torch_threads: int  # what the worker ran with (one)
     final_loss: float  # the last counted epoch's loss: shows the counted code trained
 
     @property
@@ -133,7 +134,8 @@ def count_instructions(configs: Sequence[RunConfig], *, workdir: str | Path | No
     counts = [
         InstructionCount(config=config, instructions=ir, steps=r["steps"], samples=r["samples"],
                          batch_size=r["batch_size"], n_samples=r["n_samples"],
-                         n_features=r["n_features"], n_classes=r["n_classes"], final_loss=r["final_loss"])
+                         n_features=r["n_features"], n_classes=r["n_classes"],
+                         torch_threads=result["torch_threads"], final_loss=r["final_loss"])
         for config, ir, r in zip(configs, totals, result["jobs"], strict=True)
     ]
     env = {"valgrind_version": version, "torch_version": torch.__version__,
