@@ -107,3 +107,27 @@ def test_gate_bad_input_exits_2_before_any_work(tmp_path, monkeypatch, capsys):
     assert main(["gate", "--instructions-baseline", "none", "--wall-time", "skip"]) == 2
     assert main(["gate", "--instructions-baseline", "none", "--wall-baseline", str(tmp_path / "nothing")]) == 2
     assert used == []
+
+
+@pytest.mark.parametrize(("growth", "code"), [(1.01, 0), (1.03, 1)])
+def test_gate_counts_the_baselines_configurations_again(tmp_path, monkeypatch, capsys, growth, code):
+    from test_count import fake_counts
+
+    from minibatch_core.records import instructions
+    from minibatch_core.running import counting
+
+    base = tmp_path / "base"
+    instructions.write(base, fake_counts())
+    asked: list = []
+
+    def fake_count(configs, **kw):
+        asked.extend(configs)
+        return fake_counts(growth={("fast", 32): growth})
+
+    monkeypatch.setattr(counting, "count_instructions", fake_count)
+    md = tmp_path / "gate.md"
+    assert main(["gate", "--instructions-baseline", str(base), "--wall-time", "skip", "--markdown", str(md)]) == code
+    # the configurations rebuilt from the baseline's rows, in its order
+    assert [(c.engine, c.batch_spec, c.epochs, c.threads) for c in asked] == [
+        ("fast", "32", 3, 1), ("fast", "full", 3, 1), ("reference", "32", 3, 1), ("reference", "full", 3, 1)]
+    assert ("fast wine batch 32 seed 0 +3.00%" in md.read_text()) == bool(code)
