@@ -1,13 +1,18 @@
-"""pytest-benchmark harness options for ``pytest bench --benchmark-only``.
+"""pytest-benchmark harness options, shared measurements and the per-case terminal summary for
+``pytest bench --benchmark-only``.
 
 --mb-dataset, --mb-epochs, --mb-seed and --mb-replicas are read by every benchmark module here (through
-``config.getoption``). The machine info pytest-benchmark saves gains ``minibatch_calibration``: the fixed
-calibration workload per device, so ``minibatch-bench compare`` can normalize saved JSON across machines.
+the ``mb_options`` fixture). The machine info pytest-benchmark saves gains ``minibatch_calibration``: the
+fixed calibration workload per device, measured once per session (the same figures go into every case's
+``calibration_step_s`` column), so ``minibatch-bench compare`` can normalize saved JSON across machines.
+After pytest-benchmark's timing table, a second table lists each case's final loss and peak memory.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -15,8 +20,11 @@ import torch
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # 1 warm-up epoch + 10 timed rounds per case keeps `pytest bench --benchmark-only` (this harness and the
-# engines benchmark together) at about a minute on 2 CPU cores
+# engines benchmark together) at one to two minutes on 2 CPU cores
 DEFAULT_EPOCHS = 11
+
+_CALIBRATION = pytest.StashKey[dict]()
+_CASES = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,20 +52,105 @@ def mb_options(pytestconfig: pytest.Config) -> dict:
     }
 
 
+def calibrations(config: pytest.Config) -> dict[str, dict]:
+    """The calibration workload on every available device, keyed like runs.csv's device column
+    ("cpu", "cuda:0"); measured on first use, then reused for the rest of the session."""
+    if _CALIBRATION not in config.stash:
+        from minibatch_core.input.devices import expand_devices
+        from minibatch_core.running.calibration import measure_calibration
+
+        found = [measure_calibration(device) for device in expand_devices(["auto"])]
+        config.stash[_CALIBRATION] = {c.device: c.to_dict() for c in found}
+    return config.stash[_CALIBRATION]
+
+
+@pytest.fixture
+def mb_calibration_step_s(pytestconfig: pytest.Config) -> dict[str, float]:
+    """device -> the calibration workload's median seconds per step (runs.csv's calibration_step_s)."""
+    return {device: c["step_s"] for device, c in calibrations(pytestconfig).items()}
+
+
+@dataclass
+class CaseSummary:
+    """One benchmarked case as the terminal summary shows it."""
+
+    case: str
+    seeds: list[int]
+    final_losses: list[float]  # per seed
+    peak_memory_bytes: int  # the first seed's run (a multi-seed pass trains every seed in one process)
+    tensor_bytes: int  # parameters + gradients + optimizer state + activations of the pass (all its models)
+    memory_source: str  # where peak_memory_bytes was measured, in a few words
+
+    @classmethod
+    def of(cls, case: str, results: list) -> CaseSummary:
+        first = results[0]
+        m = first.memory
+        return cls(case=case, seeds=[r.seed for r in results], final_losses=[r.epoch_losses[-1] for r in results],
+                   peak_memory_bytes=first.peak_memory_bytes,
+                   tensor_bytes=m.parameters + m.gradients + m.optimizer_state + m.activations,
+                   memory_source="fresh worker, RSS" if first.device.startswith("cpu") else "CUDA allocator")
+
+
+@pytest.fixture
+def mb_record_case(request: pytest.FixtureRequest):
+    """``record(case_id, results)``: adds a case (its RunResults, one per seed) to the summary printed
+    after the benchmark table."""
+    cases = request.config.stash.setdefault(_CASES, [])
+    return lambda case, results: cases.append(CaseSummary.of(case, results))
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Add the calibration workload (per device) and the torch build to the saved machine info."""
-    from minibatch_core.input.devices import expand_devices
-    from minibatch_core.running.calibration import measure_calibration
-
-    # keyed like runs.csv's device column (resolved: "cpu", "cuda:0")
-    calibrations = [measure_calibration(device) for device in expand_devices(["auto"])]
-    machine_info["minibatch_calibration"] = {c.device: c.to_dict() for c in calibrations}
+    machine_info["minibatch_calibration"] = calibrations(config)
     import numpy
     import sklearn
 
     # what `compare --loss-mode exact` needs to know whether curves can be bit-identical across files
-    machine_info["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
+    # threads: what the cases trained with (RunConfig's, the sweeps' default), as a sweep's env.json says
+    from minibatch_core.input.config import RunConfig
+
+    machine_info["torch"] = {"version": torch.__version__, "threads": RunConfig().threads or torch.get_num_threads(),
                              "cuda": torch.version.cuda,
                              "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     machine_info["numpy_version"] = numpy.__version__
     machine_info["sklearn_version"] = sklearn.__version__
+
+
+def summary_lines(cases: list[CaseSummary]) -> list[str]:
+    """The terminal table: one line per case, final loss and peak memory beside the tensors' bytes."""
+    from minibatch_core.presentation.units import fmt_bytes, fmt_num
+
+    header = ("case", "seeds", "final loss", "peak memory", "tensor bytes", "peak measured")
+    rows = []
+    for c in cases:
+        loss = fmt_num(c.final_losses[0])
+        if len(c.final_losses) > 1:
+            loss += f" (mean {fmt_num(sum(c.final_losses) / len(c.final_losses))})"
+        seeds = ",".join(str(s) for s in c.seeds)
+        rows.append((c.case, seeds, loss, fmt_bytes(c.peak_memory_bytes), fmt_bytes(c.tensor_bytes),
+                     c.memory_source))
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        # the case and the source read left to right; numbers line up on the right
+        return "  ".join(cell.ljust(w) if i in (0, 1, 5) else cell.rjust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *map(line, rows)]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's own table
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    cases = config.stash.get(_CASES, [])
+    if not cases:
+        return
+    terminalreporter.section("minibatch-bench: final loss and peak memory per case")
+    for text in summary_lines(cases):
+        terminalreporter.write_line(text)
+    note = (
+        "peak memory: CPU = peak RSS growth over the training regions of an untimed run of the same "
+        "configuration in a fresh worker process (the timed rounds run inside pytest, whose RSS no longer grows); "
+        "CUDA = torch.cuda.max_memory_allocated over the timed session. tensor bytes: parameters + gradients + "
+        "optimizer state + one forward pass's activations of the whole pass (every replica), counted from the tensors.")
+    for text in textwrap.wrap(note, width=max(60, terminalreporter._tw.fullwidth - 1)):
+        terminalreporter.write_line(text)

@@ -26,12 +26,11 @@ from minibatch_core.engines import get_engine
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.devices import resolve_device
 from minibatch_core.running.measure import Stopwatch, device_name
-from minibatch_core.running.trainer import load_for
+from minibatch_core.running.trainer import load_for, torch_threads
 
 BATCH_SIZES = (1, 32, "full")
 STACKED_SEEDS = 64
 MIN_ROUNDS = 7  # ratios of medians want a few more rounds than one case's timing
-NO_CUDA = "needs a CUDA GPU; torch.cuda.is_available() is False on this machine"
 
 CPU_TARGETS = {
     ("fast/reference", "1"): 4.0,
@@ -61,10 +60,8 @@ def speed_ratios(medians: dict[tuple[str, str], float], replicas: int) -> dict[t
     return out
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_engine_speed_ratios(benchmark, mb_options: dict, device: str) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip(NO_CUDA)
     dev = resolve_device(device)
     base = RunConfig(dataset=mb_options["dataset"], seed=mb_options["seed"], device=device)
     data = load_for(base)
@@ -72,27 +69,28 @@ def test_engine_speed_ratios(benchmark, mb_options: dict, device: str) -> None:
     plan = [(engine, batch) for batch in BATCH_SIZES for engine in ("reference", "fast", "sklearn")
             if not (engine == "sklearn" and dev.type != "cpu")]
     plan.append(("stacked", 1))
-    sessions = {}
-    losses: dict[tuple[str, str], list[float]] = {}
-    for engine, batch in plan:
-        config = base.with_(engine=engine, batch_size=batch)
-        seeds = list(range(seed, seed + STACKED_SEEDS)) if engine == "stacked" else [seed]
-        key = (engine, str(batch))
-        sessions[key] = get_engine(engine).start(config, data, dev, seeds)
-        losses[key] = [sessions[key].run_epoch().losses[0]]  # untimed warm-up epoch
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in sessions}
-    clock = Stopwatch(dev)
+    with torch_threads(base.threads):  # the thread count the training cases and the sweeps use
+        sessions = {}
+        losses: dict[tuple[str, str], list[float]] = {}
+        for engine, batch in plan:
+            config = base.with_(engine=engine, batch_size=batch)
+            seeds = list(range(seed, seed + STACKED_SEEDS)) if engine == "stacked" else [seed]
+            key = (engine, str(batch))
+            sessions[key] = get_engine(engine).start(config, data, dev, seeds)
+            losses[key] = [sessions[key].run_epoch().losses[0]]  # untimed warm-up epoch
+        times: dict[tuple[str, str], list[float]] = {key: [] for key in sessions}
+        clock = Stopwatch(dev)
 
-    def one_round() -> None:
-        for key, session in sessions.items():
-            with clock.region():
-                out = session.run_epoch()
-            times[key].append(clock.elapsed_s)
-            losses[key].append(out.losses[0])
+        def one_round() -> None:
+            for key, session in sessions.items():
+                with clock.region():
+                    out = session.run_epoch()
+                times[key].append(clock.elapsed_s)
+                losses[key].append(out.losses[0])
 
-    rounds = max(mb_options["epochs"] - 1, MIN_ROUNDS)
-    benchmark.group = f"{data.name} {device} engine ratios (one round = every engine, one epoch)"
-    benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
+        rounds = max(mb_options["epochs"] - 1, MIN_ROUNDS)
+        benchmark.group = f"{data.name} {device} engine ratios (one round = every engine, one epoch)"
+        benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=0)
 
     medians = {key: statistics.median(ts) for key, ts in times.items()}
     ratios = speed_ratios(medians, STACKED_SEEDS)
@@ -102,7 +100,7 @@ def test_engine_speed_ratios(benchmark, mb_options: dict, device: str) -> None:
         "dataset": data.name,
         "device": str(dev),
         "device_name": device_name(dev),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": base.threads or torch.get_num_threads(),
         "rounds": rounds,
         "replicas": {label(k): (STACKED_SEEDS if k[0] == "stacked" else 1) for k in sessions},
         "batch_size": {label(k): resolve_batch_size(k[1] if k[1] == "full" else int(k[1]), data.n_samples)

@@ -1,92 +1,113 @@
-"""Epoch time of every engine x device x batch size, with pytest-benchmark.
+"""Epoch time of every engine x device x batch size, with pytest-benchmark, on the trainer's own API.
 
-Each case builds a fresh engine session (the same Session protocol the trainer drives), trains one
-untimed warm-up epoch, then times one epoch per round (``rounds = --mb-epochs - 1``), synchronizing CUDA
-before the clock stops. ``extra_info`` carries what a reader of the JSON needs beside the times.
+Each case opens one measured run (``running.trainer.open_run``: the engine session under the trainer's
+clock, exactly what ``train`` and the sweeps drive), trains one untimed warm-up epoch, then times one
+epoch per round (``rounds = --mb-epochs - 1``): ``Run.train_epoch`` is the timed region and
+``Run.finish_epoch`` (evaluation on the whole dataset, recording the epoch) runs as the round's setup,
+outside it. The runs.csv rows of every seed (``records.rows.run_rows``, the sweeps' writer) are stored in
+``extra_info["runs"]``, so ``minibatch-bench compare`` reads a bench JSON as the same records as a
+results folder and matches it with a sweep of the same configuration.
+
+Peak memory on the CPU is measured on a second, untimed run of the same configuration in a fresh worker
+process (inside the long-lived pytest process the resident set rarely grows after earlier cases, so its
+growth says nothing); that run's loss curves must equal the timed session's. On CUDA the timed session's
+own ``torch.cuda.max_memory_allocated`` is kept (it counts tensors, not the process).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import statistics
 
+import pandas as pd
 import pytest
-import torch
 
 from minibatch_core.engines import engine_names, get_engine
-from minibatch_core.input.config import RunConfig, resolve_batch_size
-from minibatch_core.input.devices import resolve_device
-from minibatch_core.running.measure import MemoryProbe, device_name, synchronize
-from minibatch_core.running.trainer import load_for
+from minibatch_core.input.config import RunConfig
+from minibatch_core.records.rows import json_records, run_rows
+from minibatch_core.running.results import RunResult
+from minibatch_core.running.trainer import open_run, torch_threads, train_seeds
 
 BATCH_SIZES = [1, 32, "full"]
-DEVICES = ["cpu", "cuda"]
-NO_CUDA = "needs a CUDA GPU; torch.cuda.is_available() is False on this machine"
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+FRESH_WORKER = ("measured on an untimed run of the same configuration (same seeds and epochs, losses checked "
+                "equal to the timed session's) in a fresh worker process; the timed rounds ran inside pytest")
+
+
+def case_seeds(engine: str, options: dict) -> list[int]:
+    replicas = options["replicas"] if get_engine(engine).multi_seed else 1
+    return [options["seed"] + k for k in range(replicas)]
+
+
+def with_fresh_worker_memory(config: RunConfig, results: list[RunResult]) -> list[RunResult]:
+    """``results`` with the peak memory of the same configuration trained in a fresh worker (CPU)."""
+    if not results[0].device.startswith("cpu"):
+        return [dataclasses.replace(r, memory_method=f"{r.memory_method}, over the timed session inside pytest")
+                for r in results]
+    twins = train_seeds(config, [r.seed for r in results], isolate=True)
+    for timed, twin in zip(results, twins, strict=True):
+        # the memory must belong to the very training that was timed: same seed, same curve, bit for bit
+        assert twin.epoch_losses == timed.epoch_losses, (
+            f"the fresh-worker run of {config.engine} batch {config.batch_spec} seed {timed.seed} trained a "
+            f"different loss curve: {twin.epoch_losses} vs {timed.epoch_losses}")
+    # the worker's label says "one fresh worker process per run"; FRESH_WORKER says which run that was
+    method = twins[0].memory_method.removesuffix(", one fresh worker process per run")
+    return [dataclasses.replace(r, peak_memory_bytes=twin.peak_memory_bytes, memory_method=f"{method}; {FRESH_WORKER}")
+            for r, twin in zip(results, twins, strict=True)]
 
 
 @pytest.mark.parametrize("batch_size", BATCH_SIZES, ids=[str(b) for b in BATCH_SIZES])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("engine", engine_names())
-def test_train_epoch(benchmark, mb_options: dict, engine: str, device: str, batch_size) -> None:
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip(NO_CUDA)
-    eng = get_engine(engine)
+def test_train_epoch(benchmark, mb_options: dict, mb_calibration_step_s: dict, mb_record_case,
+                     engine: str, device: str, batch_size) -> None:
     config = RunConfig(dataset=mb_options["dataset"], batch_size=batch_size, epochs=mb_options["epochs"],
                        seed=mb_options["seed"], device=device, engine=engine)
-    data = load_for(config)
-    dev = resolve_device(device)
-    seeds = [config.seed + k for k in range(mb_options["replicas"] if eng.multi_seed else 1)]
-    resolved = resolve_batch_size(batch_size, data.n_samples)
-    rounds = config.epochs - 1
+    seeds = case_seeds(engine, mb_options)
+    with torch_threads(config.threads):  # the sweeps' thread count, recorded as torch_threads
+        run = open_run(config, seeds)
+        run.train_epoch()  # the untimed warm-up epoch, recorded as epoch 1 (warmup=True) like a sweep's
+        run.finish_epoch()
+        benchmark.group = f"{run.data.name} {device} batch {batch_size}"
+        benchmark.pedantic(run.train_epoch, setup=run.finish_epoch, rounds=config.epochs - 1, iterations=1,
+                           warmup_rounds=0)
+        run.finish_epoch()
+        while run.epochs_done < config.epochs:  # --benchmark-disable runs one round: train the rest untimed
+            run.train_epoch()
+            run.finish_epoch()
+        results = run.results()
+    results = with_fresh_worker_memory(config, results)
 
-    losses: list[list[float]] = []  # per epoch, per replica
-    session = None
-    probe = MemoryProbe(dev)
-
-    def setup():
-        # first round only: a fresh session and its warm-up epoch, both outside the timed region
-        nonlocal session
-        if session is None:
-            session = eng.start(config, data, dev, seeds)
-            losses.append(list(session.run_epoch().losses))
-            synchronize(dev)
-            probe.start()
-
-    def timed_epoch():
-        out = session.run_epoch()
-        synchronize(dev)  # run_epoch returns host floats; this makes sure no queued work escapes the clock
-        losses.append(list(out.losses))
-        return out
-
-    benchmark.group = f"{data.name} {device} batch {batch_size}"
-    benchmark.pedantic(timed_epoch, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
-    probe.sample()
-
-    stats = getattr(benchmark, "stats", None)
-    epoch_times = list(stats.stats.data) if stats is not None else []
-    median = statistics.median(epoch_times) if epoch_times else float("nan")
-    curve = [epoch[0] for epoch in losses]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    frame = pd.concat([run_rows(r, calibration_step_s=mb_calibration_step_s.get(r.device), load_1m=load)
+                       for r in results], ignore_index=True)
+    first = results[0]
+    epoch_times = [r.time_s for r in first.records[1:]]  # the timed rounds (the trainer's clock)
     benchmark.extra_info.update({
         "engine": engine,
-        "dataset": data.name,
-        "device": str(dev),
-        "device_name": device_name(dev),
-        "batch_size": resolved,
-        "batch_spec": str(batch_size),
-        "seed": config.seed,
+        "dataset": first.dataset,
+        "device": first.device,
+        "device_name": first.device_name,
+        "batch_size": first.batch_size,
+        "batch_spec": first.batch_spec,
+        "seed": first.seed,
         "seeds": seeds,
-        "replicas": len(seeds),
+        "replicas": first.replicas,
         "epochs": config.epochs,
-        "n_samples": data.n_samples,
-        "final_epoch_loss": curve[-1],
-        "loss_curve": curve,
-        "loss_curves": [[epoch[k] for epoch in losses] for k in range(len(seeds))],
+        "n_samples": first.n_samples,
+        "final_epoch_loss": first.epoch_losses[-1],
+        "loss_curve": first.epoch_losses,
+        "loss_curves": [r.epoch_losses for r in results],
         "epoch_times_s": epoch_times,
-        "samples_per_s": data.n_samples / median if epoch_times else None,
-        "peak_memory_bytes": probe.peak,
-        "memory_method": (probe.method if dev.type == "cuda" else
-                          "peak RSS growth over the timed rounds, in the benchmark process (not a fresh worker)"),
-        "torch_threads": torch.get_num_threads(),
+        "samples_per_s": first.n_samples / statistics.median(epoch_times),
+        "peak_memory_bytes": first.peak_memory_bytes,
+        "memory_method": first.memory_method,
+        "torch_threads": first.torch_threads,
+        "runs": json_records(frame),
     })
-    if epoch_times:  # absent under --benchmark-disable, which runs one round untimed
-        assert len(epoch_times) == rounds and len(curve) == rounds + 1
-    assert all(loss == loss for loss in curve), "a loss is NaN"
+    mb_record_case(f"{engine}-{device}-{batch_size}", results)
+    assert len(first.records) == config.epochs
+    assert all(loss == loss for r in results for loss in r.epoch_losses), "a loss is NaN"
+

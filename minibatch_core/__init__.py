@@ -23,6 +23,8 @@ _EXPORTS = {
     "RunResult": "minibatch_core.running.results",
     "train": "minibatch_core.running.trainer",
     "train_seeds": "minibatch_core.running.trainer",
+    "StudyConfig": "minibatch_core.sweep.study",
+    "run_study": "minibatch_core.commands.study",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

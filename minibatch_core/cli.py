@@ -20,6 +20,7 @@ COMMANDS = {
     "count": "minibatch_core.commands.count",
     "compare": "minibatch_core.commands.compare",
     "baseline": "minibatch_core.commands.baseline",
+    "study": "minibatch_core.commands.study",
     "gate": "minibatch_core.commands.gate",
 }
 

@@ -32,6 +32,8 @@ from minibatch_core.analysis.compare import (
 from minibatch_core.cli import main
 from minibatch_core.errors import MinibatchError
 from minibatch_core.presentation.compare_render import to_markdown
+from minibatch_core.records.io import check_runs
+from minibatch_core.records.rows import json_records
 
 ENGINES = ("reference", "fast")
 BATCHES = ((1, "1"), (32, "32"), (178, "full"))
@@ -299,24 +301,30 @@ def test_unmatched_seeds_are_listed_not_dropped(tmp_path):
 # --- pytest-benchmark JSON ------------------------------------------------------------------------
 
 def benchmark_json(frame: pd.DataFrame, path: Path, *, env: dict | None = None) -> Path:
-    """The frame in pytest-benchmark's --benchmark-json layout (as pytest-benchmark 5 writes it), with
-    the bench harness's extra_info and machine_info["minibatch_calibration"]."""
+    """The frame in pytest-benchmark's --benchmark-json layout (as pytest-benchmark 5 writes it), as the
+    bench harness fills it: each case's runs.csv rows in ``extra_info["runs"]`` (one case per engine x batch
+    size x seed; a multi-seed engine's case holds every seed), a few convenience keys beside them, and
+    machine_info["minibatch_calibration"]."""
     env = ENV if env is None else env
+    # through the one loader first, so the rows carry every runs.csv column (config_id, n_samples, ...)
+    frame = check_runs(frame, "synthetic runs")
+    case = ["engine", "batch_spec"] + ([] if (frame.replicas > 1).any() else ["seed"])
     benches = []
-    for (engine, spec, seed), g in frame.groupby(["engine", "batch_spec", "seed"], sort=False):
-        g = g.sort_values("epoch")
-        timed = g[~g.warmup]["epoch_time_s"].tolist()
+    for _, g in frame.groupby(case, sort=False):
+        g = g.sort_values(["seed", "epoch"])
+        first = g[g.seed == g.seed.min()]
+        engine, spec = first.engine.iloc[0], first.batch_spec.iloc[0]
+        timed = first[~first.warmup]["epoch_time_s"].tolist()
         benches.append({
-            "group": None, "name": f"test_train[{engine}-cpu-{spec}]",
-            "fullname": f"bench/test_bench.py::test_train[{engine}-cpu-{spec}]",
+            "group": None, "name": f"test_train_epoch[{engine}-cpu-{spec}]",
+            "fullname": f"bench/test_bench_training.py::test_train_epoch[{engine}-cpu-{spec}]",
             "params": {"engine": engine, "device": "cpu", "batch_size": spec},
             "param": f"{engine}-cpu-{spec}",
             "extra_info": {
-                "engine": engine, "dataset": "wine", "device": "cpu", "batch_size": int(g.batch_size.iloc[0]),
-                "batch_spec": spec, "seed": int(seed), "epochs": int(g.epochs.iloc[0]),
-                "final_epoch_loss": float(g.epoch_loss.iloc[-1]), "loss_curve": g.epoch_loss.tolist(),
-                "peak_memory_bytes": int(g.peak_memory_bytes.iloc[0]), "samples_per_s": 1.0,
-                "replicas": int(g.replicas.iloc[0]), "epoch_times_s": timed,
+                "engine": engine, "dataset": "wine", "device": "cpu", "batch_size": int(first.batch_size.iloc[0]),
+                "batch_spec": spec, "final_epoch_loss": float(first.epoch_loss.iloc[-1]),
+                "peak_memory_bytes": int(first.peak_memory_bytes.iloc[0]), "epoch_times_s": timed,
+                "runs": json_records(g),
             },
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0,
                         "min_time": 5e-06, "warmup": False},
@@ -335,7 +343,7 @@ def benchmark_json(frame: pd.DataFrame, path: Path, *, env: dict | None = None) 
         "commit_info": {"id": "unversioned"}, "benchmarks": benches,
         "datetime": "2026-11-23T20:00:00", "version": "5.2.3",
     }
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data, allow_nan=False))  # strict JSON, as the harness's records are
     return path
 
 
@@ -357,33 +365,41 @@ def test_pytest_benchmark_json_is_judged_the_same_way(tmp_path):
 
 def test_multi_seed_benchmark_unrolls_every_seed(tmp_path):
     frame = make_runs(1, replicas=2, seeds=(0, 1))
-    path = benchmark_json(frame[frame.seed == 0], tmp_path / "m.json")
+    path = benchmark_json(frame, tmp_path / "m.json")
     data = json.loads(path.read_text())
-    for bench in data["benchmarks"]:  # one benchmark trains both seeds in one timed pass
-        info = bench["extra_info"]
-        other = frame[(frame.engine == info["engine"]) & (frame.batch_size == info["batch_size"])
-                      & (frame.seed == 1)].sort_values("epoch")
-        info.update(seeds=[0, 1], loss_curves=[info["loss_curve"], other.epoch_loss.tolist()])
-    path.write_text(json.dumps(data))
+    assert len(data["benchmarks"]) == len(ENGINES) * len(BATCHES)  # one case trains both seeds in one pass
+    assert all({r["seed"] for r in b["extra_info"]["runs"]} == {0, 1} for b in data["benchmarks"])
     rs = load_results(path)
     folder = load_results(write_set(tmp_path / "f", frame))
     result = compare(folder, rs, CompareOptions(loss_mode="exact"))
-    assert not result.regressed
+    assert not result.regressed and {r.status for r in result.rows} == {UNCHANGED}
     assert all(r.loss.exact == "identical" and r.loss.compared == 10 for r in result.rows)
     assert all(r.speed.n_cur == 4 for r in result.rows)  # shared epoch times counted once
 
 
 def test_real_pytest_benchmark_output_loads(tmp_path):
-    """What pytest-benchmark itself writes (here from a trivial benchmark) loads, with its round times
-    as samples when epoch_times_s is absent."""
+    """What pytest-benchmark itself writes (here from trivial benchmarks that store records the way the
+    harness does) loads; a benchmark without records is left out with a note, not an error."""
     (tmp_path / "test_tiny.py").write_text(textwrap.dedent("""
         import pytest
+
+        def rows(batch_size):
+            times = [0.01, 0.008, 0.009]
+            return [{"run_id": f"reference|wine|cpu|b{batch_size}|s0|lr0.001", "engine": "reference",
+                     "dataset": "wine", "device": "cpu", "batch_spec": str(batch_size), "batch_size": batch_size,
+                     "seed": 0, "lr": 0.001, "epochs": 3, "epoch": e, "epoch_loss": 1.0 - 0.1 * e,
+                     "eval_loss": 1.0 - 0.1 * e, "eval_accuracy": 0.5, "epoch_time_s": times[e - 1],
+                     "cumulative_time_s": sum(times[:e]), "warmup": e == 1, "steps": -(-178 // batch_size),
+                     "samples_per_s": 178 / times[e - 1], "peak_memory_bytes": 4096, "diverged_epoch": None}
+                    for e in (1, 2, 3)]
+
         @pytest.mark.parametrize("batch_size", [1, 32])
         def test_tiny(benchmark, batch_size):
-            benchmark.extra_info.update(engine="reference", dataset="wine", device="cpu", seed=0, epochs=3,
-                                        batch_size=batch_size, loss_curve=[1.0, 0.9, 0.8],
-                                        peak_memory_bytes=4096)
+            benchmark.extra_info["runs"] = rows(batch_size)
             benchmark.pedantic(sum, args=(range(100),), rounds=5, iterations=1)
+
+        def test_no_records(benchmark):
+            benchmark(sum, range(10))
     """))
     out = tmp_path / "out.json"
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tiny.py",
@@ -391,11 +407,20 @@ def test_real_pytest_benchmark_output_loads(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     rs = load_results(out)
+    assert rs.kind == "pytest-benchmark JSON"
     assert sorted(rs.frame.batch_size.unique()) == [1, 32]
-    assert rs.frame.groupby("batch_size").epoch_time_s.count().tolist() == [5, 5]
-    assert any("round times" in n for n in rs.notes)
+    assert rs.frame.groupby("batch_size").epoch_time_s.count().tolist() == [3, 3]
+    assert rs.frame.config_id.tolist()[:1] == ["reference|wine|cpu|b1|lr0.001"]  # the identity is rebuilt
+    assert any("ignored 1 benchmark(s) without minibatch records" in n for n in rs.notes)
     result = compare(rs, rs, CompareOptions(loss_mode="exact"))
     assert not result.regressed and len(result.rows) == 2
+
+
+def test_a_benchmark_json_without_records_is_bad_input(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"benchmarks": [{"name": "t", "extra_info": {"engine": "reference"}}]}))
+    with pytest.raises(MinibatchError, match="no minibatch benchmarks in it"):
+        load_results(path)
 
 
 # --- real runs ------------------------------------------------------------------------------------

@@ -5,10 +5,9 @@ import torch
 
 from minibatch_core import RunConfig, train
 from minibatch_core.input.devices import resolve_device
-from tests.conftest import requires_cuda
 
 
-@requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("batch_size", [1, 32, "full"])
 def test_reference_trains_on_cuda_and_measures_device_memory(batch_size):
     result = train(RunConfig(batch_size=batch_size, epochs=3, seed=0, device="cuda"))
@@ -22,7 +21,7 @@ def test_reference_trains_on_cuda_and_measures_device_memory(batch_size):
     assert result.epoch_losses == pytest.approx(cpu.epoch_losses, rel=1e-3)
 
 
-@requires_cuda
+@pytest.mark.cuda
 def test_auto_picks_cuda_and_a_missing_index_is_a_clear_error():
     assert resolve_device("auto").type == "cuda"
     from minibatch_core import MinibatchError

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -28,8 +29,6 @@ from minibatch_core.running.trainer import load_for, train, train_seeds
 
 CPU = torch.device("cpu")
 REL = 1e-4
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU; none on this machine")
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +76,18 @@ def test_loader_shuffle_is_the_dataloaders_order(wine, batch_size):
 def test_fast_matches_reference(wine, batch_size, optimizer):
     config = RunConfig(batch_size=batch_size, optimizer=optimizer, record_batches=True)
     ref = run(ReferenceSession(config, wine, CPU, [3]), 3)
-    fast_session = FastSession(config, wine, CPU, [3])
-    fast = run(fast_session, 3)
+    ref_session, fast_session = ReferenceSession(config, wine, CPU, [3]), FastSession(config, wine, CPU, [3])
+    ref, fast = run(ref_session, 3), run(fast_session, 3)
     for r, f in zip(ref, fast, strict=True):
         assert r.steps == f.steps
         assert_close(r.losses[0], f.losses[0])
         assert len(r.batch_losses[0]) == len(f.batch_losses[0])
         for a, b in zip(r.batch_losses[0], f.batch_losses[0], strict=True):
             assert abs(a - b) <= REL * max(1.0, abs(a))
-    assert fast_session.evaluate()[0][1] >= 0.0
+    # the trained models agree too: the same evaluation loss, the same predictions
+    (ref_loss, ref_accuracy), (fast_loss, fast_accuracy) = ref_session.evaluate()[0], fast_session.evaluate()[0]
+    assert_close(ref_loss, fast_loss)
+    assert fast_accuracy == ref_accuracy
 
 
 @pytest.mark.parametrize("hidden", [(7,), (16, 8, 4)])
@@ -143,19 +145,34 @@ def test_stacked_through_the_trainer_gives_one_result_per_seed():
             assert_close(a, b)
 
 
-@pytest.mark.parametrize("engine", ["fast", "stacked", "sklearn"])
+def lesson_mlp_parameters(n_features: int, hidden: tuple[int, ...], n_classes: int) -> int:
+    """Weights and biases of the MLP, counted from its layer shapes (not from any engine's tensors)."""
+    widths = [n_features, *hidden, n_classes]
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(widths))
+
+
+def test_the_independent_parameter_count_is_the_lessons():
+    assert lesson_mlp_parameters(13, (10, 10), 3) == 283  # 13*10+10 + 10*10+10 + 10*3+3
+
+
+@pytest.mark.parametrize("engine", engine_names())
 def test_profile_and_memory(wine, engine):
+    """Every registered engine splits its step and counts its memory from its own tensors; the counts are
+    checked against the float32 bytes of the lesson's MLP (x the models a multi-seed engine trains)."""
     config = RunConfig(batch_size=32, engine=engine)
-    session = get_engine(engine).start(config, wine, CPU, [0])
+    seeds = [0, 1] if get_engine(engine).multi_seed else [0]
+    session = get_engine(engine).start(config, wine, CPU, seeds)
     session.run_epoch()
     split = session.profile(8)
     assert split is not None and set(split) == set(PROFILE_PHASES)
     assert all(v >= 0 for v in split.values()) and sum(split.values()) > 0
     mem = session.memory()
-    n_params = sum(p.numel() for p in build_mlp(wine.n_features, (10, 10), wine.n_classes).parameters())
-    assert mem.parameters == mem.gradients == 4 * n_params
-    assert mem.optimizer_state >= 2 * 4 * n_params  # Adam's two moments
-    assert mem.activations >= 4 * 32 * (10 + 10 + wine.n_classes)
+    model_bytes = 4 * lesson_mlp_parameters(wine.n_features, (10, 10), wine.n_classes) * len(seeds)
+    assert mem.parameters == model_bytes
+    assert mem.gradients == model_bytes  # one gradient per parameter, float32
+    # Adam's two moments per parameter, plus at most a step counter per tensor: not a third copy
+    assert 2 * model_bytes <= mem.optimizer_state < 3 * model_bytes
+    assert mem.activations >= 4 * 32 * (10 + 10 + wine.n_classes) * len(seeds)
 
 
 # --- sklearn ---------------------------------------------------------------------------------------
@@ -228,7 +245,7 @@ def test_sklearn_on_cuda_is_a_one_line_error(wine):
 
 # --- CUDA ------------------------------------------------------------------------------------------
 
-@needs_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("batch_size", [1, 50, "full"])
 def test_fast_cuda_graphs_match_cpu(wine, batch_size):
     config = RunConfig(batch_size=batch_size, device="cuda")
@@ -244,7 +261,7 @@ def test_fast_cuda_graphs_match_cpu(wine, batch_size):
     assert graphs.profile(5) is not None
 
 
-@needs_cuda
+@pytest.mark.cuda
 def test_stacked_and_reference_on_cuda(wine):
     config = RunConfig(batch_size=32, device="cuda")
     cuda = torch.device("cuda")

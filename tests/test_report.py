@@ -14,6 +14,7 @@ from PIL import Image
 
 from minibatch_core.analysis.tables import loss_within_budget, summarize, time_to_target
 from minibatch_core.cli import main
+from minibatch_core.presentation.plots import REGISTRY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 N = 178
@@ -105,18 +106,78 @@ def test_budget_and_time_to_target() -> None:
     assert ref.loc["32", "epoch_reached"] == 2 and ref.loc["32", "time_to_target_s"] == pytest.approx(0.4)
 
 
-def test_findings_are_computed_from_the_data(folder: Path) -> None:
+def _section(md: str, title: str) -> str:
+    """The text of one ``## title`` section of report.md."""
+    return md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_report_opens_with_the_answer(folder: Path) -> None:
     md = (folder / "report.md").read_text()
-    assert "batch size 1 took 4.0× as long per epoch as batch 32 (400.00 ms vs 100.00 ms)" in md
-    assert "batch size full (178) was 2.0× faster per epoch than batch 32" in md
-    assert "batch size full (178) reached the lowest loss, 1.3500 after 3 epochs" in md
-    assert "batch size 1 had not finished its first epoch" in md
-    assert "fast vs reference on wine · cpu: per-epoch speedup 2.00× at batch size 1" in md
-    assert "stacked vs reference on wine · cpu: per-epoch speedup 4.00× at batch size 1" in md
-    assert "one pass trains 2 replicas" in md
-    assert f"Engine speedups measured on: {MACHINE}" in md
-    assert "batch size 1: optimizer 40% of 10 µs/step" in md
-    assert "nan" not in md.lower().replace("finance", "")
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[:4] == ["## The answer", "## Time per epoch", "## Loss after 3 epochs",
+                            "## Time to a target loss"]
+    answer = _section(md, "The answer")
+    # b1's final losses are 1.0/3 and 1.1/3: median 0.35; b32's 2.0/3 and 2.1/3; full's 4.0/3 and 4.1/3
+    assert ("batch size 1 reached the lowest training loss with the reference engine: 0.35 (median of 2 seeds, "
+            "range 0.333–0.367), against 0.683 (0.667–0.7) for batch size 32 and 1.35 (1.33–1.37) for batch size "
+            "full (178)") in answer
+    # target = b32's median final loss 0.683: b32's seed 0 gets there at epoch 3 (0.3 + 0.1 + 0.1 s), seed 1
+    # never (0.7), so the median of the two is 0.5 s; b1 gets there at epoch 2 in both seeds (1.2 + 0.4 s)
+    assert ("batch size 32 got to 0.683 (batch size 32's median final loss) soonest: 500 ms (median of 2 seeds, "
+            "the 1 that never got there counted as slowest), 3.2× sooner than batch size 1; batch size full "
+            "(178) did not get there in 3 epochs.") in answer
+    assert ("Batch size 1 wins per epoch but not per second: it makes 178 optimizer steps per epoch to batch "
+            "size 32's 6, so each of its epochs took 4.0× as long (400 ms vs 100 ms).") in answer
+    assert "Every engine agrees on the winner per second (batch size 32)" in answer
+    # the hero plot follows the answer, before any table
+    assert answer.index("(plots/loss_vs_time.png)") > answer.index("soonest")
+    assert "|" not in answer
+
+
+def test_question_tables_are_computed_from_the_data(folder: Path) -> None:
+    md = (folder / "report.md").read_text()
+    times = _section(md, "Time per epoch")
+    assert "Shortest epochs: batch size full (178) for every engine." in times
+    assert "its epochs took 4.0× as long as batch 32's" in times
+    assert "| reference | 400 ms (4.0×) | 100 ms | 50 ms (0.5×) |" in times
+    assert "| stacked | 100 ms (4.0×) | 25 ms | 12.5 ms (0.5×) |" in times  # per model: pass ÷ 2 replicas
+    loss = _section(md, "Loss after 3 epochs")
+    assert "Lowest training loss after 3 epochs: batch size 1 for every engine." in loss
+    assert "| reference | 0.35 (0.333–0.367) | 0.683 (0.667–0.7) | 1.35 (1.33–1.37) |" in loss
+    target = _section(md, "Time to a target loss")
+    # b32's seed 1 ends at 0.7 > 0.683: one of two seeds; full never gets there
+    assert "| reference | 0.683 | 1.6 s | 500 ms; 1 of 2 seeds | not reached in 3 epochs |" in target
+    assert ("Soonest in training time to batch size 32's median final loss (the lesson's choice): batch size "
+            "32 for every engine") in target
+    engines = _section(md, "Engines against the lesson's loop")
+    assert "fast 2.0×; stacked 4.0×" in engines
+    assert "nan" not in md.lower()
+
+
+def test_plurals_follow_the_count(tmp_path: Path) -> None:
+    synthetic_runs(epochs=1).to_csv(tmp_path / "runs.csv", index=False)
+    assert main(["report", str(tmp_path)]) == 0
+    md = (tmp_path / "report.md").read_text()
+    assert "## Loss after 1 epoch\n" in md and "after 1 epochs" not in md
+    assert "not reached in 1 epochs" not in md
+
+
+def test_contention_is_flagged_on_every_speed_finding(tmp_path: Path) -> None:
+    runs = synthetic_runs()
+    runs["load_1m"] = np.where(runs["engine"] == "fast", 3.5, 0.5)  # fast's runs saw load 3.5 on 2 cores
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "env.json").write_text(json.dumps({"cpu_model": MACHINE, "cpu_cores": 2}))
+    assert main(["report", str(tmp_path)]) == 0
+    md = (tmp_path / "report.md").read_text()
+    head = md.split("## The answer")[0]
+    assert "⚠ Timings are contended: 6 of 18 runs ended with the 1-minute load average above the 2 cores" in head
+    assert "(timings contended: see the warning above)" in _section(md, "The answer")
+    for speed in ("Time per epoch", "Time to a target loss", "Engines against the lesson's loop"):
+        assert "⚠ contended machine (load 3.5 on 2 cores)" in _section(md, speed), speed
+    assert "⚠" not in _section(md, "Loss after 3 epochs")  # losses do not depend on the load
+    html_text = (tmp_path / "report.html").read_text()
+    assert html_text.count('class="warning"') == 4
+    assert "⚠ Timings are contended" in (tmp_path / "summary.md").read_text()
 
 
 def test_summary_md_names_the_machine(folder: Path) -> None:
@@ -126,8 +187,8 @@ def test_summary_md_names_the_machine(folder: Path) -> None:
 
 
 def test_plots_are_valid_pngs(folder: Path) -> None:
-    names = ["loss_vs_epoch", "loss_vs_time", "epoch_time_vs_batch_size", "peak_memory_vs_batch_size",
-             "throughput", "profile_split"]
+    names = [spec.name for spec in REGISTRY]
+    assert len(names) == 6
     for name in names:
         path = folder / "plots" / f"{name}.png"
         assert path.read_bytes()[:8] == PNG_SIGNATURE, name
@@ -164,7 +225,7 @@ def test_html_is_self_contained(folder: Path) -> None:
     parser.close()
     assert text.startswith("<!DOCTYPE html>")
     assert len(parser.srcs) == 6 and not parser.links
-    assert parser.tables == 2  # summary + profile split
+    assert parser.tables == 6  # time, loss, time-to-target, engines, profile split, summary
     for src in parser.srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_SIGNATURE

@@ -115,6 +115,7 @@ class ResultSet:
     # device -> calibration step samples (seconds); one value when only the median was recorded
     calibration: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    env_data: dict[str, Any] = field(default_factory=dict)  # env.json as recorded (load, cores): contention
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -221,7 +222,8 @@ def _load_folder(folder: Path, runs: Path | None = None) -> ResultSet:
         notes.append(f"{folder}: the sweep is not complete (env.json status: {status}); "
                      "its absent runs show as missing/new")
     return ResultSet(str(runs.parent if runs.name == "runs.csv" else runs), "results folder",
-                     _with_seeds(frame), _environment(env_data), calibration, notes)
+                     _with_seeds(frame), _environment(env_data), calibration, notes,
+                     env_data if isinstance(env_data, dict) else {})
 
 
 def _frame_from_benchmark_json(data: dict, source: str) -> tuple[pd.DataFrame, list[str]]:

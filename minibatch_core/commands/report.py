@@ -12,11 +12,20 @@ def add_parser(sub) -> None:
         description="Read DIR/runs.csv (and profile.csv, env.json, calibration.json when present) and rewrite "
         "summary.csv, summary.md, plots/*.png, report.md and report.html. Nothing is trained.",
     )
-    p.add_argument("folder", metavar="DIR", help="a results folder written by `minibatch-bench run`")
+    p.add_argument("folder", metavar="DIR",
+                   help="a results folder written by `minibatch-bench run` (or `study`: its report is rebuilt)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if (Path(args.folder) / "study.csv").exists():  # a study folder: its own report (no training either)
+        from minibatch_core.presentation.study_report import build_study_report
+
+        written = build_study_report(args.folder)
+        print(f"rebuilt {args.folder}: report.md, report.html and {len(written) - 2} plots")
+        return 0
     from minibatch_core.presentation.report import build
 
     written = build(args.folder)

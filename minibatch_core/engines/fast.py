@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
 from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
+from minibatch_core.engines.segments import SegmentedTraining
 from minibatch_core.engines.shuffle import LoaderShuffle
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
@@ -69,7 +70,7 @@ class _StepBuffers:
         return sum(t.numel() * t.element_size() for t in (*self.hidden, self.logits))
 
 
-class FastSession:
+class FastSession(SegmentedTraining):
     def __init__(self, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int],
                  *, use_graphs: bool | None = None, indexed: bool | None = None) -> None:
         if len(seeds) != 1:
@@ -202,6 +203,16 @@ class FastSession:
 
     def _indexed_schedule(self) -> list[tuple[_StepBuffers, int]]:
         return [(self.main, self.full_steps)] + ([(self.last, 1)] if self.last else [])
+
+    def _segment_step(self, j: int) -> None:
+        """Step j of the current epoch (studies train in segments; see :mod:`.segments`)."""
+        if self.indexed:
+            self._indexed_step(self.main if j < self.full_steps else self.last)
+            return
+        x, targets, logits, buf = self.plan[j]
+        self._forward(x, logits, buf)
+        self._backward(x, targets, logits, buf)
+        self.optimizer.step()
 
     def run_epoch(self) -> EpochOutput:
         with threads_for(self.step_work):

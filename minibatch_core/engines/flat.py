@@ -55,6 +55,17 @@ class FlatParams:
                     w[r].copy_(layer.weight)
                     b[r].copy_(layer.bias)
 
+    def per_replica(self, values: Sequence[float]) -> torch.Tensor:
+        """A tensor laid out like ``param`` whose every element of replica r holds ``values[r]``
+        (per-replica learning rates for one elementwise optimizer kernel)."""
+        if len(values) != self.replicas:
+            raise ValueError(f"{len(values)} values for {self.replicas} replicas")
+        column = torch.tensor(list(values), dtype=self.param.dtype, device=self.param.device)
+        blocks = []
+        for o, i in self.shapes:
+            blocks += [column.repeat_interleave(o * i), column.repeat_interleave(o)]
+        return torch.cat(blocks)
+
     def forward_fn(self, replica: int) -> Callable[[torch.Tensor], torch.Tensor]:
         """Logits of one replica for evaluation (no grad is taken by the caller)."""
         ws = [w[replica] for w in self.weights]
@@ -73,6 +84,8 @@ class FlatAdam:
     amsgrad) on one flat parameter tensor: two kernels per step with the fused op, and no host sync."""
 
     def __init__(self, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        self.lr = lr
+        self.scale = 1.0  # a learning-rate multiplier (warm-up); read at every step
         self.exp_avg = torch.zeros_like(param)
         self.exp_avg_sq = torch.zeros_like(param)
         # float32 on the parameter's device, as torch.optim.Adam(fused=True) keeps it: graph-capturable
@@ -85,8 +98,8 @@ class FlatAdam:
         if fused is not None:
             def step() -> None:
                 count.add_(1)
-                fused(*lists, lr=lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=ADAM_EPS,
-                      amsgrad=False, maximize=False)
+                fused(*lists, lr=self.lr * self.scale, beta1=b1, beta2=b2, weight_decay=0.0,
+                      eps=ADAM_EPS, amsgrad=False, maximize=False)
         else:  # torch.optim.Adam's single-tensor formulas, in place
             m, v = self.exp_avg, self.exp_avg_sq
             denom = torch.empty_like(param)
@@ -100,7 +113,7 @@ class FlatAdam:
                 v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
                 torch.sqrt(v, out=denom)
                 denom.div_((1 - b2 ** steps[0]) ** 0.5).add_(ADAM_EPS)
-                param.addcdiv_(m, denom, value=-lr / (1 - b1 ** steps[0]))
+                param.addcdiv_(m, denom, value=-self.lr * self.scale / (1 - b1 ** steps[0]))
         self.step = step
 
     def state_bytes(self) -> int:
@@ -112,10 +125,11 @@ class FlatSGD:
 
     def __init__(self, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
         self.state: list[torch.Tensor] = []
-        neg_lr = -lr
+        self.lr = lr
+        self.scale = 1.0  # a learning-rate multiplier (warm-up); read at every step
 
         def step() -> None:
-            param.add_(grad, alpha=neg_lr)
+            param.add_(grad, alpha=-self.lr * self.scale)
 
         self.step = step
 

@@ -17,9 +17,17 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
+from minibatch_core.engines.base import (
+    EVAL_CHUNK,
+    Engine,
+    EpochOutput,
+    MemoryBreakdown,
+    PhaseClock,
+    evaluate_logits,
+)
 from minibatch_core.engines.fast import batch_plan
 from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
+from minibatch_core.engines.segments import SegmentedTraining
 from minibatch_core.engines.shuffle import LoaderShuffle
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
@@ -50,7 +58,7 @@ class _StackedBuffers:
         return sum(t.numel() * t.element_size() for t in self.hidden) + logits_per_step
 
 
-class StackedSession:
+class StackedSession(SegmentedTraining):
     def __init__(self, config: RunConfig, data: Dataset, device: torch.device,
                  seeds: Sequence[int]) -> None:
         if not seeds:
@@ -100,9 +108,19 @@ class StackedSession:
         if self.last is not None:
             self.plan.append(self._bind_step(self.index_last.view(-1), self.targets_last, self.Z_last,
                                              self.last))
+        self._rebind_optimizer()
+
+    def _rebind_optimizer(self) -> None:
         step = self.optimizer.step
         self.epoch_ops = [op for gather, forward, backward in self.plan
                           for op in (*gather, *forward, *backward, step)]
+
+    def _segment_step(self, j: int) -> None:
+        """Step j of the current epoch, every replica (studies train in segments)."""
+        for ops in self.plan[j]:
+            for op in ops:
+                op()
+        self.optimizer.step()
 
     def _bind_backward(self, buf: _StackedBuffers, n_classes: int) -> None:
         """The backward pass below the logits' gradient, as bound kernel calls on fixed buffers."""
@@ -193,6 +211,26 @@ class StackedSession:
     # --- evaluation, memory, profile -----------------------------------------------------------
     def evaluate(self) -> list[tuple[float, float]]:
         return [evaluate_logits(self.params.forward_fn(r), self.X, self.y) for r in range(self.k)]
+
+    @torch.no_grad()
+    def evaluate_on(self, X: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+        """(loss, accuracy) per replica on (X, y), every replica in one batched forward pass (a study
+        checks its target often; one pass per replica would cost K times the kernel launches)."""
+        X, y = X.to(self.device), y.to(self.device)
+        n, k = X.shape[0], self.k
+        losses = torch.zeros(k, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
+        chunk = max(1, EVAL_CHUNK // k)
+        for start in range(0, n, chunk):
+            a = X[start:start + chunk].unsqueeze(0).expand(k, -1, -1)
+            yb = y[start:start + chunk]
+            for b, wt in zip(self.b[:-1], self.WT[:-1], strict=True):
+                a = torch.relu(torch.baddbmm(b, a, wt))
+            logits = torch.baddbmm(self.b[-1], a, self.WT[-1])  # (K, rows, classes)
+            target = yb.unsqueeze(0).expand(k, -1)
+            losses += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").double().sum(1)
+            correct += (logits.argmax(2) == target).sum(1)
+        return [(float(loss) / n, int(c) / n) for loss, c in zip(losses.tolist(), correct.tolist(), strict=True)]
 
     def memory(self) -> MemoryBreakdown:
         p = self.params

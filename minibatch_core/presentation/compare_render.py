@@ -21,7 +21,8 @@ from minibatch_core.analysis.compare import (
     Comparison,
     RowComparison,
 )
-from minibatch_core.presentation.units import fmt_bytes
+from minibatch_core.analysis.contention import contention
+from minibatch_core.presentation.labels import fmt_bytes
 
 STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, MISSING, NEW)
 STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yellow", NEW: "cyan",
@@ -91,10 +92,23 @@ def cells(row: RowComparison, comparison: Comparison) -> dict[str, str]:
     return {c: out.get(c, "") for c in COLUMNS}
 
 
+def contention_notes(comparison: Comparison) -> list[str]:
+    """One warning per side whose sweep ran on a machine loaded beyond its cores. Evidence: the side's
+    per-run ``load_1m`` column, else its env.json (``env_data``)."""
+    out = []
+    for name, side in (("current", comparison.current), ("baseline", comparison.baseline)):
+        found = contention(side.frame, side.env_data)
+        if found is not None:
+            out.append(f"{name} measured on a {found.short()}")
+    return out
+
+
 def summary_line(comparison: Comparison) -> str:
     counts = ", ".join(f"{comparison.count(s)} {s}" for s in STATUS_ORDER)
     verdict = "REGRESSION" if comparison.regressed else "no regression"
-    return f"{verdict}: {counts} ({len(comparison.rows)} configurations)"
+    warnings = contention_notes(comparison)
+    return (f"{verdict}: {counts} ({len(comparison.rows)} configurations)"
+            + "".join(f"; WARNING: {w}" for w in warnings))
 
 
 def settings_line(comparison: Comparison) -> str:

@@ -5,11 +5,36 @@ from __future__ import annotations
 import pandas as pd
 
 from minibatch_core.analysis.tables import BASELINE_ENGINES, PHASES
-from minibatch_core.presentation.units import fmt_bytes, fmt_num, fmt_ratio, fmt_seconds
+from minibatch_core.presentation.labels import (
+    DIVERGED,
+    batch_label,
+    diverged_text,
+    fmt_bytes,
+    fmt_count,
+    fmt_num,
+    fmt_ratio,
+    fmt_seconds,
+)
+
+SUMMARY_NOTE = (
+    "One row per configuration across seeds. Epoch time: median over every epoch of every seed with the "
+    "warm-up epoch (epoch 1) excluded; IQR = 25th–75th percentile of the same epochs. Final loss: the "
+    "lesson's epoch loss at the last epoch, mean ± standard deviation across the seeds that did not diverge; "
+    "\"diverged\" means the loss became non-finite (a result), \"–\" means not available. Peak memory: median "
+    "across seeds. \"vs b32\": ratio to batch size 32 (the lesson's choice) on the same engine, dataset and "
+    "device.")
 
 
-def batch_label(spec: str, size: int) -> str:
-    return f"full ({size})" if spec == "full" else (spec if str(size) == spec else f"{spec} ({size})")
+def _loss_cells(r: pd.Series) -> tuple[str, str]:
+    """Final loss and accuracy, or how the configuration diverged."""
+    n, bad = int(r["n_seeds"]), int(r.get("n_diverged", 0) or 0)
+    if bad and bad == n:
+        text = diverged_text(r.get("diverged_epoch"))
+        return text, DIVERGED
+    loss = f"{fmt_num(r['final_loss_mean'])} ± {fmt_num(r['final_loss_std'])}"
+    if bad:
+        loss += f"; {diverged_text(r.get('diverged_epoch'), bad, n)}"
+    return loss, fmt_num(r["final_eval_accuracy_mean"], 3)
 
 
 def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -17,6 +42,7 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     multi = (summary["replicas"] > 1).any()
     rows = []
     for _, r in summary.iterrows():
+        loss, accuracy = _loss_cells(r)
         row = {
             "engine": r["engine"],
             "dataset": r["dataset"],
@@ -30,9 +56,9 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
             row["per-model epoch time"] = (fmt_seconds(r["epoch_time_per_model_s"])
                                            + (f" (÷{int(r['replicas'])})" if r["replicas"] > 1 else ""))
         row.update({
-            "samples/s": f"{r['model_samples_per_s_median']:,.0f}",
-            "final loss (mean ± std)": f"{fmt_num(r['final_loss_mean'])} ± {fmt_num(r['final_loss_std'])}",
-            "eval accuracy": fmt_num(r["final_eval_accuracy_mean"], 3),
+            "samples/s": fmt_count(r["model_samples_per_s_median"]),
+            "final loss (mean ± std)": loss,
+            "eval accuracy": accuracy,
             "peak memory": fmt_bytes(r["peak_memory_median_bytes"]),
             "time vs b32": fmt_ratio(r["time_ratio_vs_b32"]),
             "loss vs b32": fmt_ratio(r["loss_ratio_vs_b32"]),
@@ -68,18 +94,16 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def summary_markdown(summary: pd.DataFrame, machine: str) -> str:
+def summary_markdown(summary: pd.DataFrame, machine: str, warning: str | None = None) -> str:
+    """summary.md; ``warning`` (contended timings) goes right under the machine line."""
     multi = (summary["replicas"] > 1).any()
     notes = [
         "# Summary",
         "",
         f"Measured on: {machine}.",
+        *(["", f"> **⚠ {warning}**"] if warning else []),
         "",
-        "One row per configuration across seeds. Epoch time: median over every epoch of every seed with the "
-        "warm-up epoch (epoch 1) excluded; IQR = 25th–75th percentile of the same epochs. Final loss: the "
-        "lesson's epoch loss at the last epoch, mean ± standard deviation across seeds. Peak memory: median "
-        "across seeds. \"vs b32\": ratio to batch size 32 (the lesson's choice) on the same engine, dataset and "
-        "device.",
+        SUMMARY_NOTE,
     ]
     if any(f"speedup_vs_{b}" in summary for b in BASELINE_ENGINES):
         notes.append("")

@@ -74,7 +74,8 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("diverged_epoch", INT, "the epoch at which the run diverged (empty when it did not)"),
     _c("peak_memory_bytes", INT, "the run's peak memory: on CPU the growth of the resident set's high-water mark "
        "over the training regions in a fresh worker process; on CUDA `torch.cuda.max_memory_allocated` (same "
-       "value on every row of a run)", "bytes", required=True),
+       "value on every row of a run; empty in a study's runs.csv, which does not measure memory)", "bytes",
+       required=True, nullable=True),
     _c("param_bytes", INT, "bytes of the parameters, counted from the tensors", "bytes"),
     _c("grad_bytes", INT, "bytes of the gradients", "bytes"),
     _c("optimizer_state_bytes", INT, "bytes of the optimizer state", "bytes"),
@@ -88,6 +89,9 @@ RUN_COLUMNS: tuple[Column, ...] = (
        "at the start of the sweep; `epoch_time_s / calibration_step_s` is comparable across machines", "s"),
     _c("torch_threads", INT, "`torch.get_num_threads()` in the process that trained the run (the `threads` "
        "axis: 1 by default, torch's own default with `--threads auto`)"),
+    _c("val_loss", FLOAT, "mean cross-entropy on the held-out rows after the epoch (`study` only: its split; empty "
+       "in a sweep, whose eval columns cover the whole dataset)", "nats"),
+    _c("val_accuracy", FLOAT, "accuracy on the held-out rows after the epoch (`study` only)", "0..1"),
     _c("load_1m", FLOAT, "the machine's 1-minute load average when the run finished: above the core count, "
        "other work competed for the CPU during the run"),
     _c("memory_method", STR, "how `peak_memory_bytes` was measured", fill=""),

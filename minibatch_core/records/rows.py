@@ -52,3 +52,10 @@ def profile_rows(result: Any) -> pd.DataFrame:
             "epochs": result.config.epochs, "replicas": result.replicas, "seed": result.seed}
     return pd.DataFrame([{**base, "phase": phase, "mean_step_s": float(seconds)}
                          for phase, seconds in result.profile.items()], columns=names(PROFILE_COLUMNS))
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts (a bench JSON's ``extra_info["runs"]``): Python scalars only, and NaN / NA
+    as None, so the file is strict JSON (null) and ``records.io.rows_frame`` reads the cells back as empty."""
+    plain = frame.astype(object).where(frame.notna(), None)
+    return plain.to_dict("records")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -70,15 +71,24 @@ def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.dev
     gc.collect()
 
 
-def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
-    if config.threads is None:
-        return _measure_run(config, seeds, profile)
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (a ``RunConfig.threads``) for the block; None leaves
+    torch's own setting. The caller's setting comes back after: in-process runs must not leak it."""
+    if threads is None:
+        yield
+        return
     previous = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads)
     try:
-        return _measure_run(config, seeds, profile)
+        yield
     finally:
-        torch.set_num_threads(previous)  # in-process runs must not leak the setting
+        torch.set_num_threads(previous)
+
+
+def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
+    with torch_threads(config.threads):
+        return _measure_run(config, seeds, profile)
 
 
 def _measure_run(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:

@@ -1,0 +1,190 @@
+"""``minibatch-bench study``: for each batch size, tune the learning rate and count the steps and time to a
+validation target; fit the critical batch and predict it from the gradient noise scale.
+
+``run_study`` is the same from Python (``from minibatch_core import StudyConfig, run_study``). It lives at
+the top layer because it strings every layer together: plan and train (sweep), select and fit
+(analysis), measure the noise scale along the chosen run (sweep -> running), then write the report
+(presentation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from minibatch_core.commands.options import DATASET_HELP, add_data_options
+from minibatch_core.errors import MinibatchError
+
+DEFAULT_ROOT = Path("results")
+
+
+@dataclass
+class StudyOutcome:
+    folder: Path
+    wall_s: float
+    runs: int
+    critical: list[dict[str, Any]]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "study",
+        help="tune the learning rate per batch size, count steps/time to a validation target, fit the "
+        "critical batch",
+        description="For every batch size, train a grid of learning rates x seeds until a validation target "
+        "is met (checked within epochs), pick the best rate by median steps to target, fit the critical batch "
+        "(McCandlish et al. 2018) and predict it from the gradient noise scale. Writes study.csv, runs.csv, "
+        "checks.csv, best_lr.csv, noise.csv, critical_batch.json, plots/ and report.md/.html.",
+    )
+    g = p.add_argument_group("the grid")
+    g.add_argument("--dataset", "--datasets", dest="datasets", default="wine", metavar="D[,D...]",
+                   help=f"datasets: {DATASET_HELP} (default wine)")
+    g.add_argument("--batch-sizes", default="pow2", metavar="B[,B...]",
+                   help="positive integers, 'full', and/or 'pow2' (= 1, 2, 4, ... below N, plus full); default pow2")
+    g.add_argument("--lrs", default="1e-3:1e-1:5", metavar="LRS",
+                   help="learning rates: a list (0.001,0.01) and/or A:B:K = K log-spaced values from A to B "
+                   "(default 1e-3:1e-1:5)")
+    g.add_argument("--lr-policy", default="constant", choices=("constant", "linear", "sqrt"),
+                   help="constant: the rates as given at every batch size; linear/sqrt: the rates are set at "
+                   "batch 32 and scaled by B/32 or sqrt(B/32) (default constant)")
+    g.add_argument("--warmup-epochs", type=float, default=0.0, metavar="W",
+                   help="linear learning-rate warm-up over the first W epochs (default 0)")
+    g.add_argument("--seeds", default="0,1", metavar="S", help="seeds: 0,1,2 or 0-9 (default 0,1)")
+    g.add_argument("--engines", default="stacked", metavar="E[,E...]",
+                   help="fast (one run per pass) and/or stacked (every lr x seed of a batch size in one pass); "
+                   "default stacked")
+    g.add_argument("--devices", default="cpu", metavar="DEV[,DEV...]", help="cpu, cuda, cuda:N, auto (default cpu)")
+    t = p.add_argument_group("target and budget")
+    t.add_argument("--target-accuracy", type=float, metavar="A", help="validation accuracy to reach, in (0, 1]")
+    t.add_argument("--target-loss", type=float, metavar="L", help="validation loss to reach, > 0")
+    t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="held-out fraction, in (0, 0.9]; stratified, split seed --data-seed (default 0.2)")
+    t.add_argument("--max-epochs", type=int, default=40, metavar="E", help="epoch budget per run (default 40)")
+    t.add_argument("--time-budget", type=float, metavar="S", help="training-time budget per pass, seconds")
+    t.add_argument("--full-budget", action="store_true", help="keep training to the budget after the target")
+    t.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="check the target every STEPS steps (default: geometric spacing, >= 8 per epoch)")
+    t.add_argument("--no-noise-scale", action="store_true", help="skip the gradient-noise prediction B_simple")
+    m = p.add_argument_group("model and optimizer")
+    m.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam (the lesson's)")
+    m.add_argument("--hidden", default="10,10", metavar="W[,W...]", help="hidden widths (default 10,10)")
+    m.add_argument("--threads", default="1", metavar="N",
+                   help="torch intra-op threads while training: an integer, or auto = torch's default (default 1)")
+    add_data_options(p)
+    for action in p._actions:  # in a study the data seed also draws the held-out split
+        if action.dest == "data_seed":
+            action.help = "seed of the train/validation split, and of generated (synthetic) data (default 0)"
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
+                   "folder that already holds a study.csv is refused")
+    o.add_argument("--quiet", action="store_true", help="no progress; print only the output folder")
+    p.set_defaults(handler=run)
+
+
+def study_from_args(args: argparse.Namespace):
+    from minibatch_core.sweep.study import StudyConfig
+
+    return StudyConfig(
+        datasets=args.datasets, batch_sizes=args.batch_sizes, lrs=args.lrs, lr_policy=args.lr_policy,
+        warmup_epochs=args.warmup_epochs, seeds=args.seeds, engines=args.engines, devices=args.devices,
+        target_accuracy=args.target_accuracy, target_loss=args.target_loss, val_fraction=args.val_fraction,
+        data_seed=args.data_seed, max_epochs=args.max_epochs, time_budget_s=args.time_budget,
+        full_budget=args.full_budget, eval_every=args.eval_every, optimizer=args.optimizer, hidden=args.hidden,
+        scale=args.scale, target=args.target, n_samples=args.n_samples, n_features=args.n_features,
+        n_classes=args.n_classes, noise_scale=not args.no_noise_scale, threads=args.threads,
+    )
+
+
+def choose_folder(out: str | Path | None) -> Path:
+    if out:
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise MinibatchError(f"--out {str(out)!r} exists and is not a folder")
+        if (folder / "study.csv").exists():
+            raise MinibatchError(f"--out {str(out)!r} already holds a study (study.csv); refusing to overwrite "
+                                 "it: choose a new folder")
+        return folder
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder, n = DEFAULT_ROOT / f"study-{stamp}", 1
+    while folder.exists():
+        n += 1
+        folder = DEFAULT_ROOT / f"study-{stamp}-{n}"
+    return folder
+
+
+def run_study(study, out: str | Path | None = None, *, on_progress=None) -> StudyOutcome:
+    """Plan (every value checked before a folder exists), train, analyse, predict, report."""
+    import pandas as pd
+
+    from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
+    from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+    from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
+    from minibatch_core.records.study_rows import STUDY_CSV
+    from minibatch_core.running.envinfo import collect
+    from minibatch_core.sweep.study import execute, measure_noise, plan
+
+    the_plan = plan(study)
+    folder = choose_folder(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    wall = execute(the_plan, folder, collect(study.to_dict()), on_progress=on_progress)
+    frame = pd.read_csv(folder / STUDY_CSV)
+    best = best_lrs(frame)
+    atomic_write_csv(folder / BEST_LR_CSV, best)
+    noise: dict[tuple[str, str], dict[str, Any]] = {}
+    points = []
+    if study.noise_scale:
+        for dataset in study.datasets:
+            choice = noise_run_choice(best, dataset, the_plan.devices[0])
+            if choice is None:
+                continue
+            if on_progress:
+                on_progress(the_plan.total_runs, the_plan.total_runs, f"gradient noise scale | {dataset}")
+            scale = measure_noise(the_plan, dataset, choice["batch_size"], choice["lr"], choice["median_steps"])
+            for device in the_plan.devices:
+                noise[(dataset, device)] = scale.to_dict()
+            points += [{"dataset": dataset, **vars(p)} for p in scale.points]
+        from dataclasses import fields
+
+        from minibatch_core.running.noise import NoisePoint
+
+        columns = ["dataset", *(f.name for f in fields(NoisePoint))]
+        atomic_write_csv(folder / NOISE_CSV, pd.DataFrame(points, columns=columns))
+    critical = critical_batch(best, noise)
+    atomic_write_text(folder / CRITICAL_JSON, json.dumps(critical, indent=2, default=_json_default) + "\n")
+    build_study_report(folder)
+    return StudyOutcome(folder, wall, the_plan.total_runs, critical)
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    study = study_from_args(args)
+
+    def show(done: int, total: int, label: str) -> None:
+        print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
+
+    outcome = run_study(study, args.out, on_progress=None if args.quiet else show)
+    if args.quiet:
+        print(outcome.folder)
+        return 0
+    print(f"{outcome.runs} runs in {outcome.wall_s:.1f} s -> {outcome.folder}: study.csv, critical_batch.json, "
+          "report.html")
+    for c in outcome.critical:
+        print(f"  {c['dataset']} · {c['engine']} · {c['device']}: B_crit {_fmt(c.get('b_crit'))}, "
+              f"B_simple {_fmt(c.get('b_simple'))}, slopes {_fmt(c['slopes'].get('small'))} / "
+              f"{_fmt(c['slopes'].get('large'))}")
+    return 0
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}"

@@ -1,0 +1,243 @@
+"""A study folder's plots, report.md and self-contained report.html: the answer first, then one hero
+plot, then the details. Reads study.csv, critical_batch.json, noise.csv and study.json; never trains."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from minibatch_core.analysis.study import best_lrs, fastest
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_text
+from minibatch_core.presentation import study_plots
+from minibatch_core.presentation.report import Bullets, Heading, Image, Para, Table, render_html, render_markdown
+from minibatch_core.presentation.units import fmt_seconds
+from minibatch_core.records.study_rows import STUDY_CSV
+from minibatch_core.running.envinfo import busy_warning, describe_machine
+from minibatch_core.sweep.study import STUDY_JSON
+
+CRITICAL_JSON = "critical_batch.json"
+NOISE_CSV = "noise.csv"
+BEST_LR_CSV = "best_lr.csv"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS_DIR = "plots"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _g(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}g}"
+
+
+def _steps(x: float | None) -> str:
+    """Steps read as counts: 30,000 and 126.5 rather than 3e+04."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:,.0f}" if x >= 100 or float(x).is_integer() else f"{x:.1f}"
+
+
+def _rows(n: int) -> str:
+    return f"{n:,}"
+
+
+def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any]],
+           meta: dict[str, Any]) -> list[str]:
+    """One plain-words paragraph per dataset x engine x device: who wins, by how much, with spread; how
+    steps scale; the measured and the predicted critical batch."""
+    out = []
+    wins = fastest(best)
+    crit = {(c["dataset"], c["engine"], c["device"]): c for c in critical}
+    for _, w in wins.iterrows():
+        key = (w["dataset"], w["engine"], w["device"])
+        rows = study[(study["dataset"] == key[0]) & (study["engine"] == key[1]) & (study["device"] == key[2])]
+        first = rows.iloc[0]
+        target = meta.get("targets", {}).get(key[0], {}).get("text") or \
+            f"validation {first['target_metric']} target {first['target_value']:g}"
+        where = (f"On {key[0]} ({_rows(int(first['n_train']))} training rows, {_rows(int(first['n_val']))} held "
+                 f"out; engine {key[1]}, {key[2]})")
+        if w["batch_size"] is None or pd.isna(w["batch_size"]):
+            best_acc = rows["best_val_accuracy"].max()
+            budget = (f"within its budget ({int(first['max_epochs'])} epochs"
+                      f"{'' if pd.isna(first['time_budget_s']) else ', ' + fmt_seconds(first['time_budget_s'])})")
+            hits = int(rows["reached"].astype(bool).sum())
+            if hits:
+                lead = (f"{where}, {hits} of {len(rows)} runs reached {target} {budget}, but at no batch size and "
+                        "learning rate did the median seed reach it, so no batch size has a best learning rate.")
+            else:
+                lead = f"{where}, no run reached {target} {budget}."
+            out.append(f"{lead} The best validation accuracy any run saw was {best_acc:.3f}, lowest validation "
+                       f"loss {rows['min_val_loss'].min():.4f}: choose a reachable target, more epochs, more "
+                       "seeds or other learning rates.")
+            continue
+        seeds = int(w["seeds"])
+        spread = (f"median of {seeds} seeds, range {fmt_seconds(w['min_time_s'])}–{fmt_seconds(w['max_time_s'])}"
+                  if seeds > 1 else "1 seed: no spread measured")
+        passes = int(rows["replicas"].max()) if "replicas" in rows else 1
+        shared = f"; the time of a pass training all {passes} runs of that batch size together" if passes > 1 else ""
+        text = (f"{where}, with each batch size given its best learning rate, batch size {_batch(w)} reached "
+                f"{target} fastest: {fmt_seconds(w['median_time_s'])} of training ({spread}, lr "
+                f"{w['best_lr']:.3g}{shared})")
+        parts = []
+        for which in ("smallest", "largest"):
+            size = int(w[f"{which}_batch"])
+            ratio = w[f"speedup_vs_{which}"]
+            if size == int(w["batch_size"]):
+                continue
+            label = "full batch" if size == int(first["n_train"]) else f"batch {size}"
+            parts.append(f"{ratio:.1f}× faster than {label}" if pd.notna(ratio) else f"{label} never reached it")
+        text += (", " + " and ".join(parts) if parts else "") + "."
+        c = crit.get(key, {})
+        sl = c.get("slopes", {})
+        if sl.get("small") is not None and c.get("b_crit"):
+            text += (f" Steps to target fall with slope {sl['small']:.2f} on log-log axes (−1 is perfect scaling) "
+                     f"up to about the measured critical batch B_crit = {c['b_crit']:.3g}, then flatten (slope "
+                     f"{sl['large']:.2f} above it).")
+        elif c.get("fit", {}).get("note"):
+            text += f" Critical batch: {c['fit']['note']}."
+        if c.get("b_simple"):
+            ratio = c.get("ratio_b_simple_over_b_crit")
+            text += (f" The gradient-noise prediction is B_simple = {c['b_simple']:.3g}"
+                     + (f" ({ratio:.2f}× the measured B_crit)." if ratio else "."))
+        none = c.get("batch_sizes_none_reached") or []
+        if none:
+            text += f" Batch size(s) {', '.join(map(str, none))} never reached the target at any learning rate."
+        out.append(text)
+    return out
+
+
+def _batch(row: pd.Series) -> str:
+    return f"{row['batch_spec']} ({int(row['batch_size'])})" if row["batch_spec"] == "full" else str(row["batch_spec"])
+
+
+def best_table(best: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in best.iterrows():
+        reached = r["status"] != "none reached"
+        rows.append({
+            "dataset": r["dataset"], "engine": r["engine"], "device": r["device"], "batch": _batch(r),
+            "best lr": _g(r["best_lr"]) if reached else "none reached",
+            "status": r["status"] + (" (grid end)" if reached and bool(r["lr_at_grid_edge"]) else ""),
+            "seeds reached": f"{int(r['seeds_reached'])}/{int(r['seeds'])}",
+            "steps (median, range)": f"{_steps(r['median_steps'])} ({_steps(r['min_steps'])}–{_steps(r['max_steps'])})"
+            if reached else "–",
+            "epochs": _g(r["median_epochs"]) if reached else "–",
+            "time (median, range)": f"{fmt_seconds(r['median_time_s'])} ({fmt_seconds(r['min_time_s'])}–"
+                                    f"{fmt_seconds(r['max_time_s'])})" if reached else "–",
+            "resolution (steps)": _g(r["median_resolution_steps"]) if reached else "–",
+            "lrs reaching / tried": f"{int(r['lrs_reaching'])}/{int(r['lrs_tried'])}",
+        })
+    return pd.DataFrame(rows)
+
+
+def critical_table(critical: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for c in critical:
+        fit, sl, noise = c.get("fit", {}), c.get("slopes", {}), c.get("noise", {})
+        rows.append({
+            "dataset": c["dataset"], "engine": c["engine"], "device": c["device"],
+            "B_crit (measured)": _g(c.get("b_crit")), "S_min": _g(c.get("s_min")), "E_min": _g(c.get("e_min")),
+            "fit R² (log)": _g(fit.get("r2_log")), "rms log resid.": _g(fit.get("rms_log_residual"), 2),
+            "points": fit.get("n_points", 0),
+            "slope small B": _g(sl.get("small")), "slope large B": _g(sl.get("large")),
+            "B_simple (predicted)": _g(c.get("b_simple")), "B_simple / B_crit": _g(c.get("ratio_b_simple_over_b_crit")),
+            "noise cost": fmt_seconds(noise.get("measure_s")) if noise else "–",
+        })
+    return pd.DataFrame(rows)
+
+
+def method_items(meta: dict[str, Any], study: pd.DataFrame) -> list[str]:
+    s = meta.get("study", {})
+    res = study.loc[study["reached"].astype(bool), "eval_resolution_steps"]
+    items = [
+        "Held-out target: " + "; ".join(f"{d}: {v['train_rows']:,} training / {v['val_rows']:,} validation rows "
+                                        f"(stratified, split seed {v['split_seed']})"
+                                        for d, v in meta.get("splits", {}).items()) + ".",
+        "Per batch size, every learning rate x seed trains until the target is met on the validation rows "
+        f"(budget {s.get('max_epochs')} epochs"
+        + (f", {s.get('time_budget_s')} s" if s.get("time_budget_s") else "")
+        + (", kept training to the full budget" if s.get("full_budget") else "; a run stops at the end of the "
+           "epoch in which every replica of its pass met the target") + ").",
+        "Steps to target are resolved within an epoch: the target is checked "
+        + (f"every {s['eval_every']} steps and at every epoch end" if s.get("eval_every") else
+           "at geometrically spaced steps (each at most ~19% after the previous), at least 8 times per "
+           "epoch and at every epoch end")
+        + (f"; the median resolution of the runs that reached it is {res.median():.3g} steps "
+           f"(max {res.max():.0f}), recorded per run as eval_resolution_steps." if len(res) else "."),
+        "Best learning rate = lowest median steps to target over seeds (a run that did not reach the target "
+        "counts as infinitely many steps). Learning-rate policy: "
+        f"{s.get('lr_policy', 'constant')}" + (f", {s.get('warmup_epochs'):g} warm-up epoch(s)"
+                                               if s.get("warmup_epochs") else "") + ".",
+        "Time to target: training time only (the shuffle included; evaluation excluded), synchronized on CUDA. "
+        "With the stacked engine it is the time of the whole pass, all replicas together.",
+        "Measured critical batch: S(B) = S_min + E_min/B, the form of (S/S_min − 1)(E/E_min − 1) = 1 "
+        "(McCandlish et al. 2018), fitted to the best-rate median steps by least squares on log S; "
+        "B_crit = E_min/S_min. Predicted: B_simple = tr(Σ)/|G|² from gradient norms at two batch sizes "
+        "(their App. A), averaged over the measurements before the target on the reference model.",
+    ]
+    return items
+
+
+def build_study_report(folder: str | Path) -> dict[str, Path]:
+    folder = Path(folder)
+    if not (folder / STUDY_CSV).exists():
+        raise MinibatchError(f"{str(folder)!r} holds no {STUDY_CSV}: not a study folder")
+    study = pd.read_csv(folder / STUDY_CSV)
+    meta = _read_json(folder / STUDY_JSON) or {}
+    critical = _read_json(folder / CRITICAL_JSON) or []
+    best = best_lrs(study)
+    plots = folder / PLOTS_DIR
+    written: dict[str, Path] = {
+        "steps": study_plots.plot_steps_to_target(best, study, critical, plots / "steps_to_target.png"),
+        "time": study_plots.plot_time_to_target(best, study, plots / "time_to_target.png"),
+        "best_lr": study_plots.plot_best_lr(best, study, plots / "best_lr.png"),
+    }
+    noise_path = folder / NOISE_CSV
+    if noise_path.exists():
+        noise = pd.read_csv(noise_path)
+        if not noise.empty:
+            written["noise"] = study_plots.plot_noise_scale(noise, critical, plots / "noise_scale.png")
+    blocks: list = [Heading(1, f"Batch-size study: {folder.name}"), Heading(2, "The answer")]
+    blocks += [Para(t) for t in answer(best, study, critical, meta)]
+    blocks.append(Image(written["steps"], "Steps to target vs batch size",
+                        "Each batch size at its best learning rate; log-log. Dotted: perfect scaling from the "
+                        "smallest batch. Orange: the fitted McCandlish curve; dashed: measured B_crit; dash-dot: "
+                        "predicted B_simple. Red triangles: no rate reached the target (marker at the budget)."))
+    blocks += [Heading(2, "Per batch size: the best learning rate and its figures"), Table(best_table(best))]
+    blocks += [Heading(2, "Critical batch: measured and predicted"), Table(critical_table(critical))]
+    for c in critical:
+        for note in (c.get("fit", {}).get("note"), c.get("slopes", {}).get("note")):
+            if note:
+                blocks.append(Para(f"{c['dataset']} · {c['engine']} · {c['device']}: {note}."))
+    blocks.append(Image(written["time"], "Time to target vs batch size",
+                        "Training wall time to the target at each batch size's best learning rate (median, "
+                        "range over seeds). Measured on a shared machine: see the setup below."))
+    blocks.append(Image(written["best_lr"], "Best learning rate vs batch size",
+                        "Linear (dotted) and square-root (dashed) scaling drawn through the best rate at the "
+                        "batch size nearest 32. A circled point sits at an end of the grid."))
+    if "noise" in written:
+        blocks.append(Image(written["noise"], "Gradient noise scale over training",
+                            "B_simple grows as the loss falls; the prediction averages the measurements "
+                            "before the target (dotted line)."))
+    blocks += [Heading(2, "Method"), Bullets(method_items(meta, study))]
+    env_items = [f"Machine: {describe_machine(meta)}",
+                 f"Load average (1, 5, 15 min) at start: {meta.get('load_average_start', '–')}, at end: "
+                 f"{meta.get('load_average_end', '–')}",
+                 f"Study wall time: {_g(meta.get('study_wall_s'))} s for {meta.get('runs_done', '?')} runs"]
+    warning = busy_warning(meta)
+    if warning:
+        env_items.append(warning)
+    blocks += [Heading(2, "Setup"), Bullets(env_items)]
+    written["report_md"] = atomic_write_text(folder / REPORT_MD, render_markdown(blocks, folder))
+    written["report_html"] = atomic_write_text(folder / REPORT_HTML,
+                                               render_html(blocks, f"minibatch-bench study: {folder.name}"))
+    return written

@@ -1,0 +1,218 @@
+"""Studies: for each batch size, a grid of learning rates x seeds trained to a validation target.
+
+``StudyConfig`` (``study_config.py``) is what to run; ``plan`` loads and splits every dataset and
+checks every value before anything trains; ``execute`` trains each job to the target and rewrites
+study.csv, runs.csv and checks.csv atomically after each one, so an interruption leaves valid files
+holding exactly the jobs that completed. ``run_study`` (``commands/study.py``, also
+``minibatch_core.run_study``) is the whole thing from Python, analysis and report included. Nothing here
+formats or plots.
+
+One *job* is one timed pass: with the ``stacked`` engine every (learning rate, seed) pair of a batch
+size trains in one pass as replicas; with ``fast`` each pair is its own pass.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from minibatch_core.engines import get_engine
+from minibatch_core.engines.segments import supports_segments
+from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.input.config import RunConfig
+from minibatch_core.input.data import Dataset
+from minibatch_core.input.devices import expand_devices, resolve_device
+from minibatch_core.input.split import Split, stratified_split
+from minibatch_core.records.study_axes import policy_factor, resolve_study_batches
+from minibatch_core.records.study_rows import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
+from minibatch_core.running import trainer
+from minibatch_core.running.envinfo import load_average
+from minibatch_core.running.measure import device_name
+from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
+from minibatch_core.sweep.study_config import StudyConfig
+
+STUDY_JSON = "study.json"
+__all__ = ["StudyConfig", "StudyJob", "StudyPlan", "execute", "measure_noise", "plan", "run_job"]
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    dataset: str
+    engine: str
+    device: str
+    batch_spec: str
+    batch_size: int
+    pairs: tuple[tuple[float, float, int], ...]  # (effective lr, base lr, seed) per replica
+    warmup_steps: int
+
+
+@dataclass
+class StudyPlan:
+    study: StudyConfig
+    devices: tuple[str, ...]
+    splits: dict[str, Split]
+    targets: dict[str, Target]
+    jobs: list[StudyJob] = field(default_factory=list)
+    n_samples: dict[str, int] = field(default_factory=dict)  # dataset -> rows before the split
+
+    @property
+    def total_runs(self) -> int:
+        return sum(len(j.pairs) for j in self.jobs)
+
+
+def plan(study: StudyConfig) -> StudyPlan:
+    """Every dataset loaded and split, every engine and device checked, every job listed: a bad value
+    raises MinibatchError (one line) here, before any folder exists."""
+    for name in study.engines:
+        engine = get_engine(name)
+        if not supports_segments(engine.start):
+            raise MinibatchError(f"engine {name!r} cannot train to a target in segments: use fast or stacked")
+    devices = tuple(expand_devices(list(study.devices)))
+    splits: dict[str, Split] = {}
+    targets: dict[str, Target] = {}
+    n_samples: dict[str, int] = {}
+    jobs: list[StudyJob] = []
+    for dataset in study.datasets:
+        data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0))
+        split = splits[dataset] = stratified_split(data, study.val_fraction, study.data_seed)
+        n_samples[dataset] = data.n_samples
+        targets[dataset] = study.target_for(dataset)
+        n_train = split.train.n_samples
+        for device, engine, (spec, size) in itertools.product(
+                devices, study.engines, resolve_study_batches(study.batch_sizes, n_train)):
+            factor = policy_factor(study.lr_policy, size)
+            pairs = [(base * factor, base, seed) for base in study.lrs for seed in study.seeds]
+            steps_per_epoch = -(-n_train // size)
+            warm = round(study.warmup_epochs * steps_per_epoch)
+            groups = [pairs] if get_engine(engine).multi_seed else [[p] for p in pairs]
+            jobs += [StudyJob(dataset, engine, device, spec, size, tuple(g), warm) for g in groups]
+    return StudyPlan(study, devices, splits, targets, jobs, n_samples)
+
+
+def start_session(engine_name: str, config: RunConfig, data: Dataset, device: torch.device, seeds: list[int]):
+    """The engine's session, eager: a study steps in segments of varying length, which CUDA graphs
+    captured for whole epochs cannot do."""
+    start = get_engine(engine_name).start
+    eager = {"use_graphs": False} if "use_graphs" in inspect.signature(start).parameters else {}
+    return start(config, data, device, seeds, **eager)
+
+
+def _prewarm(engine_name: str, config: RunConfig, train: Dataset, device: torch.device, seeds: list[int]) -> None:
+    """A few steps on a few rows first, so the first job does not pay for lazy initialization."""
+    rows = slice(None, None, max(1, train.n_samples // 16))
+    tiny = Dataset(train.name, train.X[rows], train.y[rows], train.n_classes)
+    start_session(engine_name, config, tiny, device, seeds).run_epoch()
+
+
+def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> ToTargetRun:
+    device = resolve_device(job.device)
+    lrs = [lr for lr, _, _ in job.pairs]
+    seeds = [seed for _, _, seed in job.pairs]
+    config = study.run_config(job.dataset, job.engine, job.device, job.batch_spec, lrs[0], seeds[0])
+    previous = torch.get_num_threads()
+    if study.threads is not None:
+        torch.set_num_threads(study.threads)
+    try:
+        _prewarm(job.engine, config, split.train, device, seeds)
+        session = start_session(job.engine, config, split.train, device, seeds)
+        session.set_schedule(lrs, job.warmup_steps)
+        return _to_target(study, job, split, target, session, device)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _to_target(study: StudyConfig, job: StudyJob, split: Split, target: Target, session,
+               device: torch.device) -> ToTargetRun:
+    return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
+                           device=device, max_epochs=study.max_epochs, time_budget_s=study.time_budget_s,
+                           full_budget=study.full_budget, eval_every=study.eval_every)
+
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def job_label(job: StudyJob) -> str:
+    return f"{job.engine} | {job.dataset} | {job.device} | batch {job.batch_spec} | {len(job.pairs)} run(s)"
+
+
+def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
+            on_progress: ProgressCallback | None = None) -> float:
+    """Train every job into ``out_dir``; returns the wall seconds. study.json first, then study.csv,
+    runs.csv and checks.csv rewritten atomically after every job."""
+    out = Path(out_dir)
+    study = the_plan.study
+    started = time.perf_counter()
+    meta = {**env, "study": study.to_dict(), "devices_expanded": list(the_plan.devices),
+            "splits": {d: s.describe() for d, s in the_plan.splits.items()},
+            "targets": {d: {"metric": t.metric, "value": t.value, "text": t.describe()}
+                        for d, t in the_plan.targets.items()},
+            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0}
+
+    def write_meta(**changes: Any) -> None:
+        meta.update(changes)
+        atomic_write_text(out / STUDY_JSON, json.dumps(meta, indent=2, default=str) + "\n")
+
+    write_meta()
+    report = on_progress or (lambda done, total, label: None)
+    studies, epochs, checks = [], [], []
+    done = 0
+    try:
+        for job in the_plan.jobs:
+            report(done, the_plan.total_runs, job_label(job))
+            split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
+            result = run_job(study, job, split, target)
+            device = resolve_device(job.device)
+            context = {"study": study, "job": job, "split": split, "target": target, "device": str(device),
+                       "device_name": device_name(device), "torch_threads": study.threads or torch.get_num_threads(),
+                       "n_samples": the_plan.n_samples[job.dataset]}
+            studies.append(study_rows(result, **context))
+            epochs.append(epoch_rows(result, **context))
+            checks.append(check_rows(result, **context))
+            atomic_write_csv(out / STUDY_CSV, pd.concat(studies, ignore_index=True))
+            atomic_write_csv(out / RUNS_CSV, pd.concat(epochs, ignore_index=True))
+            atomic_write_csv(out / CHECKS_CSV, pd.concat(checks, ignore_index=True))
+            done += len(job.pairs)
+            meta["runs_done"] = done
+        report(done, the_plan.total_runs, "done")
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
+        write_meta(status=status, runs_done=done, study_wall_s=time.perf_counter() - started)
+        raise
+    wall = time.perf_counter() - started
+    write_meta(status="complete", runs_done=done, study_wall_s=wall, load_average_end=load_average())
+    return wall
+
+
+NOISE_MEASUREMENTS_BEFORE_TARGET = 30
+
+
+def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float):
+    """B_simple for one dataset along the reference model's run at (batch_size, lr), seed = the first
+    seed: B_small and B_big are the grid's smallest and largest batch sizes; about
+    NOISE_MEASUREMENTS_BEFORE_TARGET measurements before the target, and the course continues to twice
+    the steps the grid needed. Runs on CPU (the noise scale is a property of the data and the model)."""
+    from minibatch_core.running.noise import measure_noise_scale
+
+    study = the_plan.study
+    split = the_plan.splits[dataset]
+    sizes = [size for _, size in resolve_study_batches(study.batch_sizes, split.train.n_samples)]
+    b_small, b_big = min(sizes), max(sizes)
+    if b_small == b_big:
+        b_small, b_big = 1, split.train.n_samples
+    steps = max(1, int(median_steps))
+    every = max(1, steps // NOISE_MEASUREMENTS_BEFORE_TARGET)
+    spe = -(-split.train.n_samples // batch_size)
+    return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
+                               optimizer=study.optimizer, train_batch=batch_size, lr=lr,
+                               seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
+                               max_steps=min(2 * steps + every, study.max_epochs * spe))
