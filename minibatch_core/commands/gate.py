@@ -30,9 +30,10 @@ from minibatch_core.presentation import compare_render
 from minibatch_core.records import instructions
 
 EXIT_REGRESSED = 1
-# The gate's wall-time threshold: above the largest ratio measured between identical runs of the quick
-# sweep on a shared 2-core machine (docs/gates.md), so the information it shows is not a false alarm.
-GATE_MAX_SLOWDOWN = 3.0
+# The gate's wall-time threshold (calibration-normalized): above the largest ratio measured between
+# back-to-back quick sweeps of identical code on a shared 2-core machine, 312.6 (docs/gates.md): the
+# calibration is measured once per sweep, so load that changes during a sweep is not cancelled by it.
+GATE_MAX_SLOWDOWN = 350.0
 
 
 def add_parser(sub) -> None:
