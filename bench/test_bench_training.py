@@ -63,6 +63,9 @@ def with_fresh_worker_memory(config: RunConfig, results: list[RunResult]) -> lis
 @pytest.mark.parametrize("engine", engine_names())
 def test_train_epoch(benchmark, mb_options: dict, mb_calibration_step_s: dict, mb_record_case,
                      engine: str, device: str, batch_size) -> None:
+    if get_engine(engine).distributed:
+        pytest.skip("the ddp engine trains in W launched processes, outside one session: measure it with "
+                    "`minibatch-bench run --engines ddp --workers 1,2`")
     config = RunConfig(dataset=mb_options["dataset"], batch_size=batch_size, epochs=mb_options["epochs"],
                        seed=mb_options["seed"], device=device, engine=engine)
     seeds = case_seeds(engine, mb_options)

@@ -23,6 +23,19 @@ COMMANDS = {
     "study": "minibatch_core.commands.study",
     "gate": "minibatch_core.commands.gate",
 }
+# The one-line help of each subcommand, as its module's add_parser gives it (a test keeps them equal):
+# the top-level --help lists them without importing the modules, some of which need pandas.
+SUMMARIES = {
+    "train": "train once and print the lesson's per-epoch lines and a run summary",
+    "run": "sweep batch size x device x seeds x datasets x engines; write runs.csv, tables, plots, report",
+    "report": "rebuild summary, plots and report of a sweep folder from its runs.csv (no training)",
+    "compare": "compare a current result set with a baseline; exit 1 on a regression",
+    "baseline": "manage the committed baseline that `compare` checks against (see `baseline update`)",
+    "study": "tune the learning rate per batch size, count steps/time to a validation target, fit the "
+    "critical batch",
+    "count": "count the CPU instructions of training per configuration under valgrind (instructions.csv)",
+    "gate": "the CI regression gate: instruction counts vs a committed baseline, plus wall time",
+}
 
 EXIT_BAD_INPUT = 2
 
@@ -34,7 +47,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``argv`` only the subcommand it names in full (the others as their
+    one-line help), so that a command pays only for its own module's imports."""
     parser = OneLineParser(
         prog="minibatch-bench",
         description="Benchmark mini-batch training of the lesson's MLP: batch size x device x seeds "
@@ -42,13 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
-    for module in COMMANDS.values():
-        import_module(module).add_parser(sub)
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for name, module in COMMANDS.items():
+        if chosen is None or name == chosen or name not in SUMMARIES:  # a command without a summary: slower, right
+            import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

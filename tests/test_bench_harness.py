@@ -65,6 +65,7 @@ def cases(data: dict) -> dict[str, dict]:
     return {b["param"]: b for b in data["benchmarks"]}
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_collects_engine_x_device_x_batch_size() -> None:
     done = pytest_bench("--collect-only", "-q")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -73,6 +74,7 @@ def test_collects_engine_x_device_x_batch_size() -> None:
     assert ids == expected
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_each_case_stores_its_runs_records_and_convenience_keys(bench_run) -> None:
     _, data, _ = bench_run
     found = cases(data)
@@ -101,6 +103,7 @@ def test_each_case_stores_its_runs_records_and_convenience_keys(bench_run) -> No
     assert ref["extra_info"]["loss_curve"][0] == pytest.approx(30.8202, abs=5e-5)
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_cpu_peak_memory_comes_from_a_fresh_worker(bench_run) -> None:
     _, data, _ = bench_run
     for bench in data["benchmarks"]:
@@ -113,6 +116,7 @@ def test_cpu_peak_memory_comes_from_a_fresh_worker(bench_run) -> None:
         assert (runs.param_bytes == 4 * WINE_MLP_PARAMS * info["replicas"]).all()
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_terminal_summary_lists_final_loss_and_peak_memory_per_case(bench_run) -> None:
     done, data, _ = bench_run
     out = done.stdout
@@ -126,6 +130,7 @@ def test_terminal_summary_lists_final_loss_and_peak_memory_per_case(bench_run) -
         assert fmt_bytes(info["peak_memory_bytes"]) in line and "fresh worker" in line
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_bench_json_matches_sweeps_of_the_same_configurations(bench_run, tmp_path) -> None:
     """A bench JSON and a results folder of the same configuration are matched as the same configuration
     by default, with bit-identical loss curves (same seed, same curve). Only timing is left unjudged."""
@@ -150,6 +155,7 @@ def test_bench_json_matches_sweeps_of_the_same_configurations(bench_run, tmp_pat
         assert other.status == NEW  # the other bench case: no such configuration in this folder
 
 
+@pytest.mark.slow  # runs pytest on bench/ in a subprocess
 def test_cuda_cases_skip_with_a_reason() -> None:
     import torch
 

@@ -163,3 +163,70 @@ def test_threads_option_sets_and_records_torch_threads(capsys):
     before = torch.get_num_threads()
     train(RunConfig(epochs=1, threads=1), isolate=False)
     assert torch.get_num_threads() == before  # an in-process run restores the caller's setting
+
+
+def _imports_after(code: str) -> list[str]:
+    """Which heavy libraries a fresh interpreter has imported after running ``code``."""
+    probe = (f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'pandas', 'sklearn', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["run", "--help"], ["report", "--help"],
+                                  ["baseline", "--help"], ["study", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    assert _imports_after(f"from minibatch_core.cli import main; main({argv!r})") == []
+
+
+def test_bad_input_fails_before_torch_starts(tmp_path):
+    bad = tmp_path / "broken.csv"
+    bad.write_text("a,b,t\n1,2,0\n3,x,1\n")
+    for argv in (["train", "--engine", "turbo"], ["train", "--device", "tpu"],
+                 ["train", "--dataset", str(bad), "--target", "t"]):
+        assert "torch" not in _imports_after(f"from minibatch_core.cli import main; main({argv!r})")
+
+
+def test_top_level_summaries_match_the_commands():
+    import argparse
+
+    from minibatch_core.cli import COMMANDS, SUMMARIES, build_parser
+
+    assert set(SUMMARIES) == set(COMMANDS)
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    assert helps == SUMMARIES
+
+
+def test_train_prints_which_label_became_which_class(tmp_path, capsys):
+    path = tmp_path / "flowers.csv"
+    path.write_text("a,b,kind\n" + "".join(f"{i},{i % 3},{'xyz'[i % 3]}\n" for i in range(12)))
+    assert main(["train", "--dataset", str(path), "--target", "kind", "--epochs", "1", "--no-isolate"]) == 0
+    assert "classes: 0 = x, 1 = y, 2 = z" in capsys.readouterr().out
+    assert main(["train", "--dataset", str(path), "--target", "kind", "--epochs", "1", "--json", "--no-isolate"]) == 0
+    assert json.loads(capsys.readouterr().out)["class_names"] == ["x", "y", "z"]
+
+
+def test_train_drops_a_pandas_index_column_with_one_note(tmp_path, capsys):
+    import pandas as pd
+
+    path = tmp_path / "indexed.csv"
+    pd.DataFrame({"a": [float(i) for i in range(10)], "t": [i % 2 for i in range(10)]}).to_csv(path)
+    assert main(["train", "--dataset", str(path), "--target", "t", "--epochs", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n_features"] == 1
+    assert captured.err.count("\n") == 1 and "dropped its first column" in captured.err
+
+
+def test_duplicate_columns_are_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,t\n1,2,0\n3,4,1\n")
+    assert main(["train", "--dataset", str(path), "--target", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "duplicate column names: a" in err and err.count("\n") == 1
+
+
+def test_train_leaves_torch_to_its_worker():
+    """`train` reads its result back from the fresh worker without importing torch itself."""
+    code = "from minibatch_core.cli import main; assert main(['train', '--epochs', '1']) == 0"
+    assert _imports_after(code) == []

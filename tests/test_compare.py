@@ -380,6 +380,7 @@ def test_multi_seed_benchmark_unrolls_every_seed(tmp_path):
     assert all(r.speed.n_cur == 4 for r in result.rows)  # shared epoch times counted once
 
 
+@pytest.mark.slow  # runs pytest-benchmark in a subprocess
 def test_real_pytest_benchmark_output_loads(tmp_path):
     """What pytest-benchmark itself writes (here from trivial benchmarks that store records the way the
     harness does) loads; a benchmark without records is left out with a note, not an error."""
@@ -442,6 +443,7 @@ def _real_runs(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # measures real runs first
 def test_real_runs_compared_with_themselves_pass_and_reruns_are_bit_identical(tmp_path):
     a, b = load_results(_real_runs(tmp_path / "a")), load_results(_real_runs(tmp_path / "b"))
     assert a.env.torch_version and a.env.cpu_capability  # what the exact check relies on is recorded

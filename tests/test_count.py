@@ -213,3 +213,16 @@ def test_a_real_count_under_valgrind(tmp_path, capsys):
     assert 1e4 < row["instructions"] < 1e8
     assert cs.env["valgrind_version"] and cs.env["cpu_capability_under_valgrind"]
     assert main(["compare", str(out), str(out)]) == 0
+
+
+def test_count_leaves_out_engines_that_train_in_several_processes(capsys):
+    from minibatch_core.cli import build_parser
+    from minibatch_core.commands.count import configs_from_args
+    from minibatch_core.engines import engine_names, get_engine
+
+    engines = {c.engine for c in configs_from_args(build_parser().parse_args(["count"]))}
+    assert engines == {n for n in engine_names() if not get_engine(n).distributed}
+    distributed = [n for n in engine_names() if get_engine(n).distributed]
+    if distributed:
+        assert main(["count", "--engines", distributed[0]]) == 2
+        assert "several processes" in capsys.readouterr().err

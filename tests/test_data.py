@@ -93,3 +93,63 @@ def test_empty_and_missing_files(tmp_path):
 def test_unknown_dataset_names_what_is_accepted():
     with pytest.raises(MinibatchError, match="unknown dataset 'mnist'.*wine, iris"):
         load_dataset("mnist")
+
+
+def test_wine_class_names_say_which_label_became_which_number():
+    assert load_dataset("wine").class_names == ("class_0", "class_1", "class_2")
+
+
+def test_pandas_default_index_column_is_dropped_with_a_note(tmp_path):
+    path = tmp_path / "with_index.csv"
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [4.0, 3.0, 2.0, 1.0], "kind": ["x", "y", "x", "y"]})
+    frame.to_csv(path)  # pandas' default: the row index is written as an unnamed first column
+    ds = load_dataset(str(path), target="kind")
+    assert ds.feature_names == ("a", "b") and tuple(ds.X.shape) == (4, 2)
+    assert torch.equal(ds.X, torch.tensor(frame[["a", "b"]].to_numpy(), dtype=torch.float32))
+    assert len(ds.notes) == 1 and "dropped its first column" in ds.notes[0] and "0..3" in ds.notes[0]
+    assert "\n" not in ds.notes[0]
+    clean = tmp_path / "clean.csv"
+    frame.to_csv(clean, index=False)
+    assert load_dataset(str(clean), target="kind").notes == ()
+
+
+def test_an_unnamed_first_column_that_is_not_0_to_n_is_kept(tmp_path):
+    path = tmp_path / "unnamed.csv"
+    path.write_text(",a,kind\n5,1.0,x\n7,2.0,y\n9,3.0,x\n")
+    ds = load_dataset(str(path), target="kind")
+    assert ds.feature_names == ("Unnamed: 0", "a") and ds.notes == ()
+    assert ds.X[:, 0].tolist() == [5.0, 7.0, 9.0]
+
+
+def test_duplicate_column_names_are_refused_not_renamed(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("a,b,a,kind\n1,2,3,x\n4,5,6,y\n")
+    with pytest.raises(MinibatchError, match="duplicate column names: a") as info:
+        load_dataset(str(path), target="kind")
+    assert "\n" not in str(info.value)
+    # a column really named "a.1" is not a duplicate
+    ok = tmp_path / "ok.csv"
+    ok.write_text("a,a.1,kind\n1,2,x\n4,5,y\n")
+    assert load_dataset(str(ok), target="kind").feature_names == ("a", "a.1")
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_feature_values_are_refused_naming_the_columns(tmp_path, value):
+    path = tmp_path / "inf.csv"
+    pd.DataFrame({"a": [1.0, value, value], "b": [1.0, 2.0, 3.0], "c": [value, 0.0, 1.0],
+                  "t": [0, 1, 0]}).to_csv(path, index=False)
+    with pytest.raises(MinibatchError, match=r"infinite values \(inf/-inf\) in: a \(2\), c \(1\)$") as info:
+        load_dataset(str(path), target="t")
+    assert "\n" not in str(info.value)
+
+
+def test_checking_a_file_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"a": [1.0, 2.0], "t": ["x", "y"]}).to_csv(path, index=False)
+    code = ("import sys; from minibatch_core.input.datafile import read_table; "
+            f"t = read_table({str(path)!r}, 't'); print(t.class_names, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "('x', 'y') False"

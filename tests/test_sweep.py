@@ -18,7 +18,7 @@ import pytest
 from minibatch_core.analysis.tables import PHASES
 from minibatch_core.cli import main
 from minibatch_core.commands.run import point_latest, sweep_from_args
-from minibatch_core.engines import engine_names, get_engine
+from minibatch_core.engines import default_engine_names, engine_names, get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.records.axes import parse_hidden_list, parse_seeds
 from minibatch_core.records.columns import RUN_COLUMNS
@@ -66,7 +66,7 @@ def test_runs_csv_schema_and_content(runs: pd.DataFrame) -> None:
     assert list(runs.columns[:1]) == ["run_id"]
     assert list(runs.columns) == [c.name for c in RUN_COLUMNS]  # exactly the schema, in its order
     assert set(RESULT_COLUMNS) <= set(runs.columns)
-    engines = engine_names()
+    engines = default_engine_names()
     assert set(runs["engine"]) == set(engines)
     assert set(runs["batch_spec"]) == {"32", "full"}
     assert set(runs.loc[runs["batch_spec"] == "full", "batch_size"]) == {178}
@@ -107,7 +107,9 @@ def test_profile_csv_covers_first_seed(sweep_dir: Path) -> None:
     assert set(profile["phase"]) <= set(PHASES)
     assert (profile["mean_step_s"] >= 0).all()
     # one profile per configuration at most, taken from its first seed
-    assert (profile.groupby(["engine", "batch_spec"])["phase"].count() == len(PHASES)).all()
+    # ... and the all-reduce is a phase of the distributed engine's step only
+    counts = profile.groupby(["engine", "batch_spec"])["phase"].count()
+    assert (counts == [len(PHASES) - (engine != "ddp") for engine, _ in counts.index]).all()
     assert set(profile["seed"]) == {SEEDS[0]}
     assert "reference" in set(profile["engine"]), "the reference engine always splits its step"
 
@@ -121,12 +123,14 @@ def test_env_json(sweep_dir: Path) -> None:
     assert env["versions"]["torch"] and env["versions"]["scikit-learn"] and env["versions"]["pandas"]
     sweep = env["sweep"]
     assert sweep["seeds"] == SEEDS and sweep["epochs"] == EPOCHS and sweep["batch_sizes"] == ["32", "full"]
-    assert sweep["engines"] == engine_names() and sweep["devices_expanded"] == ["cpu"]
+    assert sweep["engines"] == default_engine_names() and sweep["devices_expanded"] == ["cpu"]
+    # which label became which class number, per dataset as runs.csv names it
+    assert env["classes"] == {"wine": {"0": "class_0", "1": "class_1", "2": "class_2"}}
 
 
 def test_summary_csv_matches_runs(sweep_dir: Path, runs: pd.DataFrame) -> None:
     summary = pd.read_csv(sweep_dir / "summary.csv", dtype={"batch_spec": str, "hidden": str})
-    assert len(summary) == len(engine_names()) * 2
+    assert len(summary) == len(default_engine_names()) * 2
     assert (summary["n_seeds"] == len(SEEDS)).all()
     for _, row in summary.iterrows():
         mine = runs[(runs["engine"] == row["engine"]) & (runs["batch_spec"] == row["batch_spec"])]
@@ -149,6 +153,7 @@ def test_summary_csv_matches_runs(sweep_dir: Path, runs: pd.DataFrame) -> None:
     assert md.count("\n| ") == len(summary) + 1  # header + one line per configuration
 
 
+@pytest.mark.slow  # a second sweep or report build
 def test_report_rebuilds_the_same_tables(sweep_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -226,7 +231,7 @@ def test_config_file_and_flag_override(tmp_path: Path, capsys) -> None:
     assert sweep.batch_sizes == (8, "full") and sweep.seeds == (7,) and sweep.epochs == 3
     assert sweep.lrs == (0.01, 0.1) and sweep.profile is False and sweep.hidden == ((10, 10), (20,))
     the_plan = plan(sweep)
-    assert the_plan.total_runs == 2 * 2 * 2 * len(engine_names())  # batch x lr x hidden x engines, 1 seed
+    assert the_plan.total_runs == 2 * 2 * 2 * len(default_engine_names())  # batch x lr x hidden x engines, 1 seed
     toml.write_text("batch_size = 3\n")
     assert main(["run", "--config", str(toml), "--quiet", "--out", str(tmp_path / "x")]) == 2
     assert "unknown sweep setting 'batch_size'" in capsys.readouterr().err
@@ -245,9 +250,10 @@ def test_list_parsing() -> None:
 def test_default_plan_is_the_main_job() -> None:
     sweep = SweepConfig()
     assert sweep.datasets == ("wine",) and sweep.batch_sizes == (1, 32, "full") and sweep.seeds == (0, 1, 2)
-    assert sweep.epochs == 10 and sweep.engine_list == tuple(engine_names()) and sweep.devices == ("auto",)
+    assert sweep.epochs == 10 and sweep.engine_list == tuple(default_engine_names()) and sweep.devices == ("auto",)
+    assert "ddp" not in sweep.engine_list and SweepConfig(engines="all").engine_list == tuple(engine_names())
     the_plan = plan(sweep)
-    assert the_plan.total_runs == 3 * 3 * len(engine_names()) * len(the_plan.devices)
+    assert the_plan.total_runs == 3 * 3 * len(default_engine_names()) * len(the_plan.devices)
 
 
 def test_latest_link_is_replaced(tmp_path: Path) -> None:
@@ -258,6 +264,7 @@ def test_latest_link_is_replaced(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow  # a second sweep or report build
 def test_threads_reach_every_run_and_the_records(tmp_path):
     out = tmp_path / "t"
     assert main(["run", "--engines", "reference", "--batch-sizes", "full", "--seeds", "0", "--epochs", "2",

@@ -24,7 +24,8 @@ CONFIG_KEYS = [*IDENTITY_COLUMNS, "batch_size"]
 MATCH_KEYS = [c for c in IDENTITY_COLUMNS if c not in ("engine", "batch_spec")]
 LESSON_BATCH = "32"
 BASELINE_ENGINES = ("reference", "sklearn")
-PHASES = ("data", "forward", "backward", "optimizer")
+# "allreduce": the gradient all-reduce of a distributed (ddp) step; 0 for single-process engines
+PHASES = ("data", "forward", "backward", "allreduce", "optimizer")
 
 
 def _by(frame: pd.DataFrame, keys: list[str]):
@@ -197,11 +198,12 @@ def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
     """profile.csv long -> one row per configuration with ``<phase>_s`` (mean s/step) and
     ``<phase>_share`` per phase, and ``total_step_s``."""
     keys = [c for c in ["config_id", "engine", "dataset", "device", "batch_spec", "batch_size", "lr", "optimizer",
-                        "hidden", "replicas"] if c in profile.columns and profile[c].notna().all()]
+                        "hidden", "replicas", "workers"] if c in profile.columns and profile[c].notna().all()]
     long = profile.assign(phase=profile["phase"].astype(str) + "_s")
     wide = long.pivot_table(index=keys, columns="phase", values="mean_step_s", aggfunc="mean").reset_index()
     wide.columns.name = None
     found = [p for p in PHASES if f"{p}_s" in wide.columns]
+    wide[[f"{p}_s" for p in found]] = wide[[f"{p}_s" for p in found]].fillna(0.0)  # not split: no time there
     wide["total_step_s"] = wide[[f"{p}_s" for p in found]].sum(axis=1)
     for p in found:
         wide[f"{p}_share"] = wide[f"{p}_s"] / wide["total_step_s"]

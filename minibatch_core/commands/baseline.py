@@ -15,7 +15,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from minibatch_core.analysis.compare import load_results
 from minibatch_core.errors import MinibatchError
 
 DEFAULT_CONFIG = Path("bench") / "quick-sweep.toml"
@@ -104,6 +103,8 @@ def update(config: Path, target: Path, from_results: Path | None = None) -> Path
             _run_sweep(config, source)
         stage = work / "new"
         _stage(source, config, stage)
+        from minibatch_core.analysis.compare import load_results  # pandas: not for --help
+
         checked = load_results(stage)  # never commit a baseline that compare cannot read
         if not checked.frame["epoch_time_s"].notna().any():
             raise MinibatchError(f"{source}: no timed epochs; the baseline was left as it was")
@@ -114,6 +115,8 @@ def update(config: Path, target: Path, from_results: Path | None = None) -> Path
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibatch_core.analysis.compare import load_results
+
     target = update(Path(args.config), Path(args.dir), Path(args.from_results) if args.from_results else None)
     rs = load_results(target)
     n_configs = rs.frame.groupby(["engine", "dataset", "device", "batch_size"]).ngroups

@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     g.add_argument("--batch-sizes", metavar="B[,B...]", default="1,32,full",
                    help="positive integers and/or 'full' (default 1,32,full)")
     g.add_argument("--engines", metavar="E[,E...]", default="all",
-                   help=f"training engines, or 'all' (default all: {', '.join(engine_names())})")
+                   help="training engines, or 'all' (default: every engine that trains in one process)")
     g.add_argument("--seeds", metavar="S", default=DEFAULT_SEEDS,
                    help=f"seeds as a list and/or ranges: 0,1,2 or 0-9 (default {DEFAULT_SEEDS}: counts vary with "
                    "the seed only through the shuffle)")
@@ -79,7 +79,18 @@ def configs_from_args(args: argparse.Namespace) -> list:
 
     if isinstance(args.epochs, bool) or args.epochs < 1:
         raise MinibatchError(f"--epochs {args.epochs!r} is not valid: use an integer >= 1 (counted epochs)")
+    from minibatch_core.engines import get_engine
+
     given = {f: getattr(args, dest) for dest, f in _FLAG_FIELDS.items() if getattr(args, dest, None) is not None}
+    # one valgrind process counts one process: an engine that trains over several is left out of `all`,
+    # and refused by name
+    names = engine_names() if str(given.get("engines", "all")).strip() == "all" else \
+        [e.strip() for e in str(given["engines"]).split(",") if e.strip()]
+    distributed = [n for n in names if n in engine_names() and get_engine(n).distributed]
+    if distributed and given.get("engines", "all") != "all":
+        raise MinibatchError(f"engine {distributed[0]!r} trains over several processes; count runs one process "
+                             "under valgrind: leave it out (it is judged on wall time)")
+    given["engines"] = ",".join(n for n in names if n not in distributed)
     given["hidden"] = ";".join(given["hidden"])  # --hidden 10,10 32,32: one architecture per word
     # threads = 1: callgrind runs one thread at a time, and the count must not include spin-waits
     sweep = SweepConfig.from_mapping({**given, "devices": "cpu", "epochs": args.epochs + 1, "threads": 1,

@@ -86,16 +86,28 @@ def point_latest(folder: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibatch_core.presentation.report import build
+    from minibatch_core.running.preflight import check_dataset
+
+    if args.datasets and not args.config:  # a broken file named here fails before torch is imported
+        for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
+            check_dataset(dataset, args.target)
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.sweep import execute, plan
 
     sweep = sweep_from_args(args)
+    for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
+        for note in check_dataset(dataset, sweep.target):
+            print(note, file=sys.stderr)
+    if not args.no_isolate:
+        from minibatch_core.running.isolation import start_workers
+
+        start_workers(sweep.engines or None)  # its imports overlap with planning and env.json's probes
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
     folder, default_place = choose_folder(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
     env = collect(config)
+    env["classes"] = class_numbers(sweep)
 
     progress = None if args.quiet else _progress()
     try:
@@ -110,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
                 outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate)
                 progress.update(task, description="building tables, plots and report")
-                build(folder)
+                _build(folder)
     except KeyboardInterrupt:
         done = _runs_done(folder)
         print(f"minibatch-bench run: interrupted after {done} of {the_plan.total_runs} runs; the completed runs "
@@ -118,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     if progress is None:
-        build(folder)
+        _build(folder)
     latest = point_latest(folder) if default_place else False
     where = f"{folder}" + (f" (also {folder.parent / LATEST})" if latest else "")
     if args.quiet:
@@ -127,6 +139,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome.runs_done} runs in {outcome.wall_s:.1f} s -> {where}: runs.csv, summary.md, "
               "report.html")
     return 0
+
+
+def _build(folder: Path) -> None:
+    from minibatch_core.presentation.report import build  # matplotlib and seaborn: only when plotting
+
+    build(folder)
+
+
+def class_numbers(sweep) -> dict[str, dict[str, str]]:
+    """Per dataset (as runs.csv names it), which label became which class number: {"0": "class_0", ...}."""
+    from minibatch_core.input.data import load_dataset
+
+    out: dict[str, dict[str, str]] = {}
+    for name in sweep.datasets:
+        ds = load_dataset(name, target=sweep.target, n_samples=sweep.n_samples, n_features=sweep.n_features,
+                          n_classes=sweep.n_classes, data_seed=sweep.data_seed)
+        out[ds.name] = {str(i): label for i, label in enumerate(ds.class_names)}
+    return out
 
 
 def _runs_done(folder: Path) -> int:

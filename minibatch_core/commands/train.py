@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
+from typing import TYPE_CHECKING
 
 from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
-from minibatch_core.engines import engine_names
+from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.input.config import RunConfig, config_defaults
+from minibatch_core.input.devices import BACKENDS
 from minibatch_core.presentation.units import fmt_bytes
-from minibatch_core.running.results import RunResult
-from minibatch_core.running.trainer import train
+
+if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
+    from minibatch_core.running.results import RunResult
 
 D = config_defaults()
 
@@ -39,6 +43,14 @@ def add_parser(sub) -> None:
                    "second thread only adds latency; 'auto' = torch's default, one per core)")
     add_model_options(p)
     add_data_options(p)
+    d = p.add_argument_group("distributed (the ddp engine)")
+    d.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="processes training the model together; --batch-size stays the global batch, split "
+                   "into W shards (default 1; above 1 only with --engine ddp)")
+    d.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="torch.distributed backend: auto (nccl on CUDA, gloo on CPU), gloo or nccl")
+    d.add_argument("--oversubscribe", action="store_true",
+                   help="allow more CPU workers than cores (refused otherwise: they would time-share cores)")
     g = p.add_argument_group("output")
     g.add_argument("--print-batches", action="store_true", help="also print every batch loss, as the lesson does")
     g.add_argument("--json", action="store_true", help="print the whole result as JSON instead")
@@ -68,12 +80,33 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         data_seed=args.data_seed,
         record_batches=args.print_batches or args.json,
         threads=args.threads,
+        workers=args.workers,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibatch_core.running.preflight import check_run_input
+
     config = config_from_args(args)
-    result = train(config, isolate=not args.no_isolate, profile=args.profile)
+    for note in check_run_input(config):  # bad input fails here, before torch or a worker starts
+        print(note, file=sys.stderr)
+    if is_distributed(config.engine) or config.workers > 1:
+        # the ddp engine launches (or joins) its own ranks from this process
+        from minibatch_core.running.distributed import DistributedOptions
+        from minibatch_core.running.trainer import train
+
+        options = DistributedOptions(backend=args.backend, oversubscribe=args.oversubscribe)
+        result = train(config, isolate=not args.no_isolate, profile=args.profile, distributed=options)
+    elif args.no_isolate:
+        from minibatch_core.running.trainer import train
+
+        result = train(config, isolate=False, profile=args.profile)
+    else:
+        from minibatch_core.running.isolation import start_workers
+        from minibatch_core.running.oneshot import train_in_worker
+
+        start_workers([config.engine])  # only the worker imports torch and the engine; this process never does
+        result = train_in_worker(config, profile=args.profile)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -98,6 +131,7 @@ def summary_text(result: RunResult) -> str:
     median = statistics.median(timed)
     m = result.memory
     lines = [
+        *([f"classes: {class_mapping_text(result.class_names)}"] if result.class_names else []),
         f"engine {result.engine} | dataset {result.dataset} (N={result.n_samples}, {result.n_features} "
         f"features, {result.n_classes} classes) | device {result.device} ({result.device_name})",
         f"batch size {result.batch_size} (asked: {result.batch_spec}) | {result.steps_per_epoch} steps/epoch "
@@ -111,8 +145,29 @@ def summary_text(result: RunResult) -> str:
         f"tensors: parameters {fmt_bytes(m.parameters)}, gradients {fmt_bytes(m.gradients)}, optimizer state "
         f"{fmt_bytes(m.optimizer_state)}, activations of the largest batch {fmt_bytes(m.activations)}",
     ]
+    if result.workers > 1 or result.engine == "ddp":
+        lines.append(workers_text(result, timed))
     if result.profile:
         total = sum(result.profile.values()) or 1.0
         parts = ", ".join(f"{k} {v * 1e6:.1f} us ({v / total:.0%})" for k, v in result.profile.items())
         lines.append(f"mean step: {total * 1e6:.1f} us = {parts}")
     return "\n".join(lines)
+
+
+def workers_text(result: RunResult, timed: list[float]) -> str:
+    peaks = ", ".join(fmt_bytes(p) for p in result.worker_peak_memory_bytes)
+    line = (f"workers {result.workers} ({result.extra.get('backend', '?')}, "
+            f"{result.extra.get('launcher', 'local')} launch) | per-worker batch "
+            f"{result.worker_batch_size} | peak memory per worker {peaks} (sum "
+            f"{fmt_bytes(result.peak_memory_sum_bytes)})")
+    allreduce = result.allreduce_time_s
+    if allreduce:
+        spent = allreduce[1:] if len(allreduce) > 1 else allreduce
+        share = sum(spent) / (sum(timed) or 1.0)
+        line += f" | gradient all-reduce {share:.0%} of epoch time (warm-up excluded)"
+    return line
+
+
+def class_mapping_text(class_names) -> str:
+    """``0 = class_0, 1 = class_1``: which label of the data became which class number."""
+    return ", ".join(f"{i} = {name}" for i, name in enumerate(class_names))

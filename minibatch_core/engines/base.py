@@ -9,29 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from minibatch_core.engines.breakdown import MemoryBreakdown  # noqa: F401 - re-exported: engines import it here
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
 
 PROFILE_PHASES = ("data", "forward", "backward", "optimizer")
-
-
-@dataclass
-class MemoryBreakdown:
-    """Bytes counted from the tensors themselves (RSS moves in pages; this model is tiny)."""
-
-    parameters: int = 0
-    gradients: int = 0
-    optimizer_state: int = 0
-    activations: int = 0  # one forward pass of the largest batch
-
-    @property
-    def total(self) -> int:
-        return self.parameters + self.gradients + self.optimizer_state + self.activations
 
 
 @dataclass
@@ -85,6 +72,18 @@ class Engine:
     summary: str
     start: Callable[[RunConfig, Dataset, torch.device, Sequence[int]], Session]
     multi_seed: bool = False  # True: all seeds train in one timed pass
+    distributed: bool = False  # True: trains over config.workers processes (running/distributed.py)
+
+
+@dataclass
+class WorkerReport:
+    """What a multi-process session knows that one process's probe cannot see. Optional: sessions
+    that train in several processes provide ``worker_report()``, called once after the timed epochs."""
+
+    workers: int
+    worker_batch_size: int  # the largest per-worker share of the global batch
+    other_peak_memory_bytes: list[int]  # ranks 1..W-1, each measured in its own process
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 EVAL_CHUNK = 65536

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from minibatch_core.errors import MinibatchError
+from minibatch_core.input.datafile import read_table
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so that checking a file never starts it
+    import torch
 
 BUNDLED = {
     "wine": "load_wine",
@@ -27,7 +31,8 @@ class Dataset:
     y: torch.Tensor  # (N,) int64, values 0..n_classes-1
     n_classes: int
     feature_names: tuple[str, ...] = ()
-    class_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()  # class_names[i] is the label that became class number i
+    notes: tuple[str, ...] = ()  # one line each on what loading changed (e.g. a dropped index column)
 
     @property
     def n_samples(self) -> int:
@@ -61,6 +66,8 @@ def load_dataset(
     data_seed: int = 0,
 ) -> Dataset:
     """Load a dataset by name. Bundled sets load exactly as the lesson does (float32, unscaled)."""
+    import torch
+
     if name in BUNDLED:
         import sklearn.datasets
 
@@ -82,13 +89,14 @@ def load_dataset(
 
         Xs = StandardScaler().fit_transform(ds.X.numpy().astype(np.float64))
         ds = Dataset(ds.name, torch.tensor(Xs, dtype=torch.float32), ds.y, ds.n_classes,
-                     ds.feature_names, ds.class_names)
+                     ds.feature_names, ds.class_names, ds.notes)
     elif scale != "none":
         raise MinibatchError(f"unknown scale {scale!r}: use none or standard")
     return ds
 
 
 def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) -> Dataset:
+    import torch
     from sklearn.datasets import make_classification
 
     # make_classification needs n_classes * clusters <= 2**n_informative and informative <= features
@@ -120,49 +128,15 @@ def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) 
 
 
 def _from_file(path: Path, target: str | None) -> Dataset:
-    import pandas as pd
+    import torch
 
-    if not path.exists():
-        raise MinibatchError(f"data file {str(path)!r} does not exist")
-    if target is None:
-        raise MinibatchError(f"data file {str(path)!r} needs --target COLUMN naming the label column")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise MinibatchError(f"data file {str(path)!r} is empty") from None
-    except Exception as err:  # parser errors come in many types; all mean "unreadable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MinibatchError(f"data file {str(path)!r} could not be read: {first}") from None
-    if frame.shape[0] == 0:
-        raise MinibatchError(f"data file {str(path)!r} is empty (no rows)")
-    if target not in frame.columns:
-        cols = ", ".join(map(str, frame.columns[:20]))
-        raise MinibatchError(f"target column {target!r} is not in {str(path)!r} (columns: {cols})")
-    features = frame.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise MinibatchError(f"data file {str(path)!r} has no feature columns besides {target!r}")
-    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
-        raise MinibatchError(
-            f"data file {str(path)!r} has non-numeric feature columns: {', '.join(non_numeric[:10])} "
-            "(encode them as numbers first)"
-        )
-    missing = frame.isna().sum()
-    missing = missing[missing > 0]
-    if len(missing):
-        where = ", ".join(f"{c} ({n})" for c, n in missing.items())
-        raise MinibatchError(f"data file {str(path)!r} has missing values in: {where}")
-    # label-encode every target (numeric ones too) so that classes are exactly 0..k-1
-    classes, codes = np.unique(frame[target].to_numpy(), return_inverse=True)
-    if len(classes) < 2:
-        raise MinibatchError(
-            f"target column {target!r} in {str(path)!r} has {len(classes)} class; at least 2 are needed"
-        )
-    X = torch.tensor(features.to_numpy(dtype=np.float64), dtype=torch.float32)
-    y = torch.tensor(codes.reshape(-1), dtype=torch.long)
+    table = read_table(path, target)
     return Dataset(
-        path.name, X, y, len(classes), tuple(map(str, features.columns)), tuple(map(str, classes))
+        table.name,
+        torch.tensor(table.features, dtype=torch.float32),
+        torch.tensor(table.codes, dtype=torch.long),
+        len(table.class_names),
+        table.feature_names,
+        table.class_names,
+        table.notes,
     )

@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from minibatch_core.errors import MinibatchError
 
+# torch.distributed backends the ddp engine accepts: auto = NCCL on CUDA, gloo on CPU
+BACKENDS = ("auto", "gloo", "nccl")
+
+if TYPE_CHECKING:  # imported where a device is made, so that checking a name never starts torch
+    import torch
+
 ACCEPTED = "cpu, cuda, cuda:N, auto"
+_CUDA = re.compile(r"cuda(?::(\d+))?")
 
 
 def cuda_available() -> bool:
+    import torch
+
     return torch.cuda.is_available()
 
 
-def resolve_device(spec: str) -> torch.device:
+def check_device_name(spec: str) -> str:
+    """The spelling only (no torch): whether CUDA is there is resolve_device's question."""
     text = str(spec).strip().lower()
+    if text not in ("auto", "cpu") and not _CUDA.fullmatch(text):
+        raise MinibatchError(f"unknown device {spec!r}: use one of {ACCEPTED}")
+    return text
+
+
+def resolve_device(spec: str) -> torch.device:
+    import torch
+
+    text = check_device_name(spec)
     if text == "auto":
         return torch.device("cuda:0" if cuda_available() else "cpu")
     if text == "cpu":
         return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if not match:
-        raise MinibatchError(f"unknown device {spec!r}: use one of {ACCEPTED}")
+    match = _CUDA.fullmatch(text)
+    assert match is not None  # check_device_name accepted it
     if not cuda_available():
         raise MinibatchError(f"device {spec!r} was asked for but CUDA is not available on this machine "
                              "(use cpu or auto)")
@@ -50,4 +67,6 @@ def expand_devices(specs: list[str]) -> list[str]:
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels so a clock read means what it says (a no-op on CPU)."""
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)

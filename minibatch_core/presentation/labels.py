@@ -128,7 +128,8 @@ def engine_label(engine: str, long: bool = False) -> str:
     return ENGINE_NAMES.get(engine, engine) if long else engine
 
 
-PHASE_NAMES = {"data": "data loading", "forward": "forward", "backward": "backward", "optimizer": "optimizer step"}
+PHASE_NAMES = {"data": "data loading", "forward": "forward", "backward": "backward",
+               "allreduce": "gradient all-reduce", "optimizer": "optimizer step"}
 
 
 def phase_label(phase: str) -> str:

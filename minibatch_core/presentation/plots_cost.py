@@ -143,6 +143,8 @@ def profile_split(data: PlotData) -> plt.Figure:
     slow full-batch step cannot flatten the others."""
     split = data.split.assign(setup=[L.setup_label(d, v) for d, v in
                                      zip(data.split["dataset"], data.split["device"], strict=True)])
+    if "workers" in split and (split["workers"] > 1).any():  # a data-parallel run: its own panel per W
+        split = split.assign(engine=split["engine"] + split["workers"].map(lambda w: f" (W={w})" if w > 1 else ""))
     engines = engine_order(split["engine"].unique().tolist())
     setups = list(dict.fromkeys(split["setup"]))
     phases = [p for p in PHASES if f"{p}_share" in split]

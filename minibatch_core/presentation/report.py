@@ -16,9 +16,10 @@ import pandas as pd
 
 from minibatch_core.analysis import outcomes, tables
 from minibatch_core.analysis.contention import Contention, contention
+from minibatch_core.analysis.scaling import scaling
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
-from minibatch_core.presentation import findings, summary_tables
+from minibatch_core.presentation import findings, scaling_plot, summary_tables
 from minibatch_core.presentation import plots as plotting
 from minibatch_core.presentation.answer import answer_paragraphs
 from minibatch_core.presentation.document import (
@@ -38,6 +39,7 @@ from minibatch_core.running.envinfo import describe_machine
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
+SCALING_CSV = "scaling.csv"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
@@ -142,6 +144,10 @@ def build(folder: str | Path) -> dict[str, Path]:
     }
     made = plotting.make_all(runs, split, folder / PLOTS_DIR)
     hero, *other_plots = made
+    scaled = scaling(runs)  # data-parallel runs at several worker counts; empty otherwise
+    if not scaled.empty:
+        written["scaling_csv"] = atomic_write_csv(folder / SCALING_CSV, scaled)
+        made.append(scaling_plot.scaling_plot(scaled, folder / PLOTS_DIR / "scaling.png"))
 
     configs = outcomes.config_outcomes(runs)
     ttl = outcomes.time_to_loss(runs, outcomes.target_losses(configs))
@@ -161,11 +167,20 @@ def build(folder: str | Path) -> dict[str, Path]:
     engines = findings.engine_question(summary, list(dict.fromkeys(configs["dataset"])))
     if engines is not None:
         blocks += _question_blocks(engines, warn)
+    if not scaled.empty:
+        p = made[-1]
+        blocks += [Heading(2, "Data-parallel scaling (ddp)"),
+                   Para(f"Runs of a distributed engine at several worker counts W, global batch fixed "
+                        f"(`{SCALING_CSV}`). Efficiency = samples/s at W ÷ (W × samples/s at W=1); all-reduce "
+                        "share = time in the gradient all-reduce (a DDP comm hook on rank 0) ÷ epoch time."),
+                   Bullets(scaling_plot.findings(scaled)), Image(p.path, p.title, p.caption)]
     if split is not None:
         blocks += [Heading(2, "Where the time goes"),
                    Para("Mean time per training step split into data loading, forward, backward and optimizer, "
                         "measured on extra instrumented steps of the first seed after training (synchronized on "
-                        "CUDA, so phases add up to slightly more than an uninstrumented step)."),
+                        "CUDA, so phases add up to slightly more than an uninstrumented step)."
+                        + (" For ddp the gradient all-reduce is its own phase, taken out of backward."
+                           if "allreduce_s" in split and (split["allreduce_s"] > 0).any() else "")),
                    Table(summary_tables.display_profile(split))]
     blocks.append(Heading(2, "Plots"))
     for p in other_plots:

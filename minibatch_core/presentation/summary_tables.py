@@ -40,6 +40,7 @@ def _loss_cells(r: pd.Series) -> tuple[str, str]:
 def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """summary.csv rendered for people: units in the headers, seeds aggregated as mean ± std."""
     multi = (summary["replicas"] > 1).any()
+    parallel = "workers" in summary and (summary["workers"] > 1).any()  # data-parallel rows: show W
     rows = []
     for _, r in summary.iterrows():
         loss, accuracy = _loss_cells(r)
@@ -48,6 +49,7 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
             "dataset": r["dataset"],
             "device": r["device"],
             "batch": batch_label(r["batch_spec"], int(r["batch_size"])),
+            **({"workers": int(r["workers"])} if parallel else {}),
             "seeds": int(r["n_seeds"]),
             "epoch time (median)": fmt_seconds(r["epoch_time_median_s"]),
             "IQR": f"{fmt_seconds(r['epoch_time_q1_s'])} – {fmt_seconds(r['epoch_time_q3_s'])}",
@@ -75,6 +77,8 @@ def display_profile(split: pd.DataFrame) -> pd.DataFrame:
     for _, r in split.iterrows():
         row = {"engine": r["engine"], "dataset": r["dataset"], "device": r["device"],
                "batch": batch_label(r["batch_spec"], int(r["batch_size"]))}
+        if "workers" in split and (split["workers"] > 1).any():
+            row["workers"] = int(r["workers"])
         for p in PHASES:
             if f"{p}_s" in split:
                 row[f"{p} (µs/step)"] = f"{r[f'{p}_s'] * 1e6:.1f} ({r[f'{p}_share']:.0%})"

@@ -168,10 +168,13 @@ def _engine(value: Any) -> str:
 
 
 def _engines(value: Any) -> tuple[str, ...]:
-    """A list of engines; ``all`` (or nothing) = every registered engine, in the registry's order."""
-    from minibatch_core.engines import engine_names
+    """A list of engines; ``all`` = every registered engine, ``default`` (or nothing) = every single-process
+    one (all but ddp), in the registry's order."""
+    from minibatch_core.engines import default_engine_names, engine_names
 
-    if value in ((), [], None, "", "all") or (isinstance(value, (list, tuple)) and list(value) == ["all"]):
+    if value in ((), [], None, "", "default") or (isinstance(value, (list, tuple)) and list(value) == ["default"]):
+        return tuple(default_engine_names())
+    if value == "all" or (isinstance(value, (list, tuple)) and list(value) == ["all"]):
         return tuple(engine_names())
     return unique(_engine(v) for v in items("engines", value))
 
@@ -247,7 +250,8 @@ AXES: tuple[Axis, ...] = (
     Axis("batch_size", "batch_sizes", parse_batch_size, "positive integers and/or full",
          column="batch_spec", sweep_default=(1, 32, "full")),
     # engines side by side innermost: a sweep's engine ratios come from neighbouring runs
-    Axis("engine", "engines", _engine, "training engines, or all", sweep_default="all", parse_many=_engines),
+    Axis("engine", "engines", _engine, "training engines, or all (every registered engine, ddp included)",
+         sweep_default="default", parse_many=_engines),
     Axis("seed", "seeds", lambda v: parse_seeds(v)[0], "seeds: 0,1,2 or 0-9", sweep_default=(0, 1, 2),
          parse_many=parse_seeds, in_identity=False),
 )

@@ -52,6 +52,8 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("hidden", STR, "hidden layer widths joined by `-`, e.g. `10-10`", fill="10-10", nullable=False),
     _c("epochs", INT, "epochs of the run (as planned)", fill=None),
     _c("workers", INT, "data-parallel processes that trained the run (1 = one process)", fill=1, nullable=False),
+    _c("worker_batch_size", INT, "rows of the global batch each worker trains on per step: the largest of the "
+       "`workers` contiguous shards (= `batch_size` for one process)", "samples"),
     _c("epoch", INT, "1-based epoch number", required=True),
     _c("epoch_loss", FLOAT, "the lesson's epoch loss of this epoch (training, as the loop saw it); NaN once the "
        "run diverged", "nats", required=True, nullable=True),
@@ -76,6 +78,12 @@ RUN_COLUMNS: tuple[Column, ...] = (
        "over the training regions in a fresh worker process; on CUDA `torch.cuda.max_memory_allocated` (same "
        "value on every row of a run; empty in a study's runs.csv, which does not measure memory)", "bytes",
        required=True, nullable=True),
+    _c("peak_memory_sum_bytes", INT, "`peak_memory_bytes` of every worker process added up (ddp: each rank "
+       "measured in its own process; = `peak_memory_bytes` for one process)", "bytes"),
+    _c("worker_peak_memory_bytes", STR, "each worker's peak memory, rank 0 first, joined by `;` (rank 0's is "
+       "`peak_memory_bytes`)", "bytes"),
+    _c("allreduce_time_s", FLOAT, "rank 0's time in the gradient all-reduce during this epoch (ddp, timed by a "
+       "DDP comm hook from launch to completion; part of `epoch_time_s`; 0 for one process)", "s"),
     _c("param_bytes", INT, "bytes of the parameters, counted from the tensors", "bytes"),
     _c("grad_bytes", INT, "bytes of the gradients", "bytes"),
     _c("optimizer_state_bytes", INT, "bytes of the optimizer state", "bytes"),
@@ -104,14 +112,15 @@ PROFILE_COLUMNS: tuple[Column, ...] = (
     _c("device", STR, "as in runs.csv", required=True),
     _c("batch_spec", STR, "as in runs.csv", required=True),
     _c("batch_size", INT, "as in runs.csv", required=True),
-    _c("phase", STR, "`data` (batch assembly / loading), `forward`, `backward`, `optimizer` (incl. zero_grad)",
-       required=True),
+    _c("phase", STR, "`data` (batch assembly / loading), `forward`, `backward`, `allreduce` (ddp only: the "
+       "gradient all-reduce, taken out of backward), `optimizer` (incl. zero_grad)", required=True),
     _c("mean_step_s", FLOAT, "mean seconds per step spent in the phase", "s", required=True),
     _c("lr", FLOAT, "as in runs.csv"),
     _c("optimizer", STR, "as in runs.csv", fill="adam"),
     _c("hidden", STR, "as in runs.csv", fill="10-10"),
     _c("epochs", INT, "as in runs.csv"),
     _c("replicas", INT, "models in the profiled pass", fill=1),
+    _c("workers", INT, "data-parallel processes of the profiled run (rank 0's split)", fill=1),
     _c("seed", INT, "the profiled seed (the configuration's first)"),
 )
 

@@ -20,7 +20,9 @@ def run_rows(result: Any, *, calibration_step_s: float | None = None, load_1m: f
     memory = result.memory
     rows: list[dict[str, Any]] = []
     cumulative = 0.0
-    for r in result.records:
+    peaks = list(getattr(result, "worker_peak_memory_bytes", None) or [result.peak_memory_bytes])
+    allreduce = getattr(result, "allreduce_time_s", None) or [0.0] * len(result.records)
+    for i, r in enumerate(result.records):
         cumulative += r.time_s
         rows.append({
             **identity,
@@ -35,6 +37,9 @@ def run_rows(result: Any, *, calibration_step_s: float | None = None, load_1m: f
             "activation_bytes": memory.activations, "replicas": result.replicas,
             "calibration_step_s": calibration_step_s, "load_1m": load_1m,
             "memory_method": result.memory_method,
+            "worker_batch_size": getattr(result, "worker_batch_size", 0) or result.batch_size,
+            "peak_memory_sum_bytes": sum(peaks), "worker_peak_memory_bytes": ";".join(map(str, peaks)),
+            "allreduce_time_s": allreduce[i],
         })
     frame = pd.DataFrame(rows, columns=names(RUN_COLUMNS))
     frame["diverged_epoch"] = frame["diverged_epoch"].astype("Int64")
@@ -49,7 +54,8 @@ def profile_rows(result: Any) -> pd.DataFrame:
     base = {"config_id": ident.config_id(identity), "engine": result.engine, "dataset": result.dataset,
             "device": result.device, "batch_spec": result.batch_spec, "batch_size": result.batch_size,
             "lr": result.config.lr, "optimizer": result.config.optimizer, "hidden": identity["hidden"],
-            "epochs": result.config.epochs, "replicas": result.replicas, "seed": result.seed}
+            "epochs": result.config.epochs, "replicas": result.replicas, "seed": result.seed,
+            "workers": getattr(result, "workers", 1)}
     return pd.DataFrame([{**base, "phase": phase, "mean_step_s": float(seconds)}
                          for phase, seconds in result.profile.items()], columns=names(PROFILE_COLUMNS))
 

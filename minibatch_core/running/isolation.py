@@ -11,21 +11,40 @@ import multiprocessing as mp
 import sys
 import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from minibatch_core.engines import engine_module, engine_names
 from minibatch_core.errors import MinibatchError
 
-_PRELOAD = ["minibatch_core.running.preload"]
+# Imported last by the forkserver: the common imports, then gc.freeze() over everything imported before.
+_PRELOAD_LAST = "minibatch_core.running.preload"
 
 
-def _context():
+def _context(engines: Iterable[str] | None = None):
+    """The start method's context. The forkserver (one per process, started on first use) preloads the
+    modules of ``engines`` (default: every registered engine) plus the common imports."""
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
-        ctx.set_forkserver_preload(_PRELOAD)
+        names = engine_names() if engines is None else list(engines)
+        ctx.set_forkserver_preload([*(engine_module(n) for n in names), _PRELOAD_LAST])
     return ctx
+
+
+def start_workers(engines: Iterable[str] | None = None) -> None:
+    """Start the worker forkserver now, without waiting for it: its imports (torch, scikit-learn, the
+    engines: seconds) then run on another core while this process parses and checks its input. Only the
+    first call in a process has an effect, and only where the start method is forkserver; a later
+    ``run_isolated`` uses the server started here."""
+    ctx = _context(engines)
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    with _main_module_hidden():  # the server imports the caller's __main__ too, see below
+        forkserver.ensure_running()
 
 
 @contextmanager

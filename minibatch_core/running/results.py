@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from minibatch_core.engines.base import MemoryBreakdown
+from minibatch_core.engines.breakdown import MemoryBreakdown
 from minibatch_core.input.config import RunConfig
 
 
@@ -42,7 +42,21 @@ class RunResult:
     torch_threads: int = 0
     profile: dict[str, float] | None = None
     diverged_epoch: int | None = None  # the epoch whose loss or weights became non-finite; training stopped
+    class_names: tuple[str, ...] = ()  # class_names[i]: the dataset's label that became class number i
     extra: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1  # processes that trained the model together (ddp); 1 for every other engine
+    worker_batch_size: int = 0  # the largest per-worker share of the global batch (= batch_size at W=1)
+    worker_peak_memory_bytes: list[int] = field(default_factory=list)  # per rank, rank 0 first
+
+    @property
+    def peak_memory_sum_bytes(self) -> int:
+        """All ranks' peaks together (= peak_memory_bytes for a single process)."""
+        return sum(self.worker_peak_memory_bytes) if self.worker_peak_memory_bytes else self.peak_memory_bytes
+
+    @property
+    def allreduce_time_s(self) -> list[float] | None:
+        """Per epoch, rank 0's seconds in the gradient all-reduce (ddp only)."""
+        return self.extra.get("allreduce_s")
 
     @property
     def epoch_losses(self) -> list[float]:
@@ -67,7 +81,8 @@ class RunResult:
 
         rows = []
         cumulative = 0.0
-        for r in self.records:
+        allreduce = self.allreduce_time_s
+        for i, r in enumerate(self.records):
             cumulative += r.time_s
             rows.append(
                 {
@@ -97,6 +112,10 @@ class RunResult:
                     "activation_bytes": self.memory.activations,
                     "replicas": self.replicas,
                     "n_samples": self.n_samples,
+                    "workers": self.workers,
+                    "worker_batch_size": self.worker_batch_size or self.batch_size,
+                    "peak_memory_sum_bytes": self.peak_memory_sum_bytes,
+                    "allreduce_time_s": allreduce[i] if allreduce else 0.0,  # one process: none
                 }
             )
         return pd.DataFrame(rows)
@@ -107,12 +126,15 @@ class RunResult:
         d["epoch_losses"] = self.epoch_losses
         d["warmup_time_s"] = self.warmup_time_s
         d["total_time_s"] = self.total_time_s
+        d["peak_memory_sum_bytes"] = self.peak_memory_sum_bytes
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunResult:
-        d = {k: v for k, v in d.items() if k not in ("epoch_losses", "warmup_time_s", "total_time_s")}
+        d = {k: v for k, v in d.items() if k not in ("epoch_losses", "warmup_time_s", "total_time_s",
+                                                 "peak_memory_sum_bytes")}
         d["config"] = RunConfig.from_dict(d["config"])
         d["records"] = [EpochRecord(**r) for r in d["records"]]
         d["memory"] = MemoryBreakdown(**d["memory"])
+        d["class_names"] = tuple(d.get("class_names", ()))
         return cls(**d)

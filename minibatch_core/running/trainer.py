@@ -9,9 +9,11 @@ from contextlib import contextmanager
 import torch
 
 from minibatch_core.engines import Engine, get_engine
+from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset, load_dataset
 from minibatch_core.input.devices import resolve_device
+from minibatch_core.running.distributed import DistributedOptions, run_distributed
 from minibatch_core.running.isolation import run_isolated
 from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name
 from minibatch_core.running.results import EpochRecord, RunResult
@@ -37,23 +39,31 @@ def load_for(config: RunConfig) -> Dataset:
     )
 
 
-def train(config: RunConfig, *, isolate: bool = True, profile: bool = False) -> RunResult:
+def train(config: RunConfig, *, isolate: bool = True, profile: bool = False,
+          distributed: DistributedOptions | None = None) -> RunResult:
     """Train one run. ``isolate`` (default) runs it in a fresh worker process so that its peak
-    memory is its own; in-process runs give the same losses (and are what tests of determinism use)."""
-    return train_seeds(config, [config.seed], isolate=isolate, profile=profile)[0]
+    memory is its own; in-process runs give the same losses (and are what tests of determinism use).
+    Distributed engines always run in fresh processes (``distributed``: backend, oversubscription)."""
+    return train_seeds(config, [config.seed], isolate=isolate, profile=profile, distributed=distributed)[0]
 
 
 def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True,
-                profile: bool = False) -> list[RunResult]:
+                profile: bool = False, distributed: DistributedOptions | None = None) -> list[RunResult]:
     """One result per seed. Multi-seed engines train all seeds in one timed pass; the others run
-    one fresh process per seed."""
+    one fresh process per seed (W processes for a distributed engine)."""
     engine = get_engine(config.engine)
     resolve_device(config.device)  # fail fast, in this process, with the one-line error
+    if config.workers > 1 and not engine.distributed:
+        raise MinibatchError(f"--workers {config.workers} needs a distributed engine (ddp): the "
+                             f"{engine.name} engine trains in one process")
     groups = [list(seeds)] if engine.multi_seed else [[s] for s in seeds]
     out: list[RunResult] = []
     for group in groups:
         cfg = config.with_(seed=group[0])
-        out += run_isolated(_measure, cfg, group, profile) if isolate else _measure(cfg, group, profile)
+        if engine.distributed:
+            out += run_distributed(_measure, cfg, group, profile, options=distributed)
+        else:
+            out += run_isolated(_measure, cfg, group, profile) if isolate else _measure(cfg, group, profile)
     return out
 
 
@@ -61,7 +71,7 @@ def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.dev
              seeds: list[int]) -> None:
     """Run the engine once on a few rows first. A fresh worker faults in torch's code pages and
     allocator arenas lazily; without this, tens of MB of that would be billed to the measured run."""
-    rows = slice(None, None, max(1, data.n_samples // 8))
+    rows = slice(None, None, max(1, data.n_samples // max(8, config.workers)))  # a row for every worker
     tiny = Dataset(data.name, data.X[rows], data.y[rows], data.n_classes)
     session = engine.start(config.with_(epochs=1, record_batches=False), tiny, device, seeds)
     session.run_epoch()
@@ -153,6 +163,8 @@ class Run:
     def results(self, *, profile: bool = False) -> list[RunResult]:
         self.finish_epoch()
         memory = self.session.memory()
+        # sessions training in several processes report what rank 0's probe cannot see (optional method)
+        report = self.session.worker_report() if hasattr(self.session, "worker_report") else None
         split = self.session.profile(profile_steps(self.per_seed[0][-1].steps)) if profile else None
         return [
             RunResult(
@@ -174,6 +186,11 @@ class Run:
                 replicas=len(self.seeds),
                 torch_threads=torch.get_num_threads(),
                 profile=split,
+                workers=report.workers if report else 1,
+                worker_batch_size=report.worker_batch_size if report else self.batch_size,
+                worker_peak_memory_bytes=[self.probe.peak, *(report.other_peak_memory_bytes if report else [])],
+                extra=dict(report.extra) if report else {},
+                class_names=self.data.class_names,
             )
             for k, seed in enumerate(self.seeds)
         ]

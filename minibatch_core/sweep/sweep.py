@@ -10,6 +10,7 @@ formats or plots.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from minibatch_core.records.axes import AXES, AXIS_BY_KEY
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
+from minibatch_core.running.distributed import DistributedOptions, WorkerFailed, choose_backend
 from minibatch_core.running.envinfo import load_average
 
 __all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "execute",
@@ -146,6 +148,11 @@ def plan(sweep: SweepConfig) -> Plan:
     jobs: list[Job] = []
     for combination in itertools.product(*choices):
         base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
+        engine = engines[base.engine]
+        if base.workers > 1 and not engine.distributed:
+            continue  # the workers axis is the distributed engines': one-process engines run once, at W=1
+        if engine.distributed:
+            choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
         if base.dataset not in n_samples:
             n_samples[base.dataset] = trainer.load_for(base).n_samples
         if engines[base.engine].multi_seed:
@@ -163,7 +170,8 @@ ProgressCallback = Callable[[int, int, str], None]  # (runs done, runs total, wh
 def job_label(job: Job) -> str:
     c = job.config
     seeds = f"seed {job.seeds[0]}" if len(job.seeds) == 1 else f"seeds {job.seeds[0]}..{job.seeds[-1]}"
-    return f"{c.engine} | {c.dataset} | {c.device} | batch {c.batch_spec} | lr {c.lr:g} | {seeds}"
+    workers = f" | workers {c.workers}" if c.workers > 1 else ""
+    return f"{c.engine} | {c.dataset} | {c.device} | batch {c.batch_spec}{workers} | lr {c.lr:g} | {seeds}"
 
 
 def utc_now() -> str:
@@ -213,9 +221,16 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
         runs: list[pd.DataFrame] = []
         profiles: list[pd.DataFrame] = []
+        failed: list[dict[str, str]] = []
         for job in the_plan.jobs:
             report(done, the_plan.total_runs, job_label(job))
-            results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
+            try:
+                results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
+            except WorkerFailed as failure:  # a ddp worker died or hung: that run is lost, the sweep goes on
+                failed.append({"run": job_label(job), "error": str(failure)})
+                write_env(failed_runs=failed)
+                print(f"minibatch-bench run: {job_label(job)}: {failure} (the sweep goes on)", file=sys.stderr)
+                continue
             load = load_average()  # contention during this run shows in the report and compare
             runs += [run_rows(r, calibration_step_s=step_by_device.get(r.device),
                               load_1m=load[0] if load else None) for r in results]

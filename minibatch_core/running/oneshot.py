@@ -1,0 +1,28 @@
+"""One run in a fresh worker, for a command that never imports torch itself (``minibatch-bench train``).
+
+``trainer.train`` imports torch in the calling process too (it builds the engine and the device there).
+A command that only prints the result need not: here the whole call runs in the worker, and what comes
+back (``RunResult``: plain dataclasses) unpickles without torch. The worker does exactly what
+``train(config)`` does in its worker (the same ``_measure``, after the same warm-up), so the memory
+figures are measured the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from minibatch_core.input.config import RunConfig
+from minibatch_core.running.isolation import run_isolated
+
+if TYPE_CHECKING:
+    from minibatch_core.running.results import RunResult
+
+
+def train_in_worker(config: RunConfig, *, profile: bool = False) -> RunResult:
+    return run_isolated(_train_here, config, profile)
+
+
+def _train_here(config: RunConfig, profile: bool) -> RunResult:
+    from minibatch_core.running.trainer import train
+
+    return train(config, isolate=False, profile=profile)  # already in the fresh worker
