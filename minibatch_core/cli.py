@@ -6,7 +6,9 @@ Every user-facing failure is one line on stderr and a non-zero exit, never a tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -80,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # noqa: BLE001 - a bug must not exit 1, which means "regressed" to compare
+        if os.environ.get("MINIBATCH_DEBUG"):
+            traceback.print_exc()
+        print(f"minibatch-bench {args.command}: internal error: {type(err).__name__}: {err} (a bug: please "
+              "report it; MINIBATCH_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

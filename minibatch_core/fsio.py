@@ -48,3 +48,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_csv(path: str | os.PathLike, frame) -> Path:
     """A pandas DataFrame as CSV, without the index."""
     return atomic_write(path, lambda fh: frame.to_csv(fh, index=False))
+
+
+def folder_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written into ``folder`` (created first where absent), or None when they can.
+    Asks the file system itself (a probe file in the nearest existing ancestor) rather than permission
+    bits, which say nothing under root, on read-only mounts or in /proc. Leaves nothing behind."""
+    path = Path(folder)
+    existing = path
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder" if existing == path else f"{existing} is a file, not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".minibatch-probe.", dir=existing)
+    except OSError as err:
+        return f"cannot create files in {existing} ({err.strerror})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be written as a file (its folder created where absent), or None."""
+    target = Path(path)
+    if target.is_dir():
+        return f"{target} is a folder"
+    return folder_problem(target.parent)

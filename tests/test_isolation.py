@@ -37,6 +37,58 @@ def test_worker_runs_in_another_process_and_reports_user_errors_as_such():
         train(RunConfig(dataset="synthetic", n_samples=3, n_classes=5))
 
 
+ORPHAN_HELPER = textwrap.dedent("""
+    import pathlib, time
+
+    def mark_and_sleep(marker):
+        pathlib.Path(marker).write_text("started")
+        time.sleep(120)
+        return "done"
+""")
+
+ORPHAN_MAIN = textwrap.dedent("""
+    import sys
+    from minibatch_core.running.isolation import run_isolated
+    from orphan_helper import mark_and_sleep
+    run_isolated(mark_and_sleep, sys.argv[1])
+""")
+
+
+def test_worker_of_a_killed_sweep_exits_quietly_and_cleans_up(tmp_path):
+    """SIGKILL of the sweep: its worker notices, removes multiprocessing's pymp-* folder (the killed
+    process's exit handler never ran) and exits without a BrokenPipeError traceback."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    import minibatch_core
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    package_root = os.path.dirname(os.path.dirname(minibatch_core.__file__))  # this checkout, not an install
+    (tmp_path / "orphan_helper.py").write_text(ORPHAN_HELPER)
+    (tmp_path / "orphan_main.py").write_text(ORPHAN_MAIN)
+    marker = tmp_path / "started"
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "orphan_main.py", str(marker)], cwd=tmp_path, stderr=err,
+                                env={**os.environ, "TMPDIR": str(temp), "PYTHONPATH": package_root})
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert marker.exists(), "the worker never started"
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert [p for p in temp.iterdir() if p.name.startswith("pymp-")]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _, alive = psutil.wait_procs(descendants, timeout=20)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], "a worker outlived its sweep"
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("pymp-")]
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
 def test_workers_start_from_a_frozen_heap():
     """The forkserver freezes what it imported (gc.freeze), so a worker's garbage collections never walk,
     and copy page by page, the torch/scikit-learn heap it shares with the server."""

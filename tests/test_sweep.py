@@ -231,7 +231,7 @@ def test_config_file_and_flag_override(tmp_path: Path, capsys) -> None:
     assert sweep.batch_sizes == (8, "full") and sweep.seeds == (7,) and sweep.epochs == 3
     assert sweep.lrs == (0.01, 0.1) and sweep.profile is False and sweep.hidden == ((10, 10), (20,))
     the_plan = plan(sweep)
-    assert the_plan.total_runs == 2 * 2 * 2 * len(default_engine_names())  # batch x lr x hidden x engines, 1 seed
+    assert the_plan.total_runs == 2 * 2 * 2 * len(engine_names())  # batch x lr x hidden x all engines
     toml.write_text("batch_size = 3\n")
     assert main(["run", "--config", str(toml), "--quiet", "--out", str(tmp_path / "x")]) == 2
     assert "unknown sweep setting 'batch_size'" in capsys.readouterr().err

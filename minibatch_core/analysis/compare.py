@@ -222,6 +222,12 @@ def _load_folder(folder: Path, runs: Path | None = None) -> ResultSet:
                 calibration[str(device)] = [float(steps.median())]
     notes = [] if env_data else [f"{folder}: no env.json (environment unknown)"]
     status = env_data.get("status") if isinstance(env_data, dict) else None
+    recorded = env_data.get("runs_done") if isinstance(env_data, dict) else None
+    if status == "complete" and isinstance(recorded, int) and not isinstance(recorded, bool):
+        found = int(frame["run_id"].nunique())
+        if found != recorded:  # e.g. a runs.csv cut at a line boundary: no row is malformed, runs are gone
+            raise MinibatchError(f"{runs}: holds {found} runs but env.json records {recorded} completed: "
+                                 "truncated or from another sweep")
     if status not in (None, "complete"):
         notes.append(f"{folder}: the sweep is not complete (env.json status: {status}); "
                      "its absent runs show as missing/new")
@@ -295,6 +301,7 @@ class LossVerdict:
     compared: int = 0
     first_difference: tuple[int, int, float, float] | None = None  # seed, epoch, baseline, current
     note: str = ""
+    diverged: str = ""  # which side has a diverged seed: "current" | "baseline" | "both" | ""
 
 
 @dataclass
@@ -426,6 +433,8 @@ def _judge_speed(key: dict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict,
     if options.reference_engine is not None and key["engine"] == options.reference_engine:
         return SpeedVerdict(NOT_JUDGED, ratio=1.0, base_median=1.0, cur_median=1.0,
                             note=f"speed not judged: {key['engine']} is the normalizer (its ratios are 1.0)")
+    if diverged_seeds(b) or diverged_seeds(c):
+        return SpeedVerdict(NOT_JUDGED, note="speed not judged: a run diverged (its epochs are not the same work)")
     base, cur = _timed_samples(b), _timed_samples(c)
     if min(len(base), len(cur)) < MIN_TIME_SAMPLES:
         return SpeedVerdict(NOT_JUDGED, n_base=len(base), n_cur=len(cur),
@@ -452,7 +461,27 @@ def _judge_speed(key: dict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict,
 
 
 def _final_losses(g: pd.DataFrame) -> pd.Series:
-    return g.dropna(subset=["epoch_loss"]).sort_values("epoch").groupby("seed")["epoch_loss"].last()
+    """Each seed's loss at its last recorded epoch, NaN included: a missing final loss is never replaced by
+    the epoch before (a NaN there is a divergence, see ``diverged_seeds``)."""
+    last = g.sort_values("epoch").groupby("seed").tail(1)
+    return last.set_index("seed")["epoch_loss"].sort_index()
+
+
+def diverged_seeds(g: pd.DataFrame) -> dict[int, int]:
+    """seed -> the epoch it diverged at: recorded as diverged, or (files from before the column, or
+    doctored ones) any non-finite epoch loss, which counts from its first such epoch."""
+    out: dict[int, int] = {}
+    for seed, runs in g.sort_values("epoch").groupby("seed"):
+        flagged = runs[runs["diverged"].astype(bool)]
+        bad = runs[~np.isfinite(runs["epoch_loss"].astype(float))]
+        epochs = [int(e) for e in flagged["diverged_epoch"].dropna()] + [int(e) for e in bad["epoch"]]
+        if len(flagged) or epochs:
+            out[int(seed)] = min(epochs) if epochs else int(runs["epoch"].max())
+    return out
+
+
+def _describe_divergence(found: dict[int, int]) -> str:
+    return ", ".join(f"seed {s} at epoch {e}" for s, e in sorted(found.items()))
 
 
 def exact_check_reason(baseline: Environment, current: Environment, device: str, engine: str = "") -> str:
@@ -475,9 +504,35 @@ def exact_check_reason(baseline: Environment, current: Environment, device: str,
     return ""
 
 
+def _judge_divergence(b: pd.DataFrame, c: pd.DataFrame) -> LossVerdict | None:
+    """The loss verdict when either side diverged (None when neither did): a seed that converged in the
+    baseline and diverged in the current regresses; the same seeds diverging on both sides cannot be
+    judged (and is never called unchanged)."""
+    db, dc = diverged_seeds(b), diverged_seeds(c)
+    if not db and not dc:
+        return None
+    fb, fc = _final_losses(b), _final_losses(c)
+    base_final, cur_final = float(fb.mean()), float(fc.mean())  # NaN when a seed diverged
+    new = {s: e for s, e in dc.items() if s not in db}
+    if new:
+        return LossVerdict(REGRESSED, base_final, cur_final, diverged="current",
+                           note=f"diverged in the current ({_describe_divergence(new)}) where the baseline "
+                                "converged")
+    if set(dc) == set(db):
+        return LossVerdict(NOT_JUDGED, base_final, cur_final, diverged="both",
+                           note=f"loss not judged: diverged on both sides (baseline {_describe_divergence(db)}; "
+                                f"current {_describe_divergence(dc)})")
+    fixed = {s: e for s, e in db.items() if s not in dc}
+    return LossVerdict(IMPROVED, base_final, cur_final, diverged="baseline",
+                       note=f"the baseline diverged ({_describe_divergence(fixed)}); the current converged")
+
+
 def _judge_loss(key: dict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict,
                 options: CompareOptions) -> LossVerdict:
-    fb, fc = _final_losses(b), _final_losses(c)
+    divergence = _judge_divergence(b, c)
+    if divergence is not None:
+        return divergence
+    fb, fc = _final_losses(b).dropna(), _final_losses(c).dropna()
     if fb.empty or fc.empty:
         return LossVerdict(NOT_JUDGED, note="no epoch losses on a side")
     base_final, cur_final = float(fb.mean()), float(fc.mean())
@@ -598,7 +653,10 @@ def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | N
         loss = _judge_loss(key, b, c, ctx, options)
         memory = _judge_memory(b, c, options)
         notes = [p.note for p in (speed, loss, memory) if p.note]
-        rows.append(RowComparison(key, _rollup([speed.verdict, loss.verdict, memory.verdict]), spec,
+        status = _rollup([speed.verdict, loss.verdict, memory.verdict])
+        if loss.diverged == "both" and status != REGRESSED:
+            status = NOT_JUDGED  # all-NaN on both sides is no evidence of "unchanged"
+        rows.append(RowComparison(key, status, spec,
                                   speed, loss, memory, notes, batch_size=size, config_id=str(first["config_id"])))
 
     notes = [*baseline.notes, *current.notes]

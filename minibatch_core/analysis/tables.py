@@ -1,7 +1,10 @@
 """Tables from records: pure pandas, no training, no plotting.
 
 Conventions used throughout (and documented in results/README.md):
-- epoch time statistics exclude the warm-up epoch (epoch 1) unless a run has only one epoch;
+- epoch time statistics exclude the warm-up epoch (epoch 1) always: a one-epoch run has no timed epoch, and
+  its time statistics are NaN (shown as "no timed epoch"), never the warm-up passed off as a median;
+- a diverged run's last row is its diverged epoch, with NaN losses: its final loss is NaN, and
+  ``n_diverged`` / ``diverged_epoch_first`` say so;
 - the spread of epoch time is the interquartile range (25th-75th percentile) over all timed epochs of
   all seeds of a configuration;
 - for multi-seed engines (``replicas`` > 1) one timed pass trains every replica, so the per-model time
@@ -77,9 +80,15 @@ def _sort(frame: pd.DataFrame) -> pd.DataFrame:
 # --- summary ---------------------------------------------------------------------------------------------
 
 def timed_epochs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The epochs whose times count: all but the warm-up, unless a run has nothing else."""
+    """The epochs plots draw times of: all but the warm-up, unless a run has nothing else (a plot needs a
+    point; its one-epoch runs are marked there). Statistics use ``strictly_timed``."""
     only_warmup = runs.groupby("run_id")["warmup"].transform("all")
     return runs[~runs["warmup"] | only_warmup]
+
+
+def strictly_timed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The epochs whose times count in statistics: all but the warm-up, so a one-epoch run has none."""
+    return runs[~runs["warmup"]]
 
 
 def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -90,7 +99,7 @@ def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """summary.csv: one row per configuration, aggregated across seeds."""
     runs = with_defaults(runs)
-    timed = timed_epochs(runs)
+    timed = strictly_timed(runs)
     final = final_epochs(runs)
     g_timed = _by(timed, CONFIG_KEYS)
     g_final = _by(final, CONFIG_KEYS)
@@ -116,7 +125,11 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         "final_eval_loss_mean": g_final["eval_loss"].mean(),
         "final_eval_accuracy_mean": g_final["eval_accuracy"].mean(),
         "peak_memory_median_bytes": g_final["peak_memory_bytes"].median(),
+        "n_diverged": _by(final[final["diverged"]], CONFIG_KEYS)["seed"].nunique(),
+        "diverged_epoch_first": g_final["diverged_epoch"].min(),
     })
+    for count in ("n_diverged", "n_timed_epochs"):  # a configuration with none is absent from its group-by
+        summary[count] = summary[count].fillna(0).astype(int)
     if "calibration_step_s" in runs:
         summary["calibration_step_s"] = g_all["calibration_step_s"].first()
     summary = summary.reset_index()

@@ -12,7 +12,7 @@ from minibatch_core.analysis.compare import LOSS_MODES, CompareOptions, compare,
 from minibatch_core.analysis.compare_instructions import DEFAULT_MAX_GROWTH, InstructionOptions, compare_counts
 from minibatch_core.analysis.gate_policy import confirmed
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text, file_problem
 from minibatch_core.presentation import compare_instructions_render
 from minibatch_core.presentation.compare_render import confirmation_markdown, print_comparison, to_markdown
 from minibatch_core.records import instructions
@@ -100,7 +100,27 @@ def check_same_kind(*paths: str) -> str:
     return kinds[0]
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    for flag, path in (("--markdown", args.markdown), ("--csv", args.csv)):
+        problem = path and file_problem(path)
+        if problem:
+            raise MinibatchError(f"{flag} {path!r} cannot be written: {problem}")
+
+
+def _write_outputs(args: argparse.Namespace, markdown: str, frame) -> None:
+    try:
+        if args.markdown:
+            atomic_write_text(args.markdown, markdown)
+        if args.csv:
+            atomic_write_csv(args.csv, frame)
+    except OSError as err:
+        raise MinibatchError(f"{err.filename or 'output'}: cannot be written ({err.strerror})") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    """Exit 1 means one thing only, a regression: every other failure is a MinibatchError (exit 2),
+    and the output files are checked before anything is judged."""
+    _check_outputs(args)
     paths = [args.baseline, args.current] + ([args.confirm_with] if args.confirm_with else [])
     if check_same_kind(*paths) == "count folder":
         if args.confirm_with:
@@ -122,10 +142,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"confirmation: {len(both)} configuration(s) regressed in both measurements"
               + ("" if both or not result.regressed else " (the first measurement's alarm was not repeated: "
                  "treated as load noise)"))
-    if args.markdown:
-        atomic_write_text(args.markdown, markdown)
-    if args.csv:
-        atomic_write_csv(args.csv, result.to_frame())
+    _write_outputs(args, markdown, result.to_frame())
     return EXIT_REGRESSED if regressed else 0
 
 
@@ -133,8 +150,5 @@ def run_instructions(args: argparse.Namespace) -> int:
     options = InstructionOptions(max_growth=args.max_instruction_growth)
     result = compare_counts(instructions.load(args.baseline), instructions.load(args.current), options)
     compare_instructions_render.print_instruction_comparison(result)
-    if args.markdown:
-        atomic_write_text(args.markdown, compare_instructions_render.to_markdown(result))
-    if args.csv:
-        atomic_write_csv(args.csv, result.to_frame())
+    _write_outputs(args, compare_instructions_render.to_markdown(result), result.to_frame())
     return EXIT_REGRESSED if result.regressed else 0

@@ -29,6 +29,12 @@ def add_parser(sub) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/<UTC timestamp>/ with "
                    "results/latest pointing to it); a folder that already holds a runs.csv is refused")
+    o.add_argument("--resume", metavar="DIR",
+                   help="finish an interrupted sweep in DIR: re-plan from its recorded settings (env.json), "
+                        "skip the runs already in its runs.csv, run the rest, rebuild the report. Refused when "
+                        "the code or settings would differ from those recorded (options given here count)")
+    o.add_argument("--force", action="store_true",
+                   help="with --resume: resume even when the code or settings differ from those recorded")
     o.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
     o.add_argument("--no-profile", action="store_true",
                    help="skip the per-phase step-time split (profile.csv and its plot)")
@@ -37,10 +43,10 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def sweep_from_args(args: argparse.Namespace):
-    from minibatch_core.sweep.sweep import SweepConfig, load_toml
+def sweep_from_args(args: argparse.Namespace, base=None):
+    from minibatch_core.sweep.sweep import SweepConfig, sweep_from_toml
 
-    base = SweepConfig.from_mapping(load_toml(args.config)) if args.config else SweepConfig()
+    base = sweep_from_toml(args.config, base) if args.config else (base or SweepConfig())
     given = given_axes(args)
     if args.no_profile:
         given["profile"] = False
@@ -59,14 +65,25 @@ def choose_folder(out: str | None) -> tuple[Path, bool]:
             raise MinibatchError(f"--out {out!r} exists and is not a folder")
         if (folder / "runs.csv").exists():
             raise MinibatchError(f"--out {out!r} already holds a sweep (runs.csv); refusing to overwrite it: "
-                                 "choose a new folder")
+                                 f"choose a new folder, or finish it with --resume {out}")
+        _check_writable(folder, f"--out {out!r}")
         return folder, False
+    _check_writable(DEFAULT_ROOT, f"the default output folder {str(DEFAULT_ROOT)!r} (in {Path.cwd()})")
     stamp = _timestamp()
     folder, n = DEFAULT_ROOT / stamp, 1
     while folder.exists():  # two sweeps in the same second: never share a folder
         n += 1
         folder = DEFAULT_ROOT / f"{stamp}-{n}"
     return folder, True
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Before anything trains: a sweep that cannot write its results must not spend minutes first."""
+    from minibatch_core.fsio import folder_problem
+
+    problem = folder_problem(folder)
+    if problem:
+        raise MinibatchError(f"{what} cannot be written: {problem} (choose another folder with --out)")
 
 
 def point_latest(folder: Path) -> bool:
@@ -92,8 +109,12 @@ def run(args: argparse.Namespace) -> int:
         for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
             check_dataset(dataset, args.target)
     from minibatch_core.running.envinfo import collect
-    from minibatch_core.sweep.sweep import execute, plan
+    from minibatch_core.sweep.sweep import plan
 
+    if args.force and not args.resume:
+        raise MinibatchError("--force only applies to --resume")
+    if args.resume:
+        return _resume(args)
     sweep = sweep_from_args(args)
     for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
         for note in check_dataset(dataset, sweep.target):
@@ -104,15 +125,57 @@ def run(args: argparse.Namespace) -> int:
         start_workers(sweep.engines or None)  # its imports overlap with planning and env.json's probes
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
     folder, default_place = choose_folder(args.out)
+    _print_notes(the_plan)
     folder.mkdir(parents=True, exist_ok=True)
     config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
     env = collect(config)
     env["classes"] = class_numbers(sweep)
+    return _execute_and_report(args, the_plan, folder, env, default_place)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from minibatch_core.running.envinfo import collect
+    from minibatch_core.sweep.resume import differences, read_recorded, remaining
+    from minibatch_core.sweep.sweep import plan, utc_now
+
+    if args.out:
+        raise MinibatchError("--resume writes into its own folder: drop --out")
+    recorded = read_recorded(args.resume)
+    sweep = sweep_from_args(args, base=recorded.sweep)
+    full_plan = plan(sweep)
+    env = collect({**sweep.to_dict(), "devices_expanded": list(full_plan.devices), "isolate": not args.no_isolate})
+    changed = differences(recorded, sweep, not args.no_isolate, full_plan.devices, env)
+    if changed and not args.force:
+        raise MinibatchError(f"--resume {args.resume!r}: it would run with other code or settings than those "
+                             f"recorded ({'; '.join(changed)}); resuming would mix two experiments in one "
+                             "folder: use a new folder, or --force")
+    _check_writable(recorded.folder, f"--resume {args.resume!r}")
+    the_plan, kept, n_kept = remaining(full_plan, recorded.runs)
+    _print_notes(the_plan)
+    if not args.quiet:
+        print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run", file=sys.stderr)
+    history = list(recorded.env.get("resumed_utc") or [])
+    env = {**env, "classes": class_numbers(sweep), "resumed_utc": [*history, utc_now()],
+           "resumed_with_changes": changed or None}
+    calibration = recorded.calibration if n_kept else None
+    return _execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
+                               kept_profiles=recorded.profiles if kept is not None else None,
+                               calibration=calibration)
+
+
+def _print_notes(the_plan) -> None:
+    for note in the_plan.notes:
+        print(f"minibatch-bench run: note: {note}", file=sys.stderr)
+
+
+def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: dict, default_place: bool,
+                        **resumed) -> int:
+    from minibatch_core.sweep.sweep import execute
 
     progress = None if args.quiet else _progress()
     try:
         if progress is None:
-            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate)
+            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, **resumed)
         else:
             with progress:
                 task = progress.add_task("starting", total=the_plan.total_runs)
@@ -120,14 +183,12 @@ def run(args: argparse.Namespace) -> int:
                 def show(done: int, total: int, label: str) -> None:
                     progress.update(task, completed=done, total=total, description=label)
 
-                outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate)
+                outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
+                                  **resumed)
                 progress.update(task, description="building tables, plots and report")
                 _build(folder)
     except KeyboardInterrupt:
-        done = _runs_done(folder)
-        print(f"minibatch-bench run: interrupted after {done} of {the_plan.total_runs} runs; the completed runs "
-              f"are kept in {folder / 'runs.csv'} (`minibatch-bench report {folder}` builds their report)",
-              file=sys.stderr)
+        print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
         return 130
     if progress is None:
         _build(folder)
@@ -139,6 +200,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome.runs_done} runs in {outcome.wall_s:.1f} s -> {where}: runs.csv, summary.md, "
               "report.html")
     return 0
+
+
+def _runs_total(folder: Path, the_plan) -> int:
+    import json
+
+    try:  # execute recorded the total, kept runs of a resumed sweep included
+        return int(json.loads((folder / "env.json").read_text())["runs_total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return the_plan.total_runs
+
+
+def _interrupted(folder: Path, total: int) -> str:
+    """What an interruption left, as it is: runs.csv exists only once a run completed."""
+    if not (folder / "runs.csv").exists():
+        return (f"interrupted before any run completed: nothing was recorded ({folder} holds only env.json); "
+                f"`minibatch-bench run --resume {folder}` starts it again")
+    return (f"interrupted after {_runs_done(folder)} of {total} runs; the completed runs are kept in "
+            f"{folder / 'runs.csv'}: `minibatch-bench run --resume {folder}` runs the rest, "
+            f"`minibatch-bench report {folder}` reports what is there")
 
 
 def _build(folder: Path) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
 from minibatch_core.engines import engine_names, is_distributed
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         start_workers([config.engine])  # only the worker imports torch and the engine; this process never does
         result = train_in_worker(config, profile=args.profile)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False))
         return 0
     print_lesson_lines(result, batches=args.print_batches)
     print()
@@ -116,37 +117,62 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def json_ready(value: Any) -> Any:
+    """Strict JSON: a non-finite float (a diverged run's losses) becomes null, never a bare NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
 def print_lesson_lines(result: RunResult, *, batches: bool) -> None:
-    epochs = len(result.records)
+    epochs = result.config.epochs
     for record in result.records:
         if batches and record.batch_losses:
             for loss in record.batch_losses:
                 print(f"Batch Loss: {loss:.4f}")
         print(f"Epoch [{record.epoch}/{epochs}] Average Loss: {record.loss:.4f}")
+    if result.diverged:
+        print(f"diverged at epoch {result.diverged_epoch}: the loss or the weights became non-finite; "
+              "training stopped")
+
+
+def time_line(result: RunResult) -> str:
+    """Epoch times; the warm-up epoch is never passed off as the median of the timed ones."""
+    timed = [r.time_s for r in result.records[1:]]
+    warm = f"time: warm-up epoch {result.warmup_time_s * 1e3:.2f} ms"
+    total = f"total {result.total_time_s:.3f} s"
+    if not timed:
+        return f"{warm} | no timed epoch (only the warm-up epoch ran) | {total}"
+    median = statistics.median(timed)
+    rate = f"{result.n_samples / median:,.0f} samples/s" if median > 0 else "samples/s n/a"
+    return f"{warm} | median epoch (warm-up excluded) {median * 1e3:.2f} ms | {total} | {rate}"
 
 
 def summary_text(result: RunResult) -> str:
     last = result.records[-1]
-    timed = [r.time_s for r in result.records[1:]] or [result.records[0].time_s]
-    median = statistics.median(timed)
     m = result.memory
+    outcome = (f"diverged at epoch {result.diverged_epoch} (non-finite loss or weights; training stopped)"
+               if result.diverged else
+               f"final epoch loss {last.loss:.4f} | eval loss {last.eval_loss:.4f} | "
+               f"eval accuracy {last.eval_accuracy:.3f}")
     lines = [
         *([f"classes: {class_mapping_text(result.class_names)}"] if result.class_names else []),
         f"engine {result.engine} | dataset {result.dataset} (N={result.n_samples}, {result.n_features} "
         f"features, {result.n_classes} classes) | device {result.device} ({result.device_name})",
         f"batch size {result.batch_size} (asked: {result.batch_spec}) | {result.steps_per_epoch} steps/epoch "
         f"| seed {result.seed} | lr {result.config.lr:g} ({result.config.optimizer})",
-        f"final epoch loss {last.loss:.4f} | eval loss {last.eval_loss:.4f} | "
-        f"eval accuracy {last.eval_accuracy:.3f}",
-        f"time: warm-up epoch {result.warmup_time_s * 1e3:.2f} ms | median epoch (warm-up excluded) "
-        f"{median * 1e3:.2f} ms | total {result.total_time_s:.3f} s | "
-        f"{result.n_samples / median:,.0f} samples/s",
+        outcome,
+        time_line(result),
         f"peak memory {fmt_bytes(result.peak_memory_bytes)} ({result.memory_method})",
         f"tensors: parameters {fmt_bytes(m.parameters)}, gradients {fmt_bytes(m.gradients)}, optimizer state "
         f"{fmt_bytes(m.optimizer_state)}, activations of the largest batch {fmt_bytes(m.activations)}",
     ]
     if result.workers > 1 or result.engine == "ddp":
-        lines.append(workers_text(result, timed))
+        lines.append(workers_text(result, [r.time_s for r in result.records[1:]] or [result.warmup_time_s]))
     if result.profile:
         total = sum(result.profile.values()) or 1.0
         parts = ", ".join(f"{k} {v * 1e6:.1f} us ({v / total:.0%})" for k, v in result.profile.items())

@@ -36,6 +36,7 @@ from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
 
 NEVER = 2**31 - 1  # "no tolerance stop": more epochs without improvement than any run has
+NON_FINITE = "non-finite parameter weights"  # scikit-learn's ValueError when the solver diverges
 
 
 def make_classifier(config: RunConfig, batch_size: int, seed: int):
@@ -78,19 +79,27 @@ class SklearnSession:
         self.steps = -(-data.n_samples // self.batch_size)
 
     def run_epoch(self) -> EpochOutput:
-        with warnings.catch_warnings():
-            # partial_fit warns when its own stopping rule would have fired; it never stops here
+        # partial_fit warns when its own stopping rule would have fired (it never stops here); a diverging
+        # solver's overflow warnings are noise: the divergence itself is recorded
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
             warnings.simplefilter("ignore", category=UserWarning)
-            self.clf.partial_fit(self.X, self.y, classes=self.classes)
+            try:
+                self.clf.partial_fit(self.X, self.y, classes=self.classes)
+            except ValueError as err:
+                if NON_FINITE not in str(err):
+                    raise
+                # divergence is a result: the trainer records a NaN epoch and stops this run
+                return EpochOutput([float("nan")], self.steps)
         return EpochOutput([float(self.clf.loss_curve_[-1])], self.steps)
 
     def logits(self, X: np.ndarray) -> torch.Tensor:
         """Pre-activation outputs, so evaluation uses the same cross-entropy as the torch engines.
         A single logistic unit z is the two-class logits (0, z)."""
         a = X
-        for w, b in zip(self.clf.coefs_[:-1], self.clf.intercepts_[:-1], strict=True):
-            a = np.maximum(a @ w + b, 0)
-        z = torch.from_numpy(np.ascontiguousarray(a @ self.clf.coefs_[-1] + self.clf.intercepts_[-1]))
+        with np.errstate(over="ignore", invalid="ignore"):  # diverged weights: NaN logits, recorded as such
+            for w, b in zip(self.clf.coefs_[:-1], self.clf.intercepts_[:-1], strict=True):
+                a = np.maximum(a @ w + b, 0)
+            z = torch.from_numpy(np.ascontiguousarray(a @ self.clf.coefs_[-1] + self.clf.intercepts_[-1]))
         if z.shape[1] == 1:
             z = torch.cat([torch.zeros_like(z), z], 1)
         return z

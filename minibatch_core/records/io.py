@@ -41,9 +41,39 @@ def runs_path(path: str | Path) -> Path:
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:
-    """runs.csv of a results folder (or the file itself), checked against the schema and typed."""
+    """runs.csv of a results folder (or the file itself), checked against the schema and typed, and
+    checked to hold whole runs (see ``check_complete``)."""
     p = runs_path(path)
-    return check_runs(_read_csv(p, RUN_COLUMNS), str(p))
+    return check_complete(check_runs(_read_csv(p, RUN_COLUMNS), str(p)), str(p))
+
+
+def check_complete(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Every run is whole and one thing: one configuration and seed on all its rows, epochs 1..k once
+    each, and k = its planned ``epochs`` unless it diverged, in which case every row says so and k is the
+    diverged epoch. A file cut at a line boundary, or with a digit changed in an identity column, has rows
+    that break one of these; they are refused with the line at fault rather than judged."""
+    def refuse(run_id: str, what: str) -> MinibatchError:
+        rows = frame.index[frame["run_id"] == run_id]
+        return MinibatchError(f"{source}: truncated or malformed at line {_line(frame['run_id'], rows[-1])}: "
+                              f"run {run_id!r} {what}")
+
+    same = [c for c in (*ident.IDENTITY_COLUMNS, "seed", "diverged") if c in frame.columns]
+    groups = frame.groupby("run_id", sort=False, dropna=False)
+    mixed = groups[same].nunique(dropna=False).gt(1)
+    if mixed.any(axis=None):
+        run_id = mixed.any(axis=1).idxmax()
+        raise refuse(run_id, f"changes {mixed.loc[run_id].idxmax()!r} between its rows")
+    shape = groups["epoch"].agg(["min", "max", "count", "nunique"]).join(
+        groups[["epochs", "diverged"]].first()).join(groups["diverged_epoch"].max())
+    for run_id, r in shape.iterrows():
+        if not (r["min"] == 1 and r["max"] == r["count"] == r["nunique"]):
+            raise refuse(run_id, f"does not hold epochs 1..{r['max']} once each")
+        if bool(r["diverged"]):
+            if pd.isna(r["diverged_epoch"]) or int(r["diverged_epoch"]) != r["max"]:
+                raise refuse(run_id, f"diverged, but its rows end at epoch {r['max']}, not at its diverged_epoch")
+        elif r["max"] != r["epochs"]:
+            raise refuse(run_id, f"holds {r['max']} of its {r['epochs']} epochs and did not diverge")
+    return frame
 
 
 def load_profile(path: str | Path) -> pd.DataFrame | None:
@@ -150,6 +180,9 @@ def _typed(values: pd.Series, column: Column, source: str) -> pd.Series:
         fractional = finite[(finite % 1 != 0) | ~finite.map(math.isfinite)]
         if len(fractional):
             raise bad(fractional.index[0], "expected an integer")
+        huge = finite[finite.abs() >= 2**63]  # would wrap around in int64
+        if len(huge):
+            raise bad(huge.index[0], "an integer out of range")
         return numbers.astype("Int64") if numbers.isna().any() else numbers.astype("int64")
     assert column.dtype == FLOAT
     return numbers.astype(float)

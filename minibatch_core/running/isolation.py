@@ -8,7 +8,12 @@ seconds a ``spawn`` re-import costs.
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.util
+import os
+import shutil
 import sys
+import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -61,13 +66,61 @@ def _main_module_hidden() -> Iterator[None]:
         sys.modules["__main__"] = real
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
+ORPHAN_POLL_S = 0.5
+
+
+def _orphaned(temp_dir: str | None) -> None:
+    """The sweep that started this worker is gone (killed: no one will read the result). Remove the
+    multiprocessing temp folder its own exit handler would have removed, and leave without a word."""
+    if temp_dir:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    os._exit(0)
+
+
+def _watch_parent(owner_pid: int | None, temp_dir: str | None) -> None:
+    """A daemon thread that ends this worker once the process that asked for it is gone. Not getppid():
+    under forkserver the parent is the fork server, which outlives the sweep while this worker holds its
+    "alive" pipe. psutil compares start times, so a recycled pid is not mistaken for the sweep; a killed
+    sweep not yet reaped by its shell is a zombie, which counts as gone."""
+    import psutil
+
+    if owner_pid is None:
+        return
     try:
-        conn.send(("ok", fn(*args)))
+        owner = psutil.Process(owner_pid)
+    except psutil.NoSuchProcess:
+        _orphaned(temp_dir)
+
+    def gone() -> bool:
+        try:
+            return not owner.is_running() or owner.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    def watch() -> None:
+        while not gone():
+            time.sleep(ORPHAN_POLL_S)
+        _orphaned(temp_dir)
+
+    threading.Thread(target=watch, name="minibatch-orphan-watch", daemon=True).start()
+
+
+def _send(conn, message: tuple, temp_dir: str | None) -> None:
+    try:
+        conn.send(message)
+    except (BrokenPipeError, ConnectionResetError, EOFError):  # the reader is gone: nothing to report to
+        _orphaned(temp_dir)
+
+
+def _child(conn, fn: Callable[..., Any], args: tuple, owner_pid: int | None = None,
+           temp_dir: str | None = None) -> None:
+    _watch_parent(owner_pid, temp_dir)
+    try:
+        _send(conn, ("ok", fn(*args)), temp_dir)
     except MinibatchError as err:
-        conn.send(("user-error", str(err)))
+        _send(conn, ("user-error", str(err)), temp_dir)
     except BaseException as err:  # noqa: BLE001 - everything else is reported with its traceback
-        conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+        _send(conn, ("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"), temp_dir)
     finally:
         conn.close()
 
@@ -76,7 +129,10 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` in a fresh process; its result (picklable) or its exception comes back."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
+    # the pymp-* folder multiprocessing keeps this process's sockets in (created here if not yet): the
+    # worker removes it if this process is killed before its exit handler can
+    temp_dir = mp.util.get_temp_dir()
+    proc = ctx.Process(target=_child, args=(child, fn, args, os.getpid(), temp_dir), daemon=True)
     with _main_module_hidden():
         proc.start()
     child.close()

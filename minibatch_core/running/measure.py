@@ -84,6 +84,7 @@ class MemoryProbe:
     baseline: int = 0
     peak: int = 0
     method: str = ""
+    isolated: bool = True  # False (--no-isolate): the calling process, whose earlier work shares the heap
 
     def start(self) -> None:
         if self.device.type == "cuda":
@@ -94,11 +95,13 @@ class MemoryProbe:
         else:
             exact = reset_peak_rss()
             self.baseline = current_rss_bytes()
+            where = ("one fresh worker process per run" if self.isolated else
+                     "in the calling process (--no-isolate): memory it already held is not counted again")
             self.method = (
                 "peak RSS growth over the run's start, training regions only (VmHWM reset via "
-                "/proc/self/clear_refs), one fresh worker process per run"
+                f"/proc/self/clear_refs), {where}"
                 if exact
-                else "peak RSS growth (ru_maxrss), one fresh worker process per run"
+                else f"peak RSS growth (ru_maxrss), {where}"
             )
 
     def sample(self) -> int:

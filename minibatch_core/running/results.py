@@ -127,12 +127,17 @@ class RunResult:
         d["warmup_time_s"] = self.warmup_time_s
         d["total_time_s"] = self.total_time_s
         d["peak_memory_sum_bytes"] = self.peak_memory_sum_bytes
+        d["diverged"] = self.diverged
         return d
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_epoch is not None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunResult:
-        d = {k: v for k, v in d.items() if k not in ("epoch_losses", "warmup_time_s", "total_time_s",
-                                                 "peak_memory_sum_bytes")}
+        derived = ("epoch_losses", "warmup_time_s", "total_time_s", "peak_memory_sum_bytes", "diverged")
+        d = {k: v for k, v in d.items() if k not in derived}
         d["config"] = RunConfig.from_dict(d["config"])
         d["records"] = [EpochRecord(**r) for r in d["records"]]
         d["memory"] = MemoryBreakdown(**d["memory"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -63,7 +64,8 @@ def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True
         if engine.distributed:
             out += run_distributed(_measure, cfg, group, profile, options=distributed)
         else:
-            out += run_isolated(_measure, cfg, group, profile) if isolate else _measure(cfg, group, profile)
+            out += (run_isolated(_measure, cfg, group, profile) if isolate
+                    else _measure(cfg, group, profile, isolated=False))
     return out
 
 
@@ -96,39 +98,53 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _measure(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
+def _measure(config: RunConfig, seeds: list[int], profile: bool, isolated: bool = True) -> list[RunResult]:
     with torch_threads(config.threads):
-        return _measure_run(config, seeds, profile)
+        return _measure_run(config, seeds, profile, isolated)
 
 
-def _measure_run(config: RunConfig, seeds: list[int], profile: bool) -> list[RunResult]:
-    run = open_run(config, seeds)
+def _measure_run(config: RunConfig, seeds: list[int], profile: bool, isolated: bool) -> list[RunResult]:
+    run = open_run(config, seeds, isolated=isolated)
     for _ in range(config.epochs):
         run.train_epoch()
         run.finish_epoch()
+        if run.all_diverged:  # nothing left to train: a diverged model stays non-finite
+            break
     return run.results(profile=profile)
 
 
-def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True) -> Run:
+def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True, isolated: bool = True) -> Run:
     """A measured run, driven one epoch at a time (the trainer's loop, and the bench harness, whose
-    pytest-benchmark rounds time ``train_epoch``)."""
+    pytest-benchmark rounds time ``train_epoch``). ``isolated``: whether this process is a fresh worker
+    (it only changes what ``memory_method`` says)."""
     engine = get_engine(config.engine)
     device = resolve_device(config.device)
     data = load_for(config)
     if prewarm:
         _prewarm(engine, config, data, device, list(seeds))
-    return Run(config, list(seeds), engine, data, device)
+    return Run(config, list(seeds), engine, data, device, isolated=isolated)
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)
 
 
 class Run:
     """One engine session under the trainer's clock and memory probe. ``train_epoch`` is the timed region;
-    ``finish_epoch`` evaluates outside it and records the epoch; ``results`` builds one RunResult per seed."""
+    ``finish_epoch`` evaluates outside it and records the epoch; ``results`` builds one RunResult per seed.
+
+    Divergence is a result, not an error: when a seed's epoch loss or its evaluation after the epoch (which
+    reads the weights) is non-finite, that epoch is recorded with NaN losses, ``diverged[k]`` holds its
+    number, and the seed gets no further records. Other seeds of a multi-seed engine train on; the loop
+    stops once every seed diverged (``all_diverged``)."""
 
     def __init__(self, config: RunConfig, seeds: list[int], engine: Engine, data: Dataset,
-                 device: torch.device) -> None:
+                 device: torch.device, *, isolated: bool = True) -> None:
         self.config, self.seeds, self.engine, self.data, self.device = config, seeds, engine, data, device
         self.batch_size = resolve_batch_size(config.batch_size, data.n_samples)
-        self.probe = MemoryProbe(device)
+        self.diverged: list[int | None] = [None for _ in seeds]
+        self._epochs = 0
+        self.probe = MemoryProbe(device, isolated=isolated)
         self.probe.start()
         self.session = engine.start(config, data, device, seeds)
         self.clock = Stopwatch(device)
@@ -137,7 +153,11 @@ class Run:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.per_seed[0])
+        return self._epochs
+
+    @property
+    def all_diverged(self) -> bool:
+        return all(d is not None for d in self.diverged)
 
     def train_epoch(self) -> None:
         with self.clock.region():
@@ -151,11 +171,18 @@ class Run:
         evals = self.session.evaluate()
         self.probe.rearm()
         seconds = self.clock.elapsed_s
-        epoch = self.epochs_done + 1
+        self._epochs += 1
+        epoch = self._epochs
         for k in range(len(self.seeds)):
+            if self.diverged[k] is not None:
+                continue
+            loss, eval_loss, accuracy = float(out.losses[k]), float(evals[k][0]), float(evals[k][1])
+            if not _finite(loss, eval_loss):
+                self.diverged[k] = epoch
+                loss = eval_loss = accuracy = math.nan  # the accuracy of non-finite weights means nothing
             self.per_seed[k].append(EpochRecord(
-                epoch=epoch, loss=float(out.losses[k]), eval_loss=float(evals[k][0]),
-                eval_accuracy=float(evals[k][1]), time_s=seconds, steps=out.steps,
+                epoch=epoch, loss=loss, eval_loss=eval_loss,
+                eval_accuracy=accuracy, time_s=seconds, steps=out.steps,
                 samples_per_s=self.data.n_samples / seconds if seconds > 0 else 0.0,
                 batch_losses=None if out.batch_losses is None else list(out.batch_losses[k]),
             ))
@@ -165,7 +192,9 @@ class Run:
         memory = self.session.memory()
         # sessions training in several processes report what rank 0's probe cannot see (optional method)
         report = self.session.worker_report() if hasattr(self.session, "worker_report") else None
-        split = self.session.profile(profile_steps(self.per_seed[0][-1].steps)) if profile else None
+        # a profile times steps on the weights as they are: non-finite ones would time NaN arithmetic
+        split = (self.session.profile(profile_steps(self.per_seed[0][-1].steps))
+                 if profile and not self.all_diverged else None)
         return [
             RunResult(
                 config=self.config.with_(seed=seed),
@@ -186,6 +215,7 @@ class Run:
                 replicas=len(self.seeds),
                 torch_threads=torch.get_num_threads(),
                 profile=split,
+                diverged_epoch=self.diverged[k],
                 workers=report.workers if report else 1,
                 worker_batch_size=report.worker_batch_size if report else self.batch_size,
                 worker_peak_memory_bytes=[self.probe.peak, *(report.other_peak_memory_bytes if report else [])],

@@ -23,9 +23,10 @@ import pandas as pd
 from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
-from minibatch_core.input.config import RunConfig
+from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.devices import expand_devices
 from minibatch_core.records.axes import AXES, AXIS_BY_KEY
+from minibatch_core.records.columns import PROFILE_COLUMNS, RUN_COLUMNS, names
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
@@ -106,10 +107,28 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise MinibatchError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise MinibatchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise MinibatchError(f"config file {str(path)!r} is not a TOML text file (undecodable byte at offset "
+                             f"{err.start})") from None
     # a [sweep] table is accepted as well as top-level keys
     if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
         data = data["sweep"]
     return data
+
+
+def sweep_from_toml(path: str | Path, base: SweepConfig | None = None) -> SweepConfig:
+    """A TOML file's settings over ``base``, each parsed by its axis (``records.axes``); a bad value is
+    refused naming the file, the key and what it accepts."""
+    data = load_toml(path)
+    try:
+        return SweepConfig.from_mapping(data, base=base)
+    except MinibatchError as err:
+        for key, value in data.items():  # which key: the first that fails on its own
+            try:
+                SweepConfig.from_mapping({key: value}, base=base)
+            except MinibatchError as one:
+                raise MinibatchError(f"config file {str(path)!r}: {key} = {value!r}: {one}") from None
+        raise MinibatchError(f"config file {str(path)!r}: {err}") from None
 
 
 # --- the plan: every job, checked before anything trains ---------------------------------------------
@@ -129,6 +148,7 @@ class Plan:
     devices: tuple[str, ...]  # ``auto`` expanded
     jobs: tuple[Job, ...]
     n_samples: dict[str, int] = field(default_factory=dict)  # dataset -> rows (for resolved batch sizes)
+    notes: tuple[str, ...] = ()  # what planning changed, one line each (batch sizes merged)
 
     @property
     def total_runs(self) -> int:
@@ -146,6 +166,7 @@ def plan(sweep: SweepConfig) -> Plan:
     seeds = sweep.seeds
     n_samples: dict[str, int] = {}
     jobs: list[Job] = []
+    merged: dict[tuple[str, int], list[str]] = {}  # (dataset, resolved size) -> the specs that gave it
     for combination in itertools.product(*choices):
         base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
         engine = engines[base.engine]
@@ -155,11 +176,27 @@ def plan(sweep: SweepConfig) -> Plan:
             choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
         if base.dataset not in n_samples:
             n_samples[base.dataset] = trainer.load_for(base).n_samples
+        specs = merged.setdefault((base.dataset, resolve_batch_size(base.batch_size, n_samples[base.dataset])), [])
+        if str(base.batch_size) not in specs:
+            specs.append(str(base.batch_size))
+        if _kept_spec(specs) != str(base.batch_size):
+            continue  # the same batch as a spec already planned: measured once, under the kept spec
         if engines[base.engine].multi_seed:
             jobs.append(Job(base, seeds, sweep.profile))
         else:
             jobs += [Job(base.with_(seed=s), (s,), sweep.profile and i == 0) for i, s in enumerate(seeds)]
-    return Plan(sweep, devices, tuple(jobs), n_samples)
+    notes = tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
+                  f"as {_kept_spec(specs)}" for (dataset, size), specs in merged.items() if len(specs) > 1)
+    if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
+        keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
+        jobs = [j for j in jobs if (j.config.dataset, str(j.config.batch_size)) in keep]
+    return Plan(sweep, devices, tuple(jobs), n_samples, notes)
+
+
+def _kept_spec(specs: list[str]) -> str:
+    """Of batch specs that resolve to the same size, the one recorded: ``full`` (it says what it is),
+    else the first given."""
+    return "full" if "full" in specs else specs[0]
 
 
 # --- running ----------------------------------------------------------------------------------------------
@@ -197,15 +234,21 @@ def calibrate(devices: Iterable[str], *, isolate: bool = True) -> list[dict[str,
 
 
 def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
-            on_progress: ProgressCallback | None = None, isolate: bool = True) -> SweepOutcome:
+            on_progress: ProgressCallback | None = None, isolate: bool = True,
+            kept_runs: pd.DataFrame | None = None, kept_profiles: pd.DataFrame | None = None,
+            calibration: list[dict[str, Any]] | None = None) -> SweepOutcome:
     """Measure every job, one at a time, into ``out_dir``. Writes env.json first, then calibration.json,
     then runs.csv/profile.csv after every job (atomically: a reader or an interruption never sees half a
-    file). An interruption or error propagates after env.json records how far the sweep got."""
+    file). An interruption or error propagates after env.json records how far the sweep got.
+
+    Resuming: ``kept_runs`` / ``kept_profiles`` are recorded rows to keep (every rewrite holds them
+    first), and ``calibration`` the recorded calibration, reused so old and new runs share one."""
     import json
 
     out = Path(out_dir)
     started = time.perf_counter()
-    env = {**env, "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0}
+    kept = int(kept_runs["run_id"].nunique()) if kept_runs is not None else 0
+    env = {**env, "status": "running", "runs_total": the_plan.total_runs + kept, "runs_done": kept}
 
     def write_env(**changes: Any) -> None:
         env.update(changes)
@@ -213,17 +256,19 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
 
     write_env()
     report = on_progress or (lambda done, total, label: None)
-    done = 0
+    total = the_plan.total_runs + kept
+    done = kept
     try:
-        report(0, the_plan.total_runs, "calibration workload")
-        calibration = calibrate(the_plan.devices, isolate=isolate)
-        atomic_write_text(out / CALIBRATION_JSON, json.dumps(calibration, indent=2) + "\n")
+        if calibration is None:
+            report(done, total, "calibration workload")
+            calibration = calibrate(the_plan.devices, isolate=isolate)
+            atomic_write_text(out / CALIBRATION_JSON, json.dumps(calibration, indent=2) + "\n")
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
-        runs: list[pd.DataFrame] = []
-        profiles: list[pd.DataFrame] = []
+        runs: list[pd.DataFrame] = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
+        profiles: list[pd.DataFrame] = [] if kept_profiles is None else [kept_profiles[names(PROFILE_COLUMNS)]]
         failed: list[dict[str, str]] = []
         for job in the_plan.jobs:
-            report(done, the_plan.total_runs, job_label(job))
+            report(done, total, job_label(job))
             try:
                 results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
             except WorkerFailed as failure:  # a ddp worker died or hung: that run is lost, the sweep goes on
@@ -241,7 +286,7 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
                 atomic_write_csv(out / PROFILE_CSV, pd.concat(profiles, ignore_index=True))
             done += len(results)
             env["runs_done"] = done
-        report(done, the_plan.total_runs, "done")
+        report(done, total, "done")
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
         write_env(status=status, runs_done=done, finished_utc=utc_now(),
@@ -250,4 +295,4 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
     wall = time.perf_counter() - started
     write_env(status="complete", runs_done=done, finished_utc=utc_now(), sweep_wall_s=wall,
               load_average_end=load_average())
-    return SweepOutcome(out, done, the_plan.total_runs, wall, True)
+    return SweepOutcome(out, done, total, wall, True)
