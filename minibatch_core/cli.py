@@ -19,9 +19,11 @@ COMMANDS = {
     "train": "minibatch_core.commands.train",
     "run": "minibatch_core.commands.run",
     "report": "minibatch_core.commands.report",
+    "count": "minibatch_core.commands.count",
     "compare": "minibatch_core.commands.compare",
     "baseline": "minibatch_core.commands.baseline",
     "study": "minibatch_core.commands.study",
+    "gate": "minibatch_core.commands.gate",
 }
 # The one-line help of each subcommand, as its module's add_parser gives it (a test keeps them equal):
 # the top-level --help lists them without importing the modules, some of which need pandas.
@@ -33,6 +35,8 @@ SUMMARIES = {
     "baseline": "manage the committed baseline that `compare` checks against (see `baseline update`)",
     "study": "tune the learning rate per batch size, count steps/time to a validation target, fit the "
     "critical batch",
+    "count": "count the CPU instructions of training per configuration under valgrind (instructions.csv)",
+    "gate": "the CI regression gate: instruction counts vs a committed baseline, plus wall time",
 }
 
 EXIT_BAD_INPUT = 2

@@ -1,13 +1,21 @@
-"""``minibatch-bench compare BASELINE CURRENT``: verdicts per configuration; exit 1 on a regression."""
+"""``minibatch-bench compare BASELINE CURRENT``: verdicts per configuration; exit 1 on a regression.
+
+Two kinds of input pairs: wall-time results (results folders or pytest-benchmark JSON: speed, loss,
+memory) and instruction counts (two ``minibatch-bench count`` folders: instruction growth). Mixing
+the kinds is refused."""
 
 from __future__ import annotations
 
 import argparse
 
 from minibatch_core.analysis.compare import LOSS_MODES, CompareOptions, compare, load_results
+from minibatch_core.analysis.compare_instructions import DEFAULT_MAX_GROWTH, InstructionOptions, compare_counts
+from minibatch_core.analysis.gate_policy import confirmed
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text, file_problem
-from minibatch_core.presentation.compare_render import print_comparison, to_markdown
+from minibatch_core.presentation import compare_instructions_render
+from minibatch_core.presentation.compare_render import confirmation_markdown, print_comparison, to_markdown
+from minibatch_core.records import instructions
 
 EXIT_REGRESSED = 1
 
@@ -20,10 +28,12 @@ def add_parser(sub) -> None:
         description="Compare two result sets configuration by configuration (matched on engine, dataset, "
         "device, batch size, seeds and epochs, plus lr/optimizer/hidden when both record them) for speed, "
         "convergence and memory. Each side is a results folder (runs.csv, env.json, calibration.json) or a "
-        "pytest-benchmark JSON. Exit 0: nothing regressed; 1: something regressed; 2: bad input.",
+        "pytest-benchmark JSON. Two `minibatch-bench count` folders (instructions.csv) are compared on "
+        "instruction growth instead (--max-instruction-growth); a count folder against wall-time results is "
+        "refused. Exit 0: nothing regressed; 1: something regressed; 2: bad input.",
     )
-    p.add_argument("baseline", metavar="BASELINE", help="results folder or pytest-benchmark JSON")
-    p.add_argument("current", metavar="CURRENT", help="results folder or pytest-benchmark JSON")
+    p.add_argument("baseline", metavar="BASELINE", help="results folder, pytest-benchmark JSON or count folder")
+    p.add_argument("current", metavar="CURRENT", help="results folder, pytest-benchmark JSON or count folder")
     g = p.add_argument_group("speed")
     g.add_argument("--max-slowdown", type=float, default=d.max_slowdown, metavar="R",
                    help="regress when current/baseline median epoch time exceeds R and its bootstrap "
@@ -36,6 +46,14 @@ def add_parser(sub) -> None:
                    help=f"confidence of the bootstrap interval (default {d.confidence})")
     g.add_argument("--bootstrap", type=int, default=d.bootstrap, metavar="N",
                    help=f"bootstrap resamples (default {d.bootstrap}; seeded, so verdicts are reproducible)")
+    g.add_argument("--confirm-with", metavar="CURRENT2",
+                   help="a second measurement of the current code: a configuration regresses only when it "
+                        "regresses against the baseline in both (a burst of load on a shared machine is not "
+                        "a regression; a real one shows up twice)")
+    g = p.add_argument_group("instructions (two count folders)")
+    g.add_argument("--max-instruction-growth", type=float, default=DEFAULT_MAX_GROWTH, metavar="R",
+                   help="regress when current/baseline instructions exceed R; improved below 1/R "
+                        f"(default {DEFAULT_MAX_GROWTH}: +2%%)")
     g = p.add_argument_group("convergence")
     g.add_argument("--loss-mode", choices=LOSS_MODES, default=d.loss_mode,
                    help="exact: any change in any epoch loss of any seed regresses (CPU, same torch version, "
@@ -67,23 +85,70 @@ def options_from_args(args: argparse.Namespace) -> CompareOptions:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Exit 1 means one thing only, a regression: every other failure is a MinibatchError (exit 2),
-    and the output files are checked before anything is judged."""
-    options = options_from_args(args)
+def input_kind(path: str) -> str:
+    return "count folder" if instructions.is_count_folder(path) else "wall-time results"
+
+
+def check_same_kind(*paths: str) -> str:
+    """Both sides count folders, or neither: an instruction count and a wall time are not comparable."""
+    kinds = [input_kind(p) for p in paths]
+    if len(set(kinds)) > 1:
+        what = {"count folder": "a count folder (instructions.csv)", "wall-time results": "not a count folder"}
+        described = ", ".join(f"{p} is {what[k]}" for p, k in zip(paths, kinds, strict=True))
+        raise MinibatchError(f"mixed inputs: {described}; compare two count folders, or two wall-time results "
+                             "(results folders / pytest-benchmark JSON)")
+    return kinds[0]
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
     for flag, path in (("--markdown", args.markdown), ("--csv", args.csv)):
         problem = path and file_problem(path)
         if problem:
             raise MinibatchError(f"{flag} {path!r} cannot be written: {problem}")
-    baseline = load_results(args.baseline)
-    current = load_results(args.current)
-    result = compare(baseline, current, options)
-    print_comparison(result)
+
+
+def _write_outputs(args: argparse.Namespace, markdown: str, frame) -> None:
     try:
         if args.markdown:
-            atomic_write_text(args.markdown, to_markdown(result))
+            atomic_write_text(args.markdown, markdown)
         if args.csv:
-            atomic_write_csv(args.csv, result.to_frame())
+            atomic_write_csv(args.csv, frame)
     except OSError as err:
         raise MinibatchError(f"{err.filename or 'output'}: cannot be written ({err.strerror})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 1 means one thing only, a regression: every other failure is a MinibatchError (exit 2),
+    and the output files are checked before anything is judged."""
+    _check_outputs(args)
+    paths = [args.baseline, args.current] + ([args.confirm_with] if args.confirm_with else [])
+    if check_same_kind(*paths) == "count folder":
+        if args.confirm_with:
+            raise MinibatchError("--confirm-with is for wall time: instruction counts repeat exactly enough "
+                                 "to need no second measurement")
+        return run_instructions(args)
+    options = options_from_args(args)
+    baseline = load_results(args.baseline)
+    result = compare(baseline, load_results(args.current), options)
+    print_comparison(result)
+    markdown = to_markdown(result)
+    regressed = result.regressed
+    if args.confirm_with:
+        second = compare(baseline, load_results(args.confirm_with), options)
+        print_comparison(second)
+        both = confirmed(result, second)
+        markdown = confirmation_markdown(result, second, both)
+        regressed = bool(both)
+        print(f"confirmation: {len(both)} configuration(s) regressed in both measurements"
+              + ("" if both or not result.regressed else " (the first measurement's alarm was not repeated: "
+                 "treated as load noise)"))
+    _write_outputs(args, markdown, result.to_frame())
+    return EXIT_REGRESSED if regressed else 0
+
+
+def run_instructions(args: argparse.Namespace) -> int:
+    options = InstructionOptions(max_growth=args.max_instruction_growth)
+    result = compare_counts(instructions.load(args.baseline), instructions.load(args.current), options)
+    compare_instructions_render.print_instruction_comparison(result)
+    _write_outputs(args, compare_instructions_render.to_markdown(result), result.to_frame())
     return EXIT_REGRESSED if result.regressed else 0

@@ -169,3 +169,15 @@ def to_markdown(comparison: Comparison) -> str:
               "median epoch time (warm-up epoch excluded)"
               + (f", each normalized by {normalize}" if normalize != "none" else "") + ".", ""]
     return "\n".join(lines)
+
+
+def confirmation_markdown(first: Comparison, second: Comparison, both: list[RowComparison]) -> str:
+    """Both measurements' tables, then the configurations that regressed in both (the ones that fail)."""
+    lines = ["### First measurement", to_markdown(first), "### Second measurement (confirmation)",
+             to_markdown(second)]
+    if both:
+        lines += ["### Regressed in both measurements (these fail)", ""]
+        lines += ["- " + " | ".join(str(v) for v in r.key.values()) for r in both]
+    else:
+        lines += ["No configuration regressed in both measurements: any single alarm is treated as load noise."]
+    return "\n".join(lines) + "\n"
