@@ -139,6 +139,7 @@ def test_a_master_port_in_use_is_a_one_line_error(monkeypatch, capsys):
         assert_one_line_error(["--engine", "ddp", "--workers", "2"], "(MASTER_PORT) is already in use", capsys)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_process_left():
     cmd = [sys.executable, "-m", "minibatch_core", "train", "--engine", "ddp", "--workers", "2",
            "--epochs", "1000000"]
@@ -171,6 +172,7 @@ def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_process_left():
     assert not left, f"processes left behind: {left}"
 
 
+@pytest.mark.slow
 def test_torchrun_joins_the_group_and_reproduces_reference():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):

@@ -54,6 +54,7 @@ ORPHAN_MAIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_worker_of_a_killed_sweep_exits_quietly_and_cleans_up(tmp_path):
     """SIGKILL of the sweep: its worker notices, removes multiprocessing's pymp-* folder (the killed
     process's exit handler never ran) and exits without a BrokenPipeError traceback."""

@@ -62,6 +62,7 @@ def test_resume_runs_only_what_is_missing_and_rebuilds_the_report(tmp_path: Path
     assert main(["compare", str(folder), str(folder)]) == 0
 
 
+@pytest.mark.slow
 def test_resume_of_a_complete_sweep_runs_nothing(tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "s"
     calls = _interrupted(folder, monkeypatch, after_jobs=6)  # never interrupted: 6 jobs, all done

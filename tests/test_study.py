@@ -42,6 +42,20 @@ def test_split_is_stratified_and_seeded():
     assert torch.allclose(share_all, share_val, atol=0.03)
 
 
+def test_standard_scaling_is_fitted_on_the_training_rows_only():
+    raw = load_dataset("wine")
+    split = stratified_split(raw, 0.2, 0, scale="standard")
+    plain = stratified_split(raw, 0.2, 0)
+    # the training rows are standardized exactly; the held-out rows with the training rows' statistics
+    assert torch.allclose(split.train.X.double().mean(0), torch.zeros(raw.n_features, dtype=torch.float64),
+                          atol=1e-5)
+    mean = plain.train.X.double().mean(0)
+    std = plain.train.X.double().std(0, unbiased=False)
+    assert torch.allclose(split.val.X.double(), (plain.val.X.double() - mean) / std, atol=1e-5)
+    assert not torch.allclose(split.val.X.double().mean(0), torch.zeros(raw.n_features, dtype=torch.float64),
+                              atol=1e-3)
+
+
 def test_split_too_small_for_every_class_is_an_error():
     with pytest.raises(MinibatchError, match="classes"):
         stratified_split(load_dataset("iris"), 0.01, 0)

@@ -35,10 +35,12 @@ def check_val_fraction(value: float) -> float:
     return fraction
 
 
-def stratified_split(data: Dataset, val_fraction: float, seed: int) -> Split:
+def stratified_split(data: Dataset, val_fraction: float, seed: int, *, scale: str = "none") -> Split:
     """Hold out ``val_fraction`` of the rows, each class in proportion (scikit-learn's
     ``train_test_split(stratify=y)``), the same rows for the same ``seed``. Raises MinibatchError when
-    either side cannot hold at least one row of every class."""
+    either side cannot hold at least one row of every class. ``scale="standard"`` standardizes both sides
+    with the training rows' mean and deviation: a scaler fitted on all rows would let the held-out rows
+    shape the features the model trains on. ``data`` must be unscaled."""
     from sklearn.model_selection import train_test_split
 
     fraction = check_val_fraction(val_fraction)
@@ -69,4 +71,19 @@ def stratified_split(data: Dataset, val_fraction: float, seed: int) -> Split:
         return Dataset(data.name, data.X[index], data.y[index], data.n_classes, data.feature_names,
                        data.class_names)
 
-    return Split(subset(train_rows), subset(val_rows), fraction, seed)
+    train, val = subset(train_rows), subset(val_rows)
+    if scale == "standard":
+        train, val = _standardized(train, val)
+    return Split(train, val, fraction, seed)
+
+
+def _standardized(train: Dataset, val: Dataset) -> tuple[Dataset, Dataset]:
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train.X.numpy().astype(np.float64))
+
+    def apply(d: Dataset) -> Dataset:
+        X = torch.tensor(scaler.transform(d.X.numpy().astype(np.float64)), dtype=torch.float32)
+        return Dataset(d.name, X, d.y, d.n_classes, d.feature_names, d.class_names)
+
+    return apply(train), apply(val)

@@ -83,8 +83,9 @@ def plan(study: StudyConfig) -> StudyPlan:
     n_samples: dict[str, int] = {}
     jobs: list[StudyJob] = []
     for dataset in study.datasets:
-        data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0))
-        split = splits[dataset] = stratified_split(data, study.val_fraction, study.data_seed)
+        # loaded unscaled: the split scales both sides with the training rows' statistics only
+        data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0).with_(scale="none"))
+        split = splits[dataset] = stratified_split(data, study.val_fraction, study.data_seed, scale=study.scale)
         n_samples[dataset] = data.n_samples
         targets[dataset] = study.target_for(dataset)
         n_train = split.train.n_samples
