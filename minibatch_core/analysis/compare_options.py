@@ -1,0 +1,66 @@
+"""What compare judges by: the verdict words and ``CompareOptions`` (thresholds, normalization, loss mode)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from minibatch_core.errors import MinibatchError
+from minibatch_core.records.identity import IDENTITY_COLUMNS
+
+# A configuration is its full identity (every axis but the seed, from the records layer) and its set of
+# seeds: runs that differ in any axis are never compared as the same thing.
+# (the resolved batch size follows from batch_spec and the data; it is kept for display)
+KEYS = (*IDENTITY_COLUMNS, "batch_size", "seeds")
+
+IMPROVED, UNCHANGED, REGRESSED, MISSING, NEW = "improved", "unchanged", "regressed", "missing", "new"
+NOT_JUDGED = "not judged"
+LOSS_MODES = ("tolerance", "exact")
+MIN_TIME_SAMPLES = 3  # below this a bootstrap interval is degenerate (and would look falsely certain)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    # Measured, not chosen: no false alarm in 40 back-to-back comparisons of identical code (20 of
+    # pytest-benchmark JSONs, 20 of quick sweeps, one thread) on a shared 2-core machine at load average
+    # 0.5 to 10.9, where the largest ratio with its interval above 1 was 65.9 (docs/gates.md,
+    # scripts/false_alarm_rate.py). On a quiet, dedicated machine pass a smaller --max-slowdown.
+    max_slowdown: float = 70.0
+    normalize: str = "none"  # none | calibration | engine:NAME
+    loss_mode: str = "tolerance"  # tolerance | exact
+    loss_rtol: float = 0.05
+    max_memory_growth: float = 1.20
+    # CPU peak memory is an RSS delta: it moves by whole pages and allocator arenas, tens to hundreds
+    # of KiB for this model, with run-to-run jitter of a few pages. Differences below this never regress.
+    memory_floor_bytes: int = 1 << 20
+    confidence: float = 0.95
+    bootstrap: int = 2000
+    rng_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.max_slowdown > 1 and math.isfinite(self.max_slowdown)):
+            raise MinibatchError(f"--max-slowdown {self.max_slowdown!r} is not valid: use a number > 1")
+        if not (self.max_memory_growth > 1 and math.isfinite(self.max_memory_growth)):
+            raise MinibatchError(
+                f"--max-memory-growth {self.max_memory_growth!r} is not valid: use a number > 1")
+        if not (self.loss_rtol >= 0 and math.isfinite(self.loss_rtol)):
+            raise MinibatchError(f"--loss-rtol {self.loss_rtol!r} is not valid: use a number >= 0")
+        if self.memory_floor_bytes < 0:
+            raise MinibatchError(f"--memory-floor-bytes {self.memory_floor_bytes!r} is not valid: use >= 0")
+        if not 0.5 <= self.confidence < 1:
+            raise MinibatchError(f"--confidence {self.confidence!r} is not valid: use a number in [0.5, 1)")
+        if self.bootstrap < 100:
+            raise MinibatchError(f"--bootstrap {self.bootstrap!r} is not valid: use at least 100 resamples")
+        if self.loss_mode not in LOSS_MODES:
+            raise MinibatchError(
+                f"--loss-mode {self.loss_mode!r} is not known: use one of {', '.join(LOSS_MODES)}")
+        if not (self.normalize in ("none", "calibration") or
+                (self.normalize.startswith("engine:") and self.normalize[len("engine:"):])):
+            raise MinibatchError(
+                f"--normalize {self.normalize!r} is not known: use none, calibration or engine:NAME "
+                "(e.g. engine:reference)"
+            )
+
+    @property
+    def reference_engine(self) -> str | None:
+        return self.normalize[len("engine:"):] if self.normalize.startswith("engine:") else None
