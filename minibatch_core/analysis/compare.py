@@ -24,6 +24,7 @@ from minibatch_core.analysis.compare_options import (
     REGRESSED,
     UNCHANGED,
     CompareOptions,
+    StatusCounts,
 )
 from minibatch_core.analysis.result_sets import Environment, ResultSet, load_results
 from minibatch_core.analysis.verdicts import (
@@ -60,20 +61,13 @@ class RowComparison:
 
 
 @dataclass
-class Comparison:
+class Comparison(StatusCounts):
     baseline: ResultSet
     current: ResultSet
     options: CompareOptions
     keys: tuple[str, ...]
     rows: list[RowComparison]
     notes: list[str]
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.rows)
-
-    @property
-    def regressed(self) -> bool:
-        return any(r.status == REGRESSED for r in self.rows)
 
     def to_frame(self) -> pd.DataFrame:
         """One flat row per configuration (for tests, CSV export, or a notebook)."""

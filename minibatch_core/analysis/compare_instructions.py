@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from minibatch_core.analysis.compare_options import IMPROVED, MISSING, NEW, REGRESSED, UNCHANGED, StatusCounts
 from minibatch_core.errors import MinibatchError
 from minibatch_core.records.instructions import MATCH_COLUMNS, CountSet
 
-IMPROVED, UNCHANGED, REGRESSED, MISSING, NEW = "improved", "unchanged", "regressed", "missing", "new"
 DEFAULT_MAX_GROWTH = 1.02
 # env.json entries that change what an instruction count is: counts compared across them may differ
 # for reasons other than the code
@@ -55,19 +55,12 @@ class InstructionRow:
 
 
 @dataclass
-class InstructionComparison:
+class InstructionComparison(StatusCounts):
     baseline: CountSet
     current: CountSet
     options: InstructionOptions
     rows: list[InstructionRow]
     notes: list[str] = field(default_factory=list)
-
-    def count(self, status: str) -> int:
-        return sum(r.status == status for r in self.rows)
-
-    @property
-    def regressed(self) -> bool:
-        return any(r.status == REGRESSED for r in self.rows)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{**r.key, "run_id": r.run_id, "status": r.status, "base_instructions": r.base,

@@ -64,3 +64,16 @@ class CompareOptions:
     @property
     def reference_engine(self) -> str | None:
         return self.normalize[len("engine:"):] if self.normalize.startswith("engine:") else None
+
+
+class StatusCounts:
+    """What a comparison of rows with a ``status`` says as a whole (wall-time and instruction compare)."""
+
+    rows: list
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.rows)
+
+    @property
+    def regressed(self) -> bool:
+        return any(r.status == REGRESSED for r in self.rows)

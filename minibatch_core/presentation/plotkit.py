@@ -106,6 +106,14 @@ def legend_right(fig: plt.Figure, axes: list, heading: str) -> None:
             return
 
 
+def finish(fig: plt.Figure, axes: list, legend_heading: str, text: str) -> plt.Figure:
+    """Every multi-panel plot ends the same way: one legend on the right, the title, a tight layout."""
+    legend_right(fig, axes, legend_heading)
+    title(fig, text)
+    fig.tight_layout()
+    return fig
+
+
 def plain_log_y(ax, counts: bool = False) -> None:
     """Log y axis with plain numbers (0.5, 1, 2; or 20k, 1M for counts) rather than 5x10^-1."""
     ax.set_yscale("log")

@@ -55,10 +55,8 @@ def epoch_time_vs_batch(data: PlotData) -> plt.Figure:
         ax.set_xlabel(L.axis_label("batch_size"))
         ax.set_ylabel(L.axis_label("epoch_time_per_model" if (runs["replicas"] > 1).any() else "epoch_time"))
         ax.set_title(setup)
-    K.legend_right(fig, axes, "engine")
-    K.title(fig, "Epoch time vs batch size (median over seeds and epochs after warm-up; bars: interquartile range)")
-    fig.tight_layout()
-    return fig
+    return K.finish(fig, axes, "engine",
+                    "Epoch time vs batch size (median over seeds and epochs after warm-up; bars: interquartile range)")
 
 
 def peak_memory_vs_batch(data: PlotData) -> plt.Figure:
@@ -102,10 +100,8 @@ def peak_memory_vs_batch(data: PlotData) -> plt.Figure:
         ax.set_xlabel(L.axis_label("batch_size"))
         ax.set_ylabel(ylabel if len(ylabel) < 32 else ylabel.split(":")[0] + " (KiB)")
         ax.set_title((f"{setup}\n" if len(setups) > 1 else "") + ylabel.replace(" (KiB)", ""), fontsize=10)
-    K.legend_right(fig, axes, "engine")
-    K.title(fig, "Memory vs batch size (median over seeds; engines nudged sideways so equal values stay visible)")
-    fig.tight_layout()
-    return fig
+    return K.finish(fig, axes, "engine",
+                    "Memory vs batch size (median over seeds; engines nudged sideways so equal values stay visible)")
 
 
 def throughput(data: PlotData) -> plt.Figure:
@@ -132,10 +128,7 @@ def throughput(data: PlotData) -> plt.Figure:
         ax.set_xlabel(L.axis_label("batch"))
         ax.set_ylabel(L.axis_label("samples_per_s_replicas" if (runs["replicas"] > 1).any() else "samples_per_s"))
         ax.set_title(setup)
-    K.legend_right(fig, axes, "engine")
-    K.title(fig, "Training throughput (median over epochs after warm-up)")
-    fig.tight_layout()
-    return fig
+    return K.finish(fig, axes, "engine", "Training throughput (median over epochs after warm-up)")
 
 
 def profile_split(data: PlotData) -> plt.Figure:
@@ -167,7 +160,5 @@ def profile_split(data: PlotData) -> plt.Figure:
         ax.set_title(f"{engine} | {setup}" if len(setups) > 1 else engine)
         ax.set_xlabel(L.axis_label("batch"))
         ax.set_ylabel(L.axis_label("step_share"))
-    K.legend_right(fig, axes, "phase")
-    K.title(fig, "Where a training step's time goes, per batch size (share of the mean step; its length on top)")
-    fig.tight_layout()
-    return fig
+    return K.finish(fig, axes, "phase",
+                    "Where a training step's time goes, per batch size (share of the mean step; its length on top)")

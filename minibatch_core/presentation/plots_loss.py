@@ -39,14 +39,22 @@ def _mark_diverged(ax, part: pd.DataFrame, styles: dict, x: str = "epoch") -> in
     return len(lines)
 
 
+def _loss_panels(runs: pd.DataFrame) -> tuple[plt.Figure, list, list[tuple]]:
+    """The figure, its axes, and per panel (setup x engine) its rows and those with a finite loss."""
+    panels = _panels(runs)
+    fig, axes = K.grid(len(panels), sharey=True)
+    parts = []
+    for ax, (setup, engine) in zip(axes, panels, strict=True):
+        part = runs[(runs["setup"] == setup) & (runs["engine"] == engine)]
+        parts.append((ax, setup, engine, part, part[np.isfinite(part["epoch_loss"])]))
+    return fig, axes, parts
+
+
 def loss_vs_epoch(data: PlotData) -> plt.Figure:
     runs = data.runs
     styles = K.batch_styles(runs.attrs["batch_order"])
-    panels = _panels(runs)
-    fig, axes = K.grid(len(panels), sharey=True)
-    for ax, (setup, engine) in zip(axes, panels, strict=True):
-        part = runs[(runs["setup"] == setup) & (runs["engine"] == engine)]
-        finite = part[np.isfinite(part["epoch_loss"])]
+    fig, axes, parts = _loss_panels(runs)
+    for ax, setup, engine, part, finite in parts:
         for batch in runs.attrs["batch_order"]:
             rows = finite[finite["batch"] == batch]
             if rows.empty:
@@ -69,20 +77,15 @@ def loss_vs_epoch(data: PlotData) -> plt.Figure:
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel(L.axis_label("epoch_loss"))
         _panel_title(ax, runs, setup, engine)
-    K.legend_right(fig, axes, "batch size")
-    K.title(fig, "Training loss per epoch by batch size (thick: median over seeds; thin: each seed)")
-    fig.tight_layout()
-    return fig
+    return K.finish(fig, axes, "batch size",
+                    "Training loss per epoch by batch size (thick: median over seeds; thin: each seed)")
 
 
 def loss_vs_time(data: PlotData) -> plt.Figure:
     runs = data.runs
     styles = K.batch_styles(runs.attrs["batch_order"])
-    panels = _panels(runs)
-    fig, axes = K.grid(len(panels), sharey=True)
-    for ax, (setup, engine) in zip(axes, panels, strict=True):
-        part = runs[(runs["setup"] == setup) & (runs["engine"] == engine)]
-        finite = part[np.isfinite(part["epoch_loss"])]
+    fig, axes, parts = _loss_panels(runs)
+    for ax, setup, engine, part, finite in parts:
         for batch in runs.attrs["batch_order"]:
             rows = finite[finite["batch"] == batch]
             if rows.empty:
@@ -102,8 +105,6 @@ def loss_vs_time(data: PlotData) -> plt.Figure:
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel(L.axis_label("epoch_loss"))
         _panel_title(ax, runs, setup, engine)
-    K.legend_right(fig, axes, "batch size")
-    K.title(fig, "Loss against training time: the curve furthest down-left gets low soonest "
-                 "(median over seeds; one marker per epoch)")
-    fig.tight_layout()
-    return fig
+    return K.finish(fig, axes, "batch size",
+                    "Loss against training time: the curve furthest down-left gets low soonest "
+                    "(median over seeds; one marker per epoch)")
