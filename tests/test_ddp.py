@@ -19,7 +19,7 @@ from minibatch_core import RunConfig, train
 from minibatch_core.cli import main
 from minibatch_core.engines.ddp import shard_bounds
 from minibatch_core.running.distributed import DistributedOptions
-from minibatch_core.running.measure import cpu_count
+from minibatch_core.running.envinfo import cpu_count
 from tests.conftest import requires_cuda
 
 TOL = 1e-5  # relative: the all-reduce's summation order is the only difference from reference

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -9,7 +13,7 @@ import pytest
 from test_report import N, synthetic_profile, synthetic_runs
 
 from minibatch_core.analysis.tables import profile_split
-from minibatch_core.presentation import plotkit
+from minibatch_core.presentation import parallel, plotkit
 from minibatch_core.presentation.plots import (
     REGISTRY,
     RSS_RESOLUTION_BYTES,
@@ -19,6 +23,7 @@ from minibatch_core.presentation.plots import (
     loss_vs_time,
     make_all,
     peak_memory_vs_batch,
+    start_all,
     throughput,
 )
 from minibatch_core.presentation.plots import profile_split as profile_plot
@@ -184,3 +189,75 @@ def test_divergence_is_drawn_and_never_crashes(tmp_path) -> None:
     assert _texts(fig).count("every run diverged") == 3
     assert all(not _labelled(ax) for ax in _panels(fig))
     plt.close(fig)
+
+
+# --- drawing in forked workers (presentation.parallel) ----------------------------------------------------
+
+needs_fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                                reason="no fork start method on this platform")
+
+
+@needs_fork
+def test_forked_and_serial_drawing_write_the_same_plots_in_the_same_order(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)  # the forked path even on a one-core machine
+    runs, split = _two_datasets(), profile_split(synthetic_profile())
+    serial = make_all(runs, split, tmp_path / "serial", parallel=False)
+    drawing = start_all(runs, split, tmp_path / "forked")
+    assert drawing.workers == 2
+    forked = drawing.results()
+    assert [p.name for p in forked] == [p.name for p in serial] == [s.name for s in REGISTRY]
+    assert [(p.title, p.caption, p.path.name) for p in forked] == [(p.title, p.caption, p.path.name) for p in serial]
+    assert all(p.path.parent == tmp_path / "forked" for p in forked)
+    assert sorted(f.name for f in (tmp_path / "forked").iterdir()) == sorted(f.name for f in
+                                                                          (tmp_path / "serial").iterdir())
+    for s, f in zip(serial, forked, strict=True):
+        assert f.path.read_bytes() == s.path.read_bytes(), s.name
+
+
+def _fails_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"no plot for {x}")
+    return x * 10
+
+
+@needs_fork
+def test_an_error_in_a_worker_is_the_serial_paths_error(monkeypatch) -> None:
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    failing = parallel.Pending(_fails_on_three, [1, 2, 3, 4])
+    assert failing.workers == 2
+    with pytest.raises(ValueError, match="^no plot for 3$"):
+        failing.results()
+    assert parallel.Pending(_fails_on_three, [4, 1, 2]).results() == [40, 10, 20]  # in the items' order
+
+
+@needs_fork
+def test_a_worker_that_dies_costs_only_a_rerun_here(monkeypatch) -> None:
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    parent = os.getpid()
+
+    def dies_in_a_worker(x: int) -> int:
+        if os.getpid() != parent and x == 2:
+            os._exit(3)  # killed mid-job: the pool breaks
+        return x + 1
+
+    dying = parallel.Pending(dies_in_a_worker, [1, 2, 3, 4])
+    assert dying.workers == 2
+    assert dying.results() == [2, 3, 4, 5]
+
+
+def test_one_usable_core_or_another_thread_draws_here(monkeypatch) -> None:
+    parent = os.getpid()
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 1)
+    alone = parallel.Pending(lambda x: (x, os.getpid() == parent), [1, 2])
+    assert alone.workers == 0 and alone.results() == [(1, True), (2, True)]
+
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # a lock that thread held at a fork would stay held in the child: no fork
+        threaded = parallel.Pending(lambda x: (x, os.getpid() == parent), [1, 2])
+    finally:
+        stop.set()
+        other.join()
+    assert threaded.workers == 0 and threaded.results() == [(1, True), (2, True)]

@@ -26,10 +26,11 @@ def _truthy(column: pd.Series) -> pd.Series:
     return column.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"])
 
 
-def run_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
+def run_outcomes(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
     """One row per run: its configuration, seed, ``diverged``, ``diverged_epoch``, ``final_loss`` (NaN when
-    diverged), ``final_accuracy``, ``epochs_done``, ``total_time_s``."""
-    runs = with_defaults(runs)
+    diverged), ``final_accuracy``, ``epochs_done``, ``total_time_s``. ``checked``: see
+    ``tables.with_defaults``."""
+    runs = with_defaults(runs, checked=checked)
     nonfinite = ~np.isfinite(pd.to_numeric(runs["epoch_loss"], errors="coerce"))
     flagged = _truthy(runs["diverged"]) if "diverged" in runs else pd.Series(False, index=runs.index)
     frame = runs.assign(_bad=nonfinite | flagged)
@@ -48,10 +49,11 @@ def run_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def config_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
+def config_outcomes(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
     """One row per configuration: seeds, diverged seeds and the first diverging epoch, the final loss's
     median and range over the seeds that did not diverge, and the median timed epoch time."""
-    per_run = run_outcomes(runs)
+    runs = with_defaults(runs, checked=checked)
+    per_run = run_outcomes(runs, checked=True)
     g = per_run.groupby(CONFIG_KEYS, sort=False, dropna=False)
     out = pd.DataFrame({
         "n_seeds": g["seed"].nunique(),
@@ -62,10 +64,10 @@ def config_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
         "final_loss_max": g["final_loss"].max(),
         "final_accuracy_median": g["final_accuracy"].median(),
     })
-    timed = timed_epochs(with_defaults(runs))
+    timed = timed_epochs(runs)
     per_model = timed["epoch_time_s"] / timed["replicas"]
     out["epoch_time_s"] = per_model.groupby([timed[k] for k in CONFIG_KEYS], sort=False, dropna=False).median()
-    out["steps"] = with_defaults(runs).groupby(CONFIG_KEYS, sort=False, dropna=False)["steps"].median()
+    out["steps"] = runs.groupby(CONFIG_KEYS, sort=False, dropna=False)["steps"].median()
     return _sorted(out.reset_index())
 
 
@@ -102,12 +104,12 @@ def target_losses(configs: pd.DataFrame, lesson_batch: str = "32") -> pd.DataFra
     return out
 
 
-def time_to_loss(runs: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+def time_to_loss(runs: pd.DataFrame, targets: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
     """Per configuration: each seed's training time (``cumulative_time_s``, per model for multi-seed
     engines) at the first epoch whose loss is at or below its group's target; how many seeds got there
     (``n_reached`` of ``n_seeds``), the range over those that did, and the median over all seeds with the
     others counted as "later than any" (censored): NaN unless at least half got there."""
-    runs = with_defaults(runs)
+    runs = with_defaults(runs, checked=checked)
     frame = runs.merge(targets, on=GROUP_KEYS)
     frame = frame.assign(_t=frame["cumulative_time_s"] / frame["replicas"])
     hit = frame[np.isfinite(frame["epoch_loss"]) & (frame["epoch_loss"] <= frame["target_loss"])]
@@ -139,9 +141,13 @@ def _censored_median(times: pd.Series) -> float:
     return float(got.iloc[k - 1]) if len(got) >= k else np.nan
 
 
-def with_divergence(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv plus ``n_diverged`` (seeds that diverged) and ``diverged_epoch`` (the first)."""
-    configs = config_outcomes(runs)[[*CONFIG_KEYS, "n_diverged", "diverged_epoch"]]
+def with_divergence(summary: pd.DataFrame, runs: pd.DataFrame, *, checked: bool = False,
+                    configs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """summary.csv plus ``n_diverged`` (seeds that diverged) and ``diverged_epoch`` (the first).
+    ``configs``: ``config_outcomes(runs)`` where the caller has it already."""
+    if configs is None:
+        configs = config_outcomes(runs, checked=checked)
+    configs = configs[[*CONFIG_KEYS, "n_diverged", "diverged_epoch"]]
     summary = summary.drop(columns=[c for c in ("n_diverged", "diverged_epoch") if c in summary])
     merged = summary.merge(configs, on=CONFIG_KEYS, how="left")
     merged["n_diverged"] = merged["n_diverged"].fillna(0).astype(int)

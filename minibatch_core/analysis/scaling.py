@@ -17,14 +17,15 @@ from minibatch_core.records.identity import IDENTITY_COLUMNS
 SCALING_KEYS = [c for c in IDENTITY_COLUMNS if c not in ("workers", "torch_threads")] + ["batch_size"]
 
 
-def scaling(runs: pd.DataFrame) -> pd.DataFrame:
+def scaling(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
     """One row per configuration x W, for the configurations measured at more than one W; empty otherwise.
 
     Columns: the configuration, ``workers``, ``worker_batch_size``, ``epoch_time_median_s``,
     ``samples_per_s_median``, ``speedup`` and ``scaling_efficiency`` (against W=1 of the same
     configuration; NaN without it), ``allreduce_share``, ``peak_memory_sum_median_bytes``, ``n_runs``.
+    ``checked``: see ``tables.with_defaults``.
     """
-    runs = with_defaults(runs)
+    runs = with_defaults(runs, checked=checked)
     if "workers" not in runs or runs["workers"].nunique() < 2:
         return pd.DataFrame()
     runs = runs.assign(worker_batch_size=runs.get("worker_batch_size", runs["batch_size"]),

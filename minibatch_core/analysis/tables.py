@@ -44,9 +44,13 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return load_runs(path)
 
 
-def with_defaults(frame: pd.DataFrame, source: str = "runs") -> pd.DataFrame:
-    """A runs frame that may not have come through the loader (tests, notebooks), checked and typed."""
-    return check_runs(frame, source)
+def with_defaults(frame: pd.DataFrame, source: str = "runs", *, checked: bool = False) -> pd.DataFrame:
+    """A runs frame that may not have come through the loader (tests, notebooks), checked and typed.
+
+    ``checked=True`` is the caller's word that ``frame`` is what ``read_runs`` / ``check_runs`` returned
+    (not modified since): it is returned as it is. ``report.build`` loads runs.csv once and passes that
+    frame down with ``checked=True`` instead of checking it again in every table and plot."""
+    return frame if checked else check_runs(frame, source)
 
 
 def read_profile(path: str | Path) -> pd.DataFrame | None:
@@ -96,9 +100,9 @@ def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["epoch"] == last]
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """summary.csv: one row per configuration, aggregated across seeds."""
-    runs = with_defaults(runs)
+def summarize(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
+    """summary.csv: one row per configuration, aggregated across seeds (``checked``: see ``with_defaults``)."""
+    runs = with_defaults(runs, checked=checked)
     timed = strictly_timed(runs)
     final = final_epochs(runs)
     g_timed = _by(timed, CONFIG_KEYS)

@@ -108,6 +108,14 @@ def run(args: argparse.Namespace) -> int:
     if args.datasets and not args.config:  # a broken file named here fails before torch is imported
         for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
             check_dataset(dataset, args.target)
+    if not args.no_isolate:
+        # First, before this process imports anything heavy: the worker server's imports (torch,
+        # scikit-learn, the engines: about 3 s) are the longest step before the first run can start, and
+        # they run on another core while this process plans, probes the machine and loads the plotting
+        # libraries (below).
+        from minibatch_core.running.isolation import start_workers
+
+        start_workers(_engines_hint(args))
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.sweep import plan
 
@@ -119,10 +127,6 @@ def run(args: argparse.Namespace) -> int:
     for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
         for note in check_dataset(dataset, sweep.target):
             print(note, file=sys.stderr)
-    if not args.no_isolate:
-        from minibatch_core.running.isolation import start_workers
-
-        start_workers(sweep.engines or None)  # its imports overlap with planning and env.json's probes
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
     folder, default_place = choose_folder(args.out)
     _print_notes(the_plan)
@@ -130,7 +134,22 @@ def run(args: argparse.Namespace) -> int:
     config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
     env = collect(config)
     env["classes"] = class_numbers(sweep)
+    # the report's plotting libraries (about 0.4 s after pandas): loaded now, while a cold worker server
+    # still imports torch on the other core, instead of after the last run
+    import minibatch_core.presentation.report  # noqa: F401
     return _execute_and_report(args, the_plan, folder, env, default_place)
+
+
+def _engines_hint(args: argparse.Namespace) -> list[str]:
+    """The engines the worker server preloads: those named by --engines (read here, before the sweep's
+    settings are parsed and checked), else the default sweep's. A name not known here is left to the
+    sweep's own check; a --config file's engines not preloaded are imported by their first worker."""
+    from minibatch_core.engines import default_engine_names, engine_names
+
+    named = [e.strip() for e in (args.engines or "").split(",") if e.strip()]
+    if named == ["all"]:
+        return engine_names()
+    return [e for e in named if e in engine_names()] or default_engine_names()
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -185,13 +204,13 @@ def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: d
 
                 outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
                                   **resumed)
-                progress.update(task, description="building tables, plots and report")
-                _build(folder)
+                progress.update(task, description="done; building tables, plots and report")
     except KeyboardInterrupt:
         print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
         return 130
-    if progress is None:
-        _build(folder)
+    # after the progress display has stopped: its refresh thread must be gone before the report forks
+    # its plot workers (a fork while another thread holds a lock can hang the child)
+    _build(folder)
     latest = point_latest(folder) if default_place else False
     where = f"{folder}" + (f" (also {folder.parent / LATEST})" if latest else "")
     if args.quiet:

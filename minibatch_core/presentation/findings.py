@@ -6,6 +6,7 @@ Tables put batch sizes across and engines (or engine · setup) down, so one glan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,17 +36,22 @@ def _ordered(configs: pd.DataFrame, datasets: list[str] | None = None) -> pd.Dat
         columns=["_e", "_b", "_d", "_v"])
 
 
-def _row_label(row: pd.Series, configs: pd.DataFrame) -> str:
-    """The engine, plus whatever else varies in the sweep (dataset · device, lr, optimizer, ...)."""
-    parts = [str(row["engine"])]
-    if configs[["dataset", "device"]].drop_duplicates().shape[0] > 1:
-        parts.append(L.setup_label(row["dataset"], row["device"]))
-    for key in GROUP_KEYS:
-        if key in ("engine", "dataset", "device", "n_samples", "n_features", "n_classes"):
-            continue  # the data's shape follows the dataset
-        if key in configs and configs[key].nunique(dropna=False) > 1:
-            parts.append(f"{key} {L.axis_value(row[key])}")
-    return " · ".join(parts)
+def _row_labels(configs: pd.DataFrame) -> Callable[[pd.Series], str]:
+    """row -> the engine, plus whatever else varies in the sweep (dataset · device, lr, optimizer, ...);
+    what varies is read off ``configs`` once, not per row."""
+    setups = configs[["dataset", "device"]].drop_duplicates().shape[0] > 1
+    shape = ("engine", "dataset", "device", "n_samples", "n_features", "n_classes")  # follow the dataset
+    varying = [key for key in GROUP_KEYS
+               if key not in shape and key in configs and configs[key].nunique(dropna=False) > 1]
+
+    def label(row: pd.Series) -> str:
+        parts = [str(row["engine"])]
+        if setups:
+            parts.append(L.setup_label(row["dataset"], row["device"]))
+        parts += [f"{key} {L.axis_value(row[key])}" for key in varying]
+        return " · ".join(parts)
+
+    return label
 
 
 def _columns(configs: pd.DataFrame) -> dict[str, str]:
@@ -61,9 +67,10 @@ def _pivot(configs: pd.DataFrame, cell, datasets: list[str] | None = None) -> pd
     """Rows: engine (· setup); columns: batch sizes; cells: ``cell(row)``."""
     configs = _ordered(configs, datasets)
     columns = _columns(configs)
+    row_label = _row_labels(configs)
     rows: dict[str, dict[str, str]] = {}
     for _, r in configs.iterrows():
-        rows.setdefault(_row_label(r, configs), {})[columns[r["batch_spec"]]] = cell(r)
+        rows.setdefault(row_label(r), {})[columns[r["batch_spec"]]] = cell(r)
     frame = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(columns.values())).fillna(L.MISSING)
     return frame.rename_axis("engine").reset_index()
 
@@ -116,8 +123,9 @@ def _who(winners: dict[tuple, pd.Series], configs: pd.DataFrame) -> str:
     """"batch size 1 for every engine", or per setting when several were swept: "on wine · cpu, batch size
     32 for every engine; on iris · cpu, batch size 32 for reference, fast; batch size 1 for stacked"."""
     settings: dict[str, dict[str, list[str]]] = {}
+    row_label = _row_labels(configs)
     for w in winners.values():
-        label = _row_label(w, configs)
+        label = row_label(w)
         engine, _, setting = label.partition(" · ")
         by_batch = settings.setdefault(setting, {})
         by_batch.setdefault(L.batch_label(w["batch_spec"], w["batch_size"]), []).append(engine)
@@ -184,7 +192,8 @@ def time_to_target_question(configs: pd.DataFrame, ttl: pd.DataFrame) -> Questio
               "seeds (fastest–slowest seed that got there); a seed that never got there counts as slower than "
               "any, so a median needs at least half the seeds.")
     table = _pivot(frame, time_cell)
-    targets = {_row_label(r, frame): L.fmt_loss(r["target_loss"]) for _, r in sources.iterrows()}
+    row_label = _row_labels(frame)
+    targets = {row_label(r): L.fmt_loss(r["target_loss"]) for _, r in sources.iterrows()}
     table.insert(1, "target loss", table["engine"].map(targets).fillna(L.MISSING))
     return Question("Time to a target loss", answer, table)
 

@@ -57,13 +57,14 @@ def engine_styles(engines: list[str]) -> dict[str, Style]:
                      MARKERS[i % len(MARKERS)]) for i, e in enumerate(engines)}
 
 
-def prepare(runs: pd.DataFrame) -> pd.DataFrame:
-    """runs.csv plus the labels plots facet and colour by, and each run's divergence."""
-    runs = with_defaults(runs)
+def prepare(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
+    """runs.csv plus the labels plots facet and colour by, and each run's divergence (``checked``: see
+    ``tables.with_defaults``)."""
+    runs = with_defaults(runs, checked=checked)
     specs = batch_order(runs)
     sizes = runs.groupby("batch_spec")["batch_size"].unique()
     label = {s: (L.batch_label(s, sizes[s][0]) if len(sizes[s]) == 1 else s) for s in specs}
-    outcome = run_outcomes(runs).set_index("run_id")[["diverged", "diverged_epoch"]]
+    outcome = run_outcomes(runs, checked=True).set_index("run_id")[["diverged", "diverged_epoch"]]
     out = runs.drop(columns=[c for c in ("diverged", "diverged_epoch") if c in runs]).join(outcome, on="run_id")
     out = out.assign(
         batch=runs["batch_spec"].map(label),

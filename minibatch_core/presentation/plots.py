@@ -1,20 +1,22 @@
 """THE registry of a sweep's plots (name, title, caption, drawing function, file name) and ``make_all``.
 
 Each drawing function (``plots_loss``, ``plots_cost``) takes the prepared records and returns a matplotlib
-Figure without saving it, so tests can count what it drew; ``make_all`` saves every registered plot.
-Nothing else lists plot names.
+Figure without saving it, so tests can count what it drew; ``make_all`` saves every registered plot
+(``start_all``: the same, drawn in forked workers while the caller goes on). Nothing else lists plot names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from minibatch_core.presentation import plotkit as K
+from minibatch_core.presentation.parallel import Pending
 from minibatch_core.presentation.plotkit import PlotData
 from minibatch_core.presentation.plots_cost import (
     RSS_RESOLUTION_BYTES,
@@ -81,17 +83,36 @@ REGISTRY: tuple[PlotSpec, ...] = (
 )
 
 
-def make_all(runs: pd.DataFrame, profile_wide: pd.DataFrame | None, out_dir: str | Path) -> list[Plot]:
-    """Every registered plot into ``out_dir`` (created); returns them in the registry's order."""
+def make_all(runs: pd.DataFrame, profile_wide: pd.DataFrame | None, out_dir: str | Path, *,
+             checked: bool = False, parallel: bool = True) -> list[Plot]:
+    """Every registered plot into ``out_dir`` (created); returns them in the registry's order.
+
+    ``checked``: see ``tables.with_defaults``. ``parallel``: draw them in forked workers, one per usable
+    core, and here (``presentation.parallel``); False draws them here one after the other. Same files."""
+    if not parallel:
+        draw, specs = _jobs(runs, profile_wide, out_dir, checked)
+        return [draw(spec) for spec in specs]
+    return start_all(runs, profile_wide, out_dir, checked=checked).results()
+
+
+def start_all(runs: pd.DataFrame, profile_wide: pd.DataFrame | None, out_dir: str | Path, *,
+              checked: bool = False) -> Pending[PlotSpec, Plot]:
+    """``make_all`` started in forked workers: ``.results()`` returns the plots (call it, or ``.close()``,
+    in any case)."""
+    return Pending(*_jobs(runs, profile_wide, out_dir, checked))
+
+
+def _jobs(runs: pd.DataFrame, profile_wide: pd.DataFrame | None, out_dir: str | Path, checked: bool
+          ) -> tuple[Callable[[PlotSpec], Plot], list[PlotSpec]]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     has_profile = profile_wide is not None and not profile_wide.empty
-    data = PlotData(K.prepare(runs), profile_wide if has_profile else None)
-    plots = []
-    for spec in REGISTRY:
-        if spec.needs_profile and not has_profile:
-            continue
-        with K.themed():
-            path = K.save(spec.draw(data), out / spec.file_name)
-        plots.append(Plot(spec.name, spec.title, spec.caption, path))
-    return plots
+    data = PlotData(K.prepare(runs, checked=checked), profile_wide if has_profile else None)
+    specs = [spec for spec in REGISTRY if has_profile or not spec.needs_profile]
+    return partial(_render, data=data, out=out), specs
+
+
+def _render(spec: PlotSpec, data: PlotData, out: Path) -> Plot:
+    with K.themed():
+        path = K.save(spec.draw(data), out / spec.file_name)
+    return Plot(spec.name, spec.title, spec.caption, path)

@@ -135,22 +135,41 @@ def build(folder: str | Path) -> dict[str, Path]:
     machine = describe_machine(env)
     warn = contention(runs, env)
 
-    summary = outcomes.with_divergence(tables.summarize(runs), runs)
     split = tables.profile_split(profile) if profile is not None else None
-    written = {
-        "summary_csv": atomic_write_csv(folder / SUMMARY_CSV, summary),
-        "summary_md": atomic_write_text(folder / SUMMARY_MD, summary_tables.summary_markdown(
-            summary, machine, warn.sentence() if warn is not None else None)),
-    }
-    made = plotting.make_all(runs, split, folder / PLOTS_DIR)
+    # runs.csv is checked once, by the loader: everything below gets that frame (checked=True). The plots
+    # are drawn in forked workers (presentation.parallel) while this process computes the tables; a drawing
+    # error is raised where the serial order raised it: after the summary's, before the rest's
+    drawing = plotting.start_all(runs, split, folder / PLOTS_DIR, checked=True)
+    try:
+        configs = outcomes.config_outcomes(runs, checked=True)
+        summary = outcomes.with_divergence(tables.summarize(runs, checked=True), runs, configs=configs)
+        written = {
+            "summary_csv": atomic_write_csv(folder / SUMMARY_CSV, summary),
+            "summary_md": atomic_write_text(folder / SUMMARY_MD, summary_tables.summary_markdown(
+                summary, machine, warn.sentence() if warn is not None else None)),
+        }
+    except BaseException:
+        drawing.close()  # before the plots in that order: this error, not theirs
+        raise
+    try:
+        scaled = scaling(runs, checked=True)  # data-parallel runs at several worker counts; empty otherwise
+        if not scaled.empty:
+            written["scaling_csv"] = atomic_write_csv(folder / SCALING_CSV, scaled)
+        ttl = outcomes.time_to_loss(runs, outcomes.target_losses(configs), checked=True)
+        answer = answer_paragraphs(configs, ttl, _n_samples(runs), warn)
+        questions = [(findings.epoch_time_question(configs), warn), (findings.loss_question(configs), None),
+                     (findings.time_to_target_question(configs, ttl), warn)]
+        engines = findings.engine_question(summary, list(dict.fromkeys(configs["dataset"])))
+        if engines is not None:
+            questions.append((engines, warn))
+        profile_table = summary_tables.display_profile(split) if split is not None else None
+        summary_table = summary_tables.display_summary(summary)
+    finally:
+        made = drawing.results()
     hero, *other_plots = made
-    scaled = scaling(runs)  # data-parallel runs at several worker counts; empty otherwise
     if not scaled.empty:
-        written["scaling_csv"] = atomic_write_csv(folder / SCALING_CSV, scaled)
         made.append(scaling_plot.scaling_plot(scaled, folder / PLOTS_DIR / "scaling.png"))
 
-    configs = outcomes.config_outcomes(runs)
-    ttl = outcomes.time_to_loss(runs, outcomes.target_losses(configs))
     sources = f"`{RUNS_CSV}`" + (f" and `{PROFILE_CSV}`" if profile is not None else "")
     blocks: list[Block] = [
         Heading(1, "minibatch-bench report"),
@@ -159,14 +178,10 @@ def build(folder: str | Path) -> dict[str, Path]:
     ]
     if warn is not None:
         blocks.append(Callout(warn.sentence()))
-    blocks += [Heading(2, "The answer"), *[Para(p) for p in answer_paragraphs(configs, ttl, _n_samples(runs), warn)],
-               Image(hero.path, hero.title, hero.caption, hero=True)]
-    blocks += _question_blocks(findings.epoch_time_question(configs), warn)
-    blocks += _question_blocks(findings.loss_question(configs), None)
-    blocks += _question_blocks(findings.time_to_target_question(configs, ttl), warn)
-    engines = findings.engine_question(summary, list(dict.fromkeys(configs["dataset"])))
-    if engines is not None:
-        blocks += _question_blocks(engines, warn)
+    blocks += [Heading(2, "The answer"), *[Para(p) for p in answer], Image(hero.path, hero.title, hero.caption,
+                                                                          hero=True)]
+    for question, question_warn in questions:
+        blocks += _question_blocks(question, question_warn)
     if not scaled.empty:
         p = made[-1]
         blocks += [Heading(2, "Data-parallel scaling (ddp)"),
@@ -181,7 +196,7 @@ def build(folder: str | Path) -> dict[str, Path]:
                         "CUDA, so phases add up to slightly more than an uninstrumented step)."
                         + (" For ddp the gradient all-reduce is its own phase, taken out of backward."
                            if "allreduce_s" in split and (split["allreduce_s"] > 0).any() else "")),
-                   Table(summary_tables.display_profile(split))]
+                   Table(profile_table)]
     blocks.append(Heading(2, "Plots"))
     for p in other_plots:
         blocks += [Heading(3, p.title), Image(p.path, p.title, p.caption)]
@@ -191,7 +206,7 @@ def build(folder: str | Path) -> dict[str, Path]:
                Para(summary_tables.SUMMARY_NOTE
                     + (" \"speedup vs X\": X's per-model epoch time ÷ this row's at the same batch size."
                        if any(c.startswith("speedup_vs_") for c in summary) else "")),
-               Table(summary_tables.display_summary(summary))]
+               Table(summary_table)]
     methods = sorted(runs["memory_method"].dropna().unique()) if "memory_method" in runs else []
     if methods:
         blocks += [Heading(2, "How memory was measured"), Bullets(list(methods))]

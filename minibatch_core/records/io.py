@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from minibatch_core.errors import MinibatchError
@@ -171,13 +171,17 @@ def _typed(values: pd.Series, column: Column, source: str) -> pd.Series:
         if wrong.any():
             raise bad(wrong[wrong].index[0], "expected True or False")
         return text.isin(_TRUE).where(~empty, None)
+    if values.dtype == (np.int64 if column.dtype == INT else np.float64):
+        return values  # parsed as numbers of this kind already: nothing below would refuse or change one
     numbers = pd.to_numeric(values, errors="coerce")
-    wrong = numbers.isna() & ~empty & ~values.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf"])
-    if wrong.any():
-        raise bad(wrong[wrong].index[0], "expected a number")
+    unparsed = numbers.isna() & ~empty
+    if unparsed.any():  # the text of a cell is looked at only where it did not parse as a number
+        wrong = unparsed & ~values.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf"])
+        if wrong.any():
+            raise bad(wrong[wrong].index[0], "expected a number")
     if column.dtype == INT:
         finite = numbers.dropna()
-        fractional = finite[(finite % 1 != 0) | ~finite.map(math.isfinite)]
+        fractional = finite[(finite % 1 != 0) | ~np.isfinite(finite)]
         if len(fractional):
             raise bad(fractional.index[0], "expected an integer")
         huge = finite[finite.abs() >= 2**63]  # would wrap around in int64

@@ -33,8 +33,9 @@ from minibatch_core.engines import ddp, ddp_group
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.devices import BACKENDS, resolve_device
+from minibatch_core.running.envinfo import cpu_count
 from minibatch_core.running.isolation import _context, _main_module_hidden
-from minibatch_core.running.measure import MemoryProbe, cpu_count
+from minibatch_core.running.measure import MemoryProbe
 
 CONTROL_TIMEOUT_S = 600.0  # a follower waits this long for rank 0's next command (evaluation, data loading)
 GRACE_S = 5.0  # for the other ranks to report after a failure, and to exit after terminate()

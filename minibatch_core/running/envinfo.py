@@ -10,9 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from minibatch_core.running.measure import cpu_count, cpu_model
+# torch is imported by collect() and gpu_info() only: the report and compare read env.json without it
 
 
 def _version(dist: str) -> str | None:
@@ -41,7 +39,25 @@ def git_info(where: Path | None = None) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_count() -> int:
+    """The cores this process may use (its affinity): what torch and the worker processes can use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def gpu_info() -> list[dict[str, Any]]:
+    import torch
+
     if not torch.cuda.is_available():
         return []
     gpus = []
@@ -55,6 +71,7 @@ def gpu_info() -> list[dict[str, Any]]:
 def collect(sweep: dict[str, Any] | None = None, argv: list[str] | None = None) -> dict[str, Any]:
     """Everything that decides how fast and how exactly this machine trains, as plain JSON values."""
     import psutil
+    import torch
 
     try:
         capability = torch.backends.cpu.get_cpu_capability()

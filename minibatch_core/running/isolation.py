@@ -1,8 +1,9 @@
 """Run a function in a fresh worker process, so one run's memory cannot pollute the next.
 
-Workers are forked from a ``forkserver`` that has imported the package (and torch) once but never run
-a torch op or touched CUDA: each run starts from the same clean state in milliseconds instead of the
-seconds a ``spawn`` re-import costs.
+Workers are forked from a server that has imported the package (and torch) once but never run a torch op
+or touched CUDA: each run starts from the same clean state in milliseconds instead of the seconds a
+``spawn`` re-import costs. The server is the warm worker server (``warm``: kept between commands) where it
+is enabled, else a ``forkserver`` started by this command.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from minibatch_core.engines import engine_module, engine_names
 from minibatch_core.errors import MinibatchError
 
 # Imported last by the forkserver: the common imports, then gc.freeze() over everything imported before.
-_PRELOAD_LAST = "minibatch_core.running.preload"
+PRELOAD_LAST = "minibatch_core.running.preload"
 
 
 def _context(engines: Iterable[str] | None = None):
@@ -34,7 +35,7 @@ def _context(engines: Iterable[str] | None = None):
     ctx = mp.get_context(method)
     if method == "forkserver":
         names = engine_names() if engines is None else list(engines)
-        ctx.set_forkserver_preload([*(engine_module(n) for n in names), _PRELOAD_LAST])
+        ctx.set_forkserver_preload([*(engine_module(n) for n in names), PRELOAD_LAST])
     return ctx
 
 
@@ -43,6 +44,11 @@ def start_workers(engines: Iterable[str] | None = None) -> None:
     engines: seconds) then run on another core while this process parses and checks its input. Only the
     first call in a process has an effect, and only where the start method is forkserver; a later
     ``run_isolated`` uses the server started here."""
+    from minibatch_core.running import warm
+
+    if warm.enabled():
+        warm.ensure_started()
+        return
     ctx = _context(engines)
     if ctx.get_start_method() != "forkserver":
         return
@@ -126,7 +132,12 @@ def _child(conn, fn: Callable[..., Any], args: tuple, owner_pid: int | None = No
 
 
 def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a fresh process; its result (picklable) or its exception comes back."""
+    """``fn(*args)`` in a fresh process; its result (picklable) or its exception comes back. The process is
+    a child of the warm worker server (``warm``) where it is enabled, else of this command's forkserver."""
+    from minibatch_core.running import warm
+
+    if warm.enabled():
+        return _outcome(*warm.call(fn, args))
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     # the pymp-* folder multiprocessing keeps this process's sockets in (created here if not yet): the
@@ -148,6 +159,10 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
     finally:
         parent.close()
     proc.join()
+    return _outcome(status, payload)
+
+
+def _outcome(status: str, payload: Any) -> Any:
     if status == "ok":
         return payload
     if status == "user-error":

@@ -5,7 +5,6 @@ Nothing here formats or presents; it returns numbers.
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from minibatch_core.input.devices import synchronize
+from minibatch_core.running.envinfo import cpu_model
 
 
 class Stopwatch:
@@ -125,18 +125,3 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return cpu_model()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

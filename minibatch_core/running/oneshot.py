@@ -25,4 +25,4 @@ def train_in_worker(config: RunConfig, *, profile: bool = False) -> RunResult:
 def _train_here(config: RunConfig, profile: bool) -> RunResult:
     from minibatch_core.running.trainer import train
 
-    return train(config, isolate=False, profile=profile)  # already in the fresh worker
+    return train(config, isolate=False, profile=profile, fresh_process=True)  # already in the fresh worker

@@ -6,6 +6,7 @@ Only imports: no torch op may run here (a forked OpenMP pool can hang) and CUDA 
 
 import gc
 
+import psutil  # noqa: F401 - every worker's orphan watch uses it
 import sklearn.datasets  # noqa: F401
 import sklearn.preprocessing  # noqa: F401
 import torch._dynamo  # noqa: F401 - torch.optim.Optimizer.__init__ imports it lazily (~1.7 s)

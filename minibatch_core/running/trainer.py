@@ -41,17 +41,20 @@ def load_for(config: RunConfig) -> Dataset:
 
 
 def train(config: RunConfig, *, isolate: bool = True, profile: bool = False,
-          distributed: DistributedOptions | None = None) -> RunResult:
+          distributed: DistributedOptions | None = None, fresh_process: bool = False) -> RunResult:
     """Train one run. ``isolate`` (default) runs it in a fresh worker process so that its peak
     memory is its own; in-process runs give the same losses (and are what tests of determinism use).
     Distributed engines always run in fresh processes (``distributed``: backend, oversubscription)."""
-    return train_seeds(config, [config.seed], isolate=isolate, profile=profile, distributed=distributed)[0]
+    return train_seeds(config, [config.seed], isolate=isolate, profile=profile, distributed=distributed,
+                       fresh_process=fresh_process)[0]
 
 
 def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True,
-                profile: bool = False, distributed: DistributedOptions | None = None) -> list[RunResult]:
+                profile: bool = False, distributed: DistributedOptions | None = None,
+                fresh_process: bool = False) -> list[RunResult]:
     """One result per seed. Multi-seed engines train all seeds in one timed pass; the others run
-    one fresh process per seed (W processes for a distributed engine)."""
+    one fresh process per seed (W processes for a distributed engine). ``fresh_process``: with
+    ``isolate=False``, the caller is itself a fresh worker (what the memory method then says)."""
     engine = get_engine(config.engine)
     resolve_device(config.device)  # fail fast, in this process, with the one-line error
     if config.workers > 1 and not engine.distributed:
@@ -65,7 +68,7 @@ def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True
             out += run_distributed(_measure, cfg, group, profile, options=distributed)
         else:
             out += (run_isolated(_measure, cfg, group, profile) if isolate
-                    else _measure(cfg, group, profile, isolated=False))
+                    else _measure(cfg, group, profile, isolated=fresh_process))
     return out
 
 
