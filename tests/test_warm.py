@@ -53,8 +53,10 @@ def server_dir(tmp_path_factory):
         _stop_all(folder)
 
 
-def _the_server(folder: Path) -> dict:
-    running = [s for s in warm.servers() if Path(s["socket"]).parent == folder]
+def _the_server(folder: Path, pid: int | None = None) -> dict:
+    """The record of the server running in ``folder`` (the one with ``pid`` where several run there: a
+    caller with another sys.path, e.g. the CLI in a subprocess, gets a server of its own)."""
+    running = [s for s in warm.servers() if Path(s["socket"]).parent == folder and pid in (None, s["pid"])]
     assert len(running) == 1, running
     return running[0]
 
@@ -63,8 +65,8 @@ def test_runs_come_from_the_one_server_and_equal_the_forkservers(server_dir, mon
     config = RunConfig(batch_size="32", epochs=3, seed=1)
     served = train(config)
     first, second = run_isolated(os.getppid), run_isolated(os.getppid)
-    server = _the_server(server_dir)
-    assert first == second == server["pid"]  # a child of the server, and the same server both times
+    server = _the_server(server_dir, first)
+    assert first == second != os.getpid()  # a child of the server, and the same server both times
     assert server["requests"] >= 3
     monkeypatch.setenv(warm.ENV_SWITCH, "off")
     assert not warm.enabled()
@@ -103,13 +105,23 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 
 
 @pytest.mark.slow  # a server for the CLI's own sys.path, and a command without it
-def test_the_cli_hands_whole_commands_to_a_running_server(server_dir, tmp_path):
-    env = _server_env(server_dir)
-    _cli(["train", "--epochs", "2"], env, tmp_path)  # starts the server if this module's has not yet
-    before = _the_server(server_dir)["requests"]
+def test_the_cli_hands_whole_commands_to_a_running_server(tmp_path, monkeypatch):
+    folder = tmp_path / "srv"  # the CLI's sys.path differs from pytest's: a server of its own, alone here
+    env = _server_env(folder)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        _check_served_commands(env, folder, tmp_path)
+    finally:
+        _stop_all(folder)
+
+
+def _check_served_commands(env: dict[str, str], folder: Path, tmp_path: Path) -> None:
+    _cli(["train", "--epochs", "2"], env, tmp_path)  # runs here and starts the server
+    before = _the_server(folder)["requests"]
     served = _cli(["train", "--epochs", "2"], env, tmp_path)
     assert served.returncode == 0, served.stderr
-    assert _the_server(server_dir)["requests"] == before + 2  # the command itself, then its worker
+    assert _the_server(folder)["requests"] == before + 2  # the command itself, then its worker
     alone = _cli(["train", "--epochs", "2"], {warm.ENV_SWITCH: "off"}, tmp_path)
     epoch_lines = [line for line in alone.stdout.splitlines() if line.startswith("Epoch")]
     assert epoch_lines == [line for line in served.stdout.splitlines() if line.startswith("Epoch")]
@@ -124,17 +136,16 @@ def test_the_cli_hands_whole_commands_to_a_running_server(server_dir, tmp_path):
     assert helped.returncode == 0 and "--batch-size" in helped.stdout
     missing = _cli(["report", str(tmp_path / "nowhere")], env, tmp_path)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
-    assert _the_server(server_dir)["requests"] == before + 6
+    assert _the_server(folder)["requests"] == before + 6
 
 
 def test_status_and_stop(server_dir, tmp_path):
     env = _server_env(server_dir)
-    run_isolated(os.getpid)
-    pid = _the_server(server_dir)["pid"]
+    pid = run_isolated(os.getppid)  # the server that ran it (the folder may hold others: other sys.paths)
     status = _cli(["server", "status"], env, tmp_path)
     assert status.returncode == 0 and f"pid {pid} " in status.stdout
     stopped = _cli(["server", "stop"], env, tmp_path)
-    assert stopped.stdout.strip() == "stopped 1 warm worker server"
+    assert stopped.stdout.strip().startswith("stopped ")
     psutil.wait_procs([p for p in [_proc(pid)] if p], timeout=10)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert "no warm worker server is running" in _cli(["server", "status"], env, tmp_path).stdout
@@ -144,12 +155,12 @@ def test_status_and_stop(server_dir, tmp_path):
 
 @pytest.mark.slow  # a second server start
 def test_a_killed_servers_socket_is_replaced_by_a_new_server(server_dir):
-    run_isolated(os.getpid)
-    old = _the_server(server_dir)
+    old = _the_server(server_dir, run_isolated(os.getppid))
     os.kill(old["pid"], signal.SIGKILL)
     psutil.wait_procs([p for p in [_proc(old["pid"])] if p], timeout=10)
     assert Path(old["socket"]).exists()  # left behind: nobody removed it
-    assert run_isolated(os.getppid) == _the_server(server_dir)["pid"] != old["pid"]
+    new = run_isolated(os.getppid)
+    assert new != old["pid"] and _the_server(server_dir, new)["socket"] == old["socket"]
 
 
 @pytest.mark.slow  # a server of its own
@@ -161,7 +172,7 @@ def test_an_idle_server_exits_and_removes_its_files(tmp_path, monkeypatch):
         psutil.Process(pid).wait(timeout=30)
     finally:
         _stop_all(tmp_path)
-    assert not list(tmp_path.glob("server-*")), list(tmp_path.iterdir())
+    assert [p.suffix for p in tmp_path.glob("server-*")] == [".lock"], list(tmp_path.iterdir())
 
 
 CALLER = textwrap.dedent("""

@@ -123,9 +123,9 @@ def search_path() -> list[str]:
 
 
 def code_key() -> str:
-    """The fingerprint without the environment: what tells a server with older code from one that only
-    runs under other settings."""
-    code = {k: v for k, v in _fingerprint().items() if k != "env"}
+    """The package's code, interpreter and torch: what tells a server with older code from one that only
+    runs under other settings or another ``sys.path`` (a script's folder, ``python -c`` in another cwd)."""
+    code = {k: v for k, v in _fingerprint().items() if k in ("python", "version", "files", "torch")}
     return hashlib.sha256(json.dumps(code).encode()).hexdigest()[:16]
 
 
@@ -191,8 +191,11 @@ def _connect_or_start(path: Path) -> socket.socket:
         sock = _connect(path)
         if sock is not None:
             return sock
-        if proc.poll() not in (None, 0):  # 0: another server won the start; wait for its socket
+        code = proc.poll()
+        if code not in (None, 0):
             break
+        if code == 0 and not _running(path):  # it found the key locked by a server that has exited since
+            proc = _start(path)
         time.sleep(0.01)
     log = path.with_suffix(".log")
     last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []

@@ -121,8 +121,15 @@ def _announce(path: Path) -> dict[str, Any]:
     warm.stop([s for s in warm.servers() if (s.get("python"), s.get("package")) == (mine["python"], mine["package"])
                and s.get("code") != mine["code"]], wait_s=0)
     mine["requests"] = 0
-    warm.record_path(path).write_text(json.dumps(mine) + "\n")
+    _write_record(path, mine)
     return mine
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Replaced whole (a reader never sees half of it); not fsynced: it only says what runs now."""
+    tmp = warm.record_path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record) + "\n")
+    os.replace(tmp, warm.record_path(path))
 
 
 def _preload() -> None:
@@ -159,6 +166,9 @@ def _accept_loop(listener: socket.socket, path: Path, inode: int, idle_s: float,
         if peer is not None and peer[1] != os.getuid():
             conn.close()
             continue
+        mine["requests"] += 1  # for `server status`; written before the fork, so never during a run
+        with contextlib.suppress(OSError):
+            _write_record(path, mine)
         pid = os.fork()
         if pid == 0:
             listener.close()
@@ -173,9 +183,6 @@ def _accept_loop(listener: socket.socket, path: Path, inode: int, idle_s: float,
                 os._exit(0)
         conn.close()
         owners.add(pid, peer[0] if peer else None)
-        mine["requests"] += 1  # for `server status`
-        with contextlib.suppress(OSError):
-            warm.record_path(path).write_text(json.dumps(mine) + "\n")
 
 
 def serve(path: Path, idle_s: float) -> int:
@@ -197,7 +204,8 @@ def serve(path: Path, idle_s: float) -> int:
     finally:
         with contextlib.suppress(OSError):
             if path.stat().st_ino == inode:  # still ours: not yet replaced by a newer server's
-                for leftover in (path, warm.record_path(path), path.with_suffix(".log"), path.with_suffix(".lock")):
+                # the lock file stays: a server starting now may already hold it open
+                for leftover in (path, warm.record_path(path), path.with_suffix(".log")):
                     leftover.unlink(missing_ok=True)
     return 0
 
