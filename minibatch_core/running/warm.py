@@ -148,7 +148,8 @@ def _connect(path: Path) -> socket.socket | None:
 
 def _start(path: Path) -> subprocess.Popen:
     """A server process for ``path``, detached from this command's session (it outlives the command)."""
-    log = open(path.with_suffix(".log"), "w")  # noqa: SIM115 - handed to the server, closed here after
+    # appended to, never truncated: a server that lost the start to another must not empty that one's log
+    log = open(path.with_suffix(".log"), "a")  # noqa: SIM115 - handed to the server, closed here after
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "minibatch_core.running.warm_server", str(path), json.dumps(search_path())],
@@ -319,10 +320,12 @@ def servers() -> list[dict[str, Any]]:
 
 
 def _is_server(pid: Any) -> bool:
+    """Whether ``pid`` is a warm server now (not a process that got a dead server's pid)."""
+    import psutil
+
     try:
-        with open(f"/proc/{int(pid)}/cmdline", "rb") as fh:
-            return b"minibatch_core.running.warm_server" in fh.read()
-    except (OSError, ValueError, TypeError):
+        return "minibatch_core.running.warm_server" in psutil.Process(int(pid)).cmdline()
+    except (psutil.Error, ValueError, TypeError):
         return False
 
 
