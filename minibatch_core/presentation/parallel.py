@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,18 +27,13 @@ from typing import Any, Generic, TypeVar
 
 import matplotlib
 
+from minibatch_core.running.envinfo import cpu_count as usable_cores  # the cores this process may use
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 # in a worker: the job and its items, inherited from the parent through fork (never pickled)
 _WORK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def can_fork() -> bool:

@@ -97,18 +97,23 @@ def _watch_parent(owner_pid: int | None, temp_dir: str | None) -> None:
     except psutil.NoSuchProcess:
         _orphaned(temp_dir)
 
-    def gone() -> bool:
-        try:
-            return not owner.is_running() or owner.status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
     def watch() -> None:
-        while not gone():
+        while not process_gone(owner):
             time.sleep(ORPHAN_POLL_S)
         _orphaned(temp_dir)
 
     threading.Thread(target=watch, name="minibatch-orphan-watch", daemon=True).start()
+
+
+def process_gone(proc) -> bool:
+    """Whether a ``psutil.Process`` has ended: exited, or a zombie not yet reaped (a killed command whose
+    shell has not waited for it yet). psutil compares start times, so a recycled pid does not count."""
+    import psutil
+
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _send(conn, message: tuple, temp_dir: str | None) -> None:

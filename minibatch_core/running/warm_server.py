@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from minibatch_core.running import warm
+from minibatch_core.running.isolation import process_gone
 
 TICK_S = 1.0
 
@@ -58,17 +59,8 @@ class Owners:
         for child, caller in list(self.children.items()):
             if os.waitpid(child, os.WNOHANG) != (0, 0):
                 del self.children[child]
-            elif caller is not None and not _alive(caller):
+            elif caller is not None and process_gone(caller):
                 _end(child)
-
-
-def _alive(proc) -> bool:
-    import psutil
-
-    try:  # is_running compares start times: a recycled pid is not the caller
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _end(pid: int) -> None:
