@@ -24,7 +24,6 @@ COMMANDS = {
     "baseline": "minibatch_core.commands.baseline",
     "study": "minibatch_core.commands.study",
     "gate": "minibatch_core.commands.gate",
-    "server": "minibatch_core.commands.server",
 }
 # The one-line help of each subcommand, as its module's add_parser gives it (a test keeps them equal):
 # the top-level --help lists them without importing the modules, some of which need pandas.
@@ -38,7 +37,6 @@ SUMMARIES = {
     "critical batch",
     "count": "count the CPU instructions of training per configuration under valgrind (instructions.csv)",
     "gate": "the CI regression gate: instruction counts vs a committed baseline, plus wall time",
-    "server": "show or stop the warm worker server (it keeps torch imported between commands)",
 }
 
 EXIT_BAD_INPUT = 2
@@ -70,17 +68,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# commands handed whole to a running warm worker server (see running/warm.py): those that import torch,
-# pandas or matplotlib, whose imports cost seconds in a new process
-SERVED = ("train", "run", "report", "study", "compare")
-
-
-def main(argv: Sequence[str] | None = None, *, serve: bool = True) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if serve:
-        served = _in_warm_server(argv)
-        if served is not None:
-            return served
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
@@ -99,53 +88,6 @@ def main(argv: Sequence[str] | None = None, *, serve: bool = True) -> int:
         print(f"minibatch-bench {args.command}: internal error: {type(err).__name__}: {err} (a bug: please "
               "report it; MINIBATCH_DEBUG=1 shows the traceback)", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-
-def _in_warm_server(argv: list[str]) -> int | None:
-    """The command's exit code, run by a child of the warm worker server where one runs for this code and
-    environment; None where none does (the command then runs here). The child takes over this process's
-    folder, environment, argv, stdout and stderr; Ctrl-C here is passed on to it."""
-    name = next((a for a in argv if not a.startswith("-")), "")
-    if name not in SERVED:
-        return None
-    from minibatch_core.running import warm
-
-    warm.use_for_commands()
-    sock = warm.answering()
-    if sock is None:
-        return None
-    try:
-        # by its module's name: run as `python -m minibatch_core.cli`, this module is __main__, which the
-        # server's child cannot import
-        served = import_module("minibatch_core.cli")._served
-        status, payload = warm.call(served, (argv,), sock=sock, forward_interrupt=True)
-    except warm.ServerGone:  # it was exiting (idle) as this connected: run here, which starts a new one
-        return None
-    except KeyboardInterrupt:
-        print(f"minibatch-bench {name}: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as err:
-        print(f"minibatch-bench {name}: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if status == "ok":
-        return int(payload)
-    print(f"minibatch-bench {name}: internal error: {payload.splitlines()[0]} (a bug: please report it)",
-          file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-def _served(argv: list[str]) -> int:
-    """``main`` in the warm server's child; argparse's exits (--help, a usage error) become exit codes."""
-    from minibatch_core.running import warm
-
-    warm.use_for_commands()  # its workers come from the server too
-    try:
-        return main(argv, serve=False)
-    except SystemExit as done:
-        if done.code is None or isinstance(done.code, int):
-            return done.code or 0
-        print(done.code, file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
             check_dataset(dataset, args.target)
     if not args.no_isolate:
-        # First, before this process imports anything heavy: the worker server's imports (torch,
+        # First, before this process imports anything heavy: the worker forkserver's imports (torch,
         # scikit-learn, the engines: about 3 s) are the longest step before the first run can start, and
         # they run on another core while this process plans, probes the machine and loads the plotting
         # libraries (below).
@@ -134,14 +134,14 @@ def run(args: argparse.Namespace) -> int:
     config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
     env = collect(config)
     env["classes"] = class_numbers(sweep)
-    # the report's plotting libraries (about 0.4 s after pandas): loaded now, while a cold worker server
+    # the report's plotting libraries (about 0.4 s after pandas): loaded now, while the worker forkserver
     # still imports torch on the other core, instead of after the last run
     import minibatch_core.presentation.report  # noqa: F401
     return _execute_and_report(args, the_plan, folder, env, default_place)
 
 
 def _engines_hint(args: argparse.Namespace) -> list[str]:
-    """The engines the worker server preloads: those named by --engines (read here, before the sweep's
+    """The engines the worker forkserver preloads: those named by --engines (read here, before the sweep's
     settings are parsed and checked), else the default sweep's. A name not known here is left to the
     sweep's own check; a --config file's engines not preloaded are imported by their first worker."""
     from minibatch_core.engines import default_engine_names, engine_names

@@ -1,9 +1,8 @@
 """Run a function in a fresh worker process, so one run's memory cannot pollute the next.
 
-Workers are forked from a server that has imported the package (and torch) once but never run a torch op
-or touched CUDA: each run starts from the same clean state in milliseconds instead of the seconds a
-``spawn`` re-import costs. The server is the warm worker server (``warm``: kept between commands) where it
-is enabled, else a ``forkserver`` started by this command.
+Workers are forked from this command's ``forkserver``, which has imported the package (and torch) once but
+never run a torch op or touched CUDA: each run starts from the same clean state in milliseconds instead of
+the seconds a ``spawn`` re-import costs. The forkserver is a child of the command and ends with it.
 """
 
 from __future__ import annotations
@@ -44,11 +43,6 @@ def start_workers(engines: Iterable[str] | None = None) -> None:
     engines: seconds) then run on another core while this process parses and checks its input. Only the
     first call in a process has an effect, and only where the start method is forkserver; a later
     ``run_isolated`` uses the server started here."""
-    from minibatch_core.running import warm
-
-    if warm.enabled():
-        warm.ensure_started()
-        return
     ctx = _context(engines)
     if ctx.get_start_method() != "forkserver":
         return
@@ -137,12 +131,8 @@ def _child(conn, fn: Callable[..., Any], args: tuple, owner_pid: int | None = No
 
 
 def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a fresh process; its result (picklable) or its exception comes back. The process is
-    a child of the warm worker server (``warm``) where it is enabled, else of this command's forkserver."""
-    from minibatch_core.running import warm
-
-    if warm.enabled():
-        return _outcome(*warm.call(fn, args))
+    """``fn(*args)`` in a fresh process, a child of this command's forkserver; its result (picklable) or its
+    exception comes back."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     # the pymp-* folder multiprocessing keeps this process's sockets in (created here if not yet): the
