@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import statistics
 
 import pandas as pd
 import pytest
@@ -87,7 +86,7 @@ def test_train_epoch(benchmark, mb_options: dict, mb_calibration_step_s: dict, m
     frame = pd.concat([run_rows(r, calibration_step_s=mb_calibration_step_s.get(r.device), load_1m=load)
                        for r in results], ignore_index=True)
     first = results[0]
-    epoch_times = [r.time_s for r in first.records[1:]]  # the timed rounds (the trainer's clock)
+    timed = first.measurement  # the timed rounds (the trainer's clock), the warm-up excluded
     benchmark.extra_info.update({
         "engine": engine,
         "dataset": first.dataset,
@@ -103,8 +102,10 @@ def test_train_epoch(benchmark, mb_options: dict, mb_calibration_step_s: dict, m
         "final_epoch_loss": first.epoch_losses[-1],
         "loss_curve": first.epoch_losses,
         "loss_curves": [r.epoch_losses for r in results],
-        "epoch_times_s": epoch_times,
-        "samples_per_s": first.n_samples / statistics.median(epoch_times),
+        "epoch_times_s": list(timed.samples),
+        "samples_per_s": first.n_samples / timed.median,
+        "epoch_time_iqr_s": timed.iqr,
+        "spread_warning": timed.spread_warning,
         "peak_memory_bytes": first.peak_memory_bytes,
         "memory_method": first.memory_method,
         "torch_threads": first.torch_threads,

@@ -15,9 +15,9 @@ from minibatch_core.analysis.tables import (
     MATCH_KEYS,
     batch_order,
     engine_order,
-    timed_epochs,
     with_defaults,
 )
+from minibatch_core.running.measurement import Measurement
 
 GROUP_KEYS = ["engine", *MATCH_KEYS]  # the batch sizes inside one group are compared with each other
 
@@ -64,9 +64,10 @@ def config_outcomes(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFram
         "final_loss_max": g["final_loss"].max(),
         "final_accuracy_median": g["final_accuracy"].median(),
     })
-    timed = timed_epochs(runs)
-    per_model = timed["epoch_time_s"] / timed["replicas"]
-    out["epoch_time_s"] = per_model.groupby([timed[k] for k in CONFIG_KEYS], sort=False, dropna=False).median()
+    # the timed epochs' median (``Measurement``: warm-up excluded, so NaN for a one-epoch run) per model
+    g_runs = runs.groupby(CONFIG_KEYS, sort=False, dropna=False)
+    out["epoch_time_s"] = (g_runs[["seed", "epoch", "warmup", "replicas", "epoch_time_s"]]
+                           .apply(lambda rows: Measurement.from_rows(rows).median) / g_runs["replicas"].max())
     out["steps"] = runs.groupby(CONFIG_KEYS, sort=False, dropna=False)["steps"].median()
     return _sorted(out.reset_index())
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from minibatch_core.records.identity import IDENTITY_COLUMNS
 from minibatch_core.records.io import check_runs, load_profile, load_runs
+from minibatch_core.running.measurement import Measurement, timed_rows
 
 # one configuration = one row of summary.csv (seeds are aggregated over): its identity, plus the resolved
 # batch size (a function of batch_spec and the data) kept for display
@@ -84,15 +85,17 @@ def _sort(frame: pd.DataFrame) -> pd.DataFrame:
 # --- summary ---------------------------------------------------------------------------------------------
 
 def timed_epochs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The epochs plots draw times of: all but the warm-up, unless a run has nothing else (a plot needs a
-    point; its one-epoch runs are marked there). Statistics use ``strictly_timed``."""
+    """The epochs plots draw times of: the timed ones (``Measurement``'s rule), plus the warm-up of a run
+    that has nothing else (a plot needs a point; its one-epoch runs are marked there). Statistics use
+    ``Measurement``."""
     only_warmup = runs.groupby("run_id")["warmup"].transform("all")
-    return runs[~runs["warmup"] | only_warmup]
+    return runs[runs.index.isin(timed_rows(runs).index) | only_warmup]
 
 
-def strictly_timed(runs: pd.DataFrame) -> pd.DataFrame:
-    """The epochs whose times count in statistics: all but the warm-up, so a one-epoch run has none."""
-    return runs[~runs["warmup"]]
+def _time_stats(rows: pd.DataFrame) -> pd.Series:
+    m = Measurement.from_rows(rows)
+    return pd.Series({"epoch_time_median_s": m.median, "epoch_time_q1_s": m.q1, "epoch_time_q3_s": m.q3,
+                      "epoch_time_min_s": m.min, "epoch_time_max_s": m.max, "warmup_time_median_s": m.warmup_s})
 
 
 def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -103,25 +106,22 @@ def final_epochs(runs: pd.DataFrame) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
     """summary.csv: one row per configuration, aggregated across seeds (``checked``: see ``with_defaults``)."""
     runs = with_defaults(runs, checked=checked)
-    timed = strictly_timed(runs)
+    timed = timed_rows(runs)
     final = final_epochs(runs)
     g_timed = _by(timed, CONFIG_KEYS)
     g_final = _by(final, CONFIG_KEYS)
     g_all = _by(runs, CONFIG_KEYS)
     per_run_total = _by(runs, CONFIG_KEYS + ["run_id"])["epoch_time_s"].sum().reset_index()
-    warm = _by(runs[runs["warmup"]], CONFIG_KEYS)["epoch_time_s"].median()
+    times = g_all[["seed", "epoch", "warmup", "replicas", "epoch_time_s"]].apply(_time_stats)
     summary = pd.DataFrame({
         "device_name": g_all["device_name"].first(),
         "replicas": g_all["replicas"].max(),
         "n_seeds": g_all["seed"].nunique(),
         "steps": g_all["steps"].median(),
-        "epoch_time_median_s": g_timed["epoch_time_s"].median(),
-        "epoch_time_q1_s": g_timed["epoch_time_s"].quantile(0.25),
-        "epoch_time_q3_s": g_timed["epoch_time_s"].quantile(0.75),
-        "epoch_time_min_s": g_timed["epoch_time_s"].min(),
-        "epoch_time_max_s": g_timed["epoch_time_s"].max(),
-        "n_timed_epochs": g_timed["epoch_time_s"].count(),
-        "warmup_time_median_s": warm,
+        **{c: times[c] for c in ("epoch_time_median_s", "epoch_time_q1_s", "epoch_time_q3_s", "epoch_time_min_s",
+                                 "epoch_time_max_s")},
+        "n_timed_epochs": g_timed["epoch_time_s"].count(),  # every seed's rows (a multi-seed pass on each)
+        "warmup_time_median_s": times["warmup_time_median_s"],
         "total_time_median_s": _by(per_run_total, CONFIG_KEYS)["epoch_time_s"].median(),
         "samples_per_s_median": g_timed["samples_per_s"].median(),
         "final_loss_mean": g_final["epoch_loss"].mean(),

@@ -22,6 +22,7 @@ from minibatch_core.analysis.compare_options import (
 )
 from minibatch_core.analysis.result_sets import Environment, ResultSet
 from minibatch_core.errors import MinibatchError
+from minibatch_core.running.measurement import Measurement, bootstrap_medians
 
 
 @dataclass
@@ -68,25 +69,9 @@ def config_groups(rs: ResultSet, keys: tuple[str, ...]) -> dict[tuple, pd.DataFr
     return {k if isinstance(k, tuple) else (k,): g for k, g in frame.groupby(list(keys), sort=False)}
 
 
-def _timed_samples(group: pd.DataFrame) -> np.ndarray:
-    # sorted, so the seeded bootstrap sees the same sequence however the rows were ordered
-    timed = group[~group["warmup"]].dropna(subset=["epoch_time_s"]).sort_values(["seed", "epoch"])
-    if (timed["replicas"].fillna(1) > 1).any():
-        # a multi-seed engine times all seeds in one pass: each epoch's time is repeated on every
-        # seed's row and counts once
-        timed = timed.drop_duplicates(subset=["epoch", "epoch_time_s"])
-    return timed["epoch_time_s"].to_numpy(dtype=float)
-
-
 def _rng(options: CompareOptions, key: tuple) -> np.random.Generator:
     # seeded by the configuration, not its position, so adding rows never changes another row's verdict
     return np.random.default_rng([options.rng_seed, zlib.crc32("|".join(map(str, key)).encode())])
-
-
-def _boot_medians(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    if len(x) == 1:
-        return np.full(n, x[0])
-    return np.median(x[rng.integers(0, len(x), size=(n, len(x)))], axis=1)
 
 
 def bootstrap_ratio(base: np.ndarray, cur: np.ndarray, *, base_den: np.ndarray | None = None,
@@ -101,8 +86,8 @@ def bootstrap_ratio(base: np.ndarray, cur: np.ndarray, *, base_den: np.ndarray |
         return float(np.median(x)) / (float(np.median(den)) if den is not None else 1.0)
 
     def boot(x, den):
-        b = _boot_medians(x, n_boot, rng)
-        return b / _boot_medians(den, n_boot, rng) if den is not None else b
+        b = bootstrap_medians(x, n_boot, rng)
+        return b / bootstrap_medians(den, n_boot, rng) if den is not None else b
 
     ratio = point(cur, cur_den) / point(base, base_den)
     ratios = boot(cur, cur_den) / boot(base, base_den)
@@ -127,7 +112,7 @@ def _normalizer(rs: ResultSet, side: str, key: dict[str, Any], groups: dict[tupl
     ref = groups.get(ref_key)
     if ref is None:
         return None, f"no {options.reference_engine} run of this configuration in the {side} to normalize by"
-    samples = _timed_samples(ref)
+    samples = Measurement.from_rows(ref).array
     if len(samples) == 0:
         return None, f"the {options.reference_engine} run in the {side} has no timed epochs"
     return samples, ""
@@ -140,7 +125,7 @@ def judge_speed(key: dict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict,
                             note=f"speed not judged: {key['engine']} is the normalizer (its ratios are 1.0)")
     if diverged_seeds(b) or diverged_seeds(c):
         return SpeedVerdict(NOT_JUDGED, note="speed not judged: a run diverged (its epochs are not the same work)")
-    base, cur = _timed_samples(b), _timed_samples(c)
+    base, cur = Measurement.from_rows(b).array, Measurement.from_rows(c).array
     if min(len(base), len(cur)) < MIN_TIME_SAMPLES:
         return SpeedVerdict(NOT_JUDGED, n_base=len(base), n_cur=len(cur),
                             note=f"speed not judged: fewer than {MIN_TIME_SAMPLES} timed epochs on a side "

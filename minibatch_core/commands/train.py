@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -142,14 +141,16 @@ def print_lesson_lines(result: RunResult, *, batches: bool) -> None:
 
 def time_line(result: RunResult) -> str:
     """Epoch times; the warm-up epoch is never passed off as the median of the timed ones."""
-    timed = [r.time_s for r in result.records[1:]]
-    warm = f"time: warm-up epoch {result.warmup_time_s * 1e3:.2f} ms"
+    m = result.measurement
+    warm = f"time: warm-up epoch {m.warmup_s * 1e3:.2f} ms"
     total = f"total {result.total_time_s:.3f} s"
-    if not timed:
+    if not m.n:
         return f"{warm} | no timed epoch (only the warm-up epoch ran) | {total}"
-    median = statistics.median(timed)
+    median = m.median
     rate = f"{result.n_samples / median:,.0f} samples/s" if median > 0 else "samples/s n/a"
-    return f"{warm} | median epoch (warm-up excluded) {median * 1e3:.2f} ms | {total} | {rate}"
+    line = (f"{warm} | median epoch (warm-up excluded) {median * 1e3:.2f} ms, IQR {m.q1 * 1e3:.2f}-"
+            f"{m.q3 * 1e3:.2f} ms | {total} | {rate}")
+    return line + (f"\nwarning: {m.spread_warning}" if m.spread_warning else "")
 
 
 def summary_text(result: RunResult) -> str:
@@ -172,7 +173,7 @@ def summary_text(result: RunResult) -> str:
         f"{fmt_bytes(m.optimizer_state)}, activations of the largest batch {fmt_bytes(m.activations)}",
     ]
     if result.workers > 1 or result.engine == "ddp":
-        lines.append(workers_text(result, [r.time_s for r in result.records[1:]] or [result.warmup_time_s]))
+        lines.append(workers_text(result, list(result.measurement.samples) or [result.warmup_time_s]))
     if result.profile:
         total = sum(result.profile.values()) or 1.0
         parts = ", ".join(f"{k} {v * 1e6:.1f} us ({v / total:.0%})" for k, v in result.profile.items())

@@ -7,6 +7,7 @@ from typing import Any
 
 from minibatch_core.engines.breakdown import MemoryBreakdown
 from minibatch_core.input.config import RunConfig
+from minibatch_core.running.measurement import Measurement
 
 
 @dataclass
@@ -61,6 +62,11 @@ class RunResult:
     @property
     def epoch_losses(self) -> list[float]:
         return [r.loss for r in self.records]
+
+    @property
+    def measurement(self) -> Measurement:
+        """The run's epoch times: the warm-up apart, the timed samples and their statistics."""
+        return Measurement.from_epochs([r.time_s for r in self.records])
 
     @property
     def warmup_time_s(self) -> float:
