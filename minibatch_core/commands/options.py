@@ -5,19 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS, config_defaults
 from minibatch_core.records.axes import AXES
 
 D = config_defaults()
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise MinibatchError(f"hidden widths {text!r} are not valid: use positive integers, e.g. 10,10") from None
-    return widths
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:

@@ -8,11 +8,12 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
+from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options
 from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.input.config import RunConfig, config_defaults
 from minibatch_core.input.devices import BACKENDS
 from minibatch_core.presentation.units import fmt_bytes
+from minibatch_core.records.axes import parse_widths
 
 if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
     from minibatch_core.running.results import RunResult
@@ -71,7 +72,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         engine=args.engine,
         lr=args.lr,
         optimizer=args.optimizer,
-        hidden=parse_hidden(args.hidden),
+        hidden=parse_widths(args.hidden),  # the hidden axis's parser: run and study read --hidden alike
         target=args.target,
         scale=args.scale,
         n_samples=args.n_samples,

@@ -97,8 +97,8 @@ def parse_lrs(value: Any) -> tuple[float, ...]:
 
 def parse_widths(item: Any) -> tuple[int, ...]:
     """``"10,10"``, ``"10-10"``, ``"10x10"`` or ``[10, 10]`` -> (10, 10)."""
-    parts: list[Any] = list(item) if isinstance(item, (list, tuple)) else \
-        [p for p in re.split(r"[,x-]", str(item)) if p.strip()]
+    # every separator stands between two widths: "10,x" and "10,,10" are refused, not read as (10,)
+    parts: list[Any] = list(item) if isinstance(item, (list, tuple)) else re.split(r"[,x-]", str(item).strip())
     ok = bool(parts) and all((isinstance(p, int) and not isinstance(p, bool) and p >= 1) or
                              (isinstance(p, str) and p.strip().isdigit() and int(p) >= 1) for p in parts)
     if not ok:
