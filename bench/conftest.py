@@ -118,7 +118,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 def summary_lines(cases: list[CaseSummary]) -> list[str]:
     """The terminal table: one line per case, final loss and peak memory beside the tensors' bytes."""
-    from minibatch_core.presentation.units import fmt_bytes, fmt_num
+    from minibatch_core.presentation.labels import fmt_bytes, fmt_num
 
     header = ("case", "seeds", "final loss", "peak memory", "tensor bytes", "peak measured")
     rows = []

@@ -18,7 +18,7 @@ import pytest
 
 from minibatch_core.analysis.compare import NEW, UNCHANGED, CompareOptions, compare, load_results
 from minibatch_core.engines import engine_names
-from minibatch_core.presentation.units import fmt_bytes
+from minibatch_core.presentation.labels import fmt_bytes
 from minibatch_core.records.columns import RUN_COLUMNS, names
 from minibatch_core.records.io import rows_frame
 

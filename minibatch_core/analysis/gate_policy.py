@@ -36,6 +36,3 @@ def confirmed(first: Comparison, second: Comparison, parts: Iterable[str] = PART
     again = {row_key(r) for r in failing_rows(second, parts)}
     return [r for r in failing_rows(first, parts) if row_key(r) in again]
 
-
-def needs_confirmation(first: Comparison, parts: Iterable[str] = PARTS_ALL) -> bool:
-    return bool(failing_rows(first, parts))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from minibatch_core.records.identity import IDENTITY_COLUMNS
-from minibatch_core.records.io import check_runs, load_profile, load_runs
+from minibatch_core.records.io import check_runs, load_runs
 from minibatch_core.running.measurement import Measurement, timed_rows
 
 # one configuration = one row of summary.csv (seeds are aggregated over): its identity, plus the resolved
@@ -52,10 +52,6 @@ def with_defaults(frame: pd.DataFrame, source: str = "runs", *, checked: bool = 
     (not modified since): it is returned as it is. ``report.build`` loads runs.csv once and passes that
     frame down with ``checked=True`` instead of checking it again in every table and plot."""
     return frame if checked else check_runs(frame, source)
-
-
-def read_profile(path: str | Path) -> pd.DataFrame | None:
-    return load_profile(path)
 
 
 # --- ordering ----------------------------------------------------------------------------------------------
@@ -171,28 +167,6 @@ def _add_engine_speedups(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- questions the report answers -------------------------------------------------------------------------
-
-def loss_within_budget(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per group of batch sizes (same engine, dataset, device, setup): the wall-time budget is the total
-    training time of the batch size that finished all epochs first (median over seeds); for each batch
-    size, the epoch loss of the last epoch completed within that budget (mean over seeds that completed
-    one; NaN when none did)."""
-    runs = with_defaults(runs)
-    group_keys = ["engine", *MATCH_KEYS]
-    final = final_epochs(runs)
-    totals = _by(final, CONFIG_KEYS)["cumulative_time_s"].median().reset_index()
-    budgets = _by(totals, group_keys)["cumulative_time_s"].min().rename("budget_s").reset_index()
-    frame = runs.merge(budgets, on=group_keys)
-    within = frame[frame["cumulative_time_s"] <= frame["budget_s"]]
-    last = within[within["epoch"] == within.groupby("run_id")["epoch"].transform("max")]
-    per_config = _by(last, CONFIG_KEYS).agg(
-        loss_at_budget=("epoch_loss", "mean"), epochs_within_budget=("epoch", "median"),
-        seeds_within_budget=("seed", "nunique"))
-    out = totals.rename(columns={"cumulative_time_s": "total_time_s"}).merge(
-        budgets, on=group_keys).merge(per_config.reset_index(), on=CONFIG_KEYS, how="left")
-    out["epochs_within_budget"] = out["epochs_within_budget"].fillna(0)
-    return _sort(out)
-
 
 def time_to_target(runs: pd.DataFrame) -> pd.DataFrame:
     """Per group of batch sizes: the target is the highest of their final mean epoch losses (a loss every

@@ -12,7 +12,7 @@ from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_
 from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.input.config import RunConfig, config_defaults
 from minibatch_core.input.devices import BACKENDS
-from minibatch_core.presentation.units import fmt_bytes
+from minibatch_core.presentation.labels import fmt_bytes
 from minibatch_core.records.axes import parse_widths
 
 if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked

@@ -124,10 +124,6 @@ ENGINE_NAMES = {
 }
 
 
-def engine_label(engine: str, long: bool = False) -> str:
-    return ENGINE_NAMES.get(engine, engine) if long else engine
-
-
 PHASE_NAMES = {"data": "data loading", "forward": "forward", "backward": "backward",
                "allreduce": "gradient all-reduce", "optimizer": "optimizer step"}
 

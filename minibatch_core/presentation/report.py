@@ -34,7 +34,7 @@ from minibatch_core.presentation.document import (
     render_markdown,
 )
 from minibatch_core.presentation.labels import fmt_seconds
-from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
+from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV, load_profile
 from minibatch_core.running.envinfo import describe_machine
 
 SUMMARY_CSV = "summary.csv"
@@ -129,7 +129,7 @@ def build(folder: str | Path) -> dict[str, Path]:
     if not (folder / RUNS_CSV).exists():
         raise MinibatchError(f"{str(folder)!r} has no {RUNS_CSV}: give a sweep's output folder")
     runs = tables.read_runs(folder / RUNS_CSV)
-    profile = tables.read_profile(folder / PROFILE_CSV)
+    profile = load_profile(folder / PROFILE_CSV)
     env = _read_json(folder / ENV_JSON) or {}
     calibration = _read_json(folder / CALIBRATION_JSON)
     machine = describe_machine(env)

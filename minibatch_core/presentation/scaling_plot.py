@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
 
+from minibatch_core.presentation.labels import fmt_seconds  # noqa: E402
 from minibatch_core.presentation.plotkit import DPI, save  # noqa: E402
 from minibatch_core.presentation.plots import Plot  # noqa: E402
-from minibatch_core.presentation.units import fmt_seconds  # noqa: E402
 
 TITLE = "Time per epoch and scaling efficiency vs workers"
 CAPTION = ("Left: median epoch time (warm-up excluded) at each number of data-parallel workers W, global batch "

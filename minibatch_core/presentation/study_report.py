@@ -14,8 +14,8 @@ from minibatch_core.analysis.study import best_lrs, fastest
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_text
 from minibatch_core.presentation import study_plots
+from minibatch_core.presentation.labels import fmt_seconds
 from minibatch_core.presentation.report import Bullets, Heading, Image, Para, Table, render_html, render_markdown
-from minibatch_core.presentation.units import fmt_seconds
 from minibatch_core.records.study_rows import STUDY_CSV
 from minibatch_core.running.envinfo import busy_warning, describe_machine
 from minibatch_core.sweep.study import STUDY_JSON

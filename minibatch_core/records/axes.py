@@ -12,7 +12,6 @@ Nothing here imports torch: the CLI builds its options from this table before an
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -259,6 +258,3 @@ AXES: tuple[Axis, ...] = (
 AXIS_BY_KEY = {a.key: a for a in AXES}
 AXIS_BY_FIELD = {a.field: a for a in AXES}
 
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
