@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from minibatch_core.analysis.compare import NEW, UNCHANGED, CompareOptions, compare, load_results
-from minibatch_core.engines import engine_names
 from minibatch_core.presentation.labels import fmt_bytes
 from minibatch_core.records.columns import RUN_COLUMNS, names
 from minibatch_core.records.io import rows_frame
@@ -70,7 +69,10 @@ def test_collects_engine_x_device_x_batch_size() -> None:
     done = pytest_bench("--collect-only", "-q")
     assert done.returncode == 0, done.stdout + done.stderr
     ids = {line.split("[", 1)[1].rstrip("]") for line in done.stdout.splitlines() if "test_train_epoch[" in line}
-    expected = {f"{e}-{d}-{b}" for e in engine_names() for d in ("cpu", "cuda") for b in ("1", "32", "full")}
+    # the documented cases (docs/bench.md): every engine of the README's table x cpu, cuda x 1, 32, full;
+    # written out, not read from the registry the harness itself iterates over
+    engines = ("reference", "fast", "stacked", "sklearn", "ddp")
+    expected = {f"{e}-{d}-{b}" for e in engines for d in ("cpu", "cuda") for b in ("1", "32", "full")}
     assert ids == expected
 
 
@@ -111,7 +113,10 @@ def test_cpu_peak_memory_comes_from_a_fresh_worker(bench_run) -> None:
         runs = rows_frame(info["runs"], bench["param"])
         assert "fresh worker process" in info["memory_method"] and "inside pytest" in info["memory_method"]
         assert (runs.memory_method == info["memory_method"]).all()
-        assert (runs.peak_memory_bytes == info["peak_memory_bytes"]).all() and info["peak_memory_bytes"] >= 0
+        assert (runs.peak_memory_bytes == info["peak_memory_bytes"]).all()
+        # the growth over training of the fresh worker, not its resident set: torch alone keeps more than
+        # 100 MiB resident, the MLP's training on Wine grows it by a few hundred KiB at most
+        assert 0 < info["peak_memory_bytes"] < 64 * 2**20
         # the tensors' bytes beside it: replicas x the 13-10-10-3 MLP's float32 weights
         assert (runs.param_bytes == 4 * WINE_MLP_PARAMS * info["replicas"]).all()
 

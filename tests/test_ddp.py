@@ -154,7 +154,12 @@ def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_process_left():
             time.sleep(0.2)
             family = command.children(recursive=True)
             ranks = [p for p in family if p.ppid() != proc.pid]
-        time.sleep(2.0)  # well into training
+        # well into training: both ranks have computed (CPU time grown) since they were found, not a guess
+        # at how long start-up takes on this machine
+        start = [sum(r.cpu_times()[:2]) for r in ranks]
+        while not all(sum(r.cpu_times()[:2]) - s >= 0.5 for r, s in zip(ranks, start, strict=True)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the ranks never trained"
+            time.sleep(0.05)
         assert proc.poll() is None
         victim = max(ranks, key=lambda p: (p.create_time(), p.pid))  # the later one: rank 1
         victim.send_signal(signal.SIGKILL)
@@ -167,8 +172,8 @@ def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_process_left():
     assert proc.returncode == 2
     assert "died (killed by SIGKILL)" in err and err.count("\n") == 1, err
     assert elapsed < 60
-    time.sleep(1.0)
-    left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    _, alive = psutil.wait_procs(family, timeout=10)  # returns as soon as every one has ended
+    left = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, f"processes left behind: {left}"
 
 

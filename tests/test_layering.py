@@ -21,9 +21,10 @@ def _layer(module: str) -> str | None:
     return parts[1] if parts[0] == "minibatch_core" and len(parts) > 1 else None
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
+def _imports(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
+    """(line, imported module) of every import in ``path``, a module placed at ``root`` (the package)."""
     tree = ast.parse(path.read_text(), str(path))
-    package = ".".join(("minibatch_core", *path.relative_to(PACKAGE).with_suffix("").parts[:-1]))
+    package = ".".join(("minibatch_core", *path.relative_to(root).with_suffix("").parts[:-1]))
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -61,12 +62,11 @@ def test_no_module_imports_a_layer_above_it():
     assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
-def test_the_checker_sees_an_upward_import():
-    # the test above must be able to fail: parse a module of the input layer that imports a command
-    probe = PACKAGE / "input" / "_layering_probe.py"
+def test_the_checker_sees_an_upward_import(tmp_path):
+    # the test above must be able to fail: parse a module placed as if in the input layer that imports a
+    # command (absolute) and a presentation module (relative); written outside the package tree
+    probe = tmp_path / "input" / "_layering_probe.py"
+    probe.parent.mkdir()
     probe.write_text("from minibatch_core.commands import run\nfrom ..presentation import plots\n")
-    try:
-        found = [m for _, m in _imports(probe)]
-    finally:
-        probe.unlink()
+    found = [m for _, m in _imports(probe, root=tmp_path)]
     assert [_layer(m) for m in found] == ["commands", "presentation"]

@@ -1,5 +1,7 @@
 """The reference engine is the lesson, bit for bit on CPU."""
 
+import time
+
 import pytest
 
 from minibatch_core import RunConfig, train
@@ -44,7 +46,9 @@ def test_batch_size_above_n_behaves_as_full_and_is_recorded_as_n():
 
 
 def test_result_records_what_one_run_measures():
+    started = time.perf_counter()
     result = train(RunConfig(batch_size=32, epochs=3, seed=0))
+    wall = time.perf_counter() - started
     assert len(result.records) == 3
     for i, r in enumerate(result.records, start=1):
         assert r.epoch == i
@@ -53,15 +57,17 @@ def test_result_records_what_one_run_measures():
         assert r.samples_per_s == pytest.approx(178 / r.time_s)
         assert 0.0 <= r.eval_accuracy <= 1.0
         assert r.eval_loss > 0
-    assert result.warmup_time_s == result.records[0].time_s
-    assert result.total_time_s == pytest.approx(sum(r.time_s for r in result.records))
+    # the trainer's clock runs inside the call: its epochs cannot add up to more than the call's wall time
+    assert 0 < result.total_time_s < wall
     # 13-10-10-3: 283 float32 parameters; gradients alike; Adam keeps exp_avg and exp_avg_sq (+ step scalars)
     assert result.memory.parameters == 283 * 4
     assert result.memory.gradients == 283 * 4
     assert result.memory.optimizer_state >= 2 * 283 * 4
     # activations of a 32-row batch: Linear(10), ReLU(10), Linear(10), ReLU(10), Linear(3) outputs
     assert result.memory.activations == 32 * (10 + 10 + 10 + 10 + 3) * 4
-    assert result.peak_memory_bytes >= 0 and result.memory_method
+    # the fresh worker's growth over training, not its resident set (torch alone: more than 100 MiB); the
+    # batches' activations and Adam's state are allocated in it, so it grows
+    assert 0 < result.peak_memory_bytes < 64 * 2**20 and "fresh worker" in result.memory_method
 
 
 def test_to_frame_has_one_row_per_epoch():
