@@ -66,6 +66,8 @@ def test_train_epoch(benchmark, mb_options: dict, mb_calibration_step_s: dict, m
     if get_engine(engine).distributed:
         pytest.skip("the ddp engine trains in W launched processes, outside one session: measure it with "
                     "`minibatch-bench run --engines ddp --workers 1,2`")
+    if not get_engine(engine).runs_on(device):  # a sweep leaves this combination out of its plan too
+        pytest.skip(f"the {engine} engine trains on {' and '.join(get_engine(engine).devices)} only")
     config = RunConfig(dataset=mb_options["dataset"], batch_size=batch_size, epochs=mb_options["epochs"],
                        seed=mb_options["seed"], device=device, engine=engine)
     seeds = case_seeds(engine, mb_options)
