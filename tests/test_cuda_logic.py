@@ -161,3 +161,31 @@ def test_cpu_probe_reports_no_workspace():
     probe.sample()
     probe.finish()
     assert probe.workspace is None
+
+
+def test_the_ddp_backward_window_reads_the_clock_the_all_reduce_was_timed_with(monkeypatch):
+    from minibatch_core.engines.ddp import BackwardWindow
+
+    class FakeEvent:
+        recorded: list[str] = []
+
+        def __init__(self, enable_timing: bool = False) -> None:
+            assert enable_timing
+
+        def record(self) -> None:
+            FakeEvent.recorded.append("record")
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, end) -> float:
+            return 2.5  # milliseconds, as CUDA events report
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    with BackwardWindow(cuda=True) as window:
+        pass
+    # on CUDA: the events' 2.5 ms, not the host reading (which would mix device and host time)
+    assert window.seconds(host_s=9.0) == pytest.approx(2.5e-3) and FakeEvent.recorded == ["record", "record"]
+    with BackwardWindow(cuda=False) as window:
+        pass
+    assert window.seconds(host_s=9.0) == 9.0
