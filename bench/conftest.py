@@ -88,7 +88,8 @@ class CaseSummary:
         return cls(case=case, seeds=[r.seed for r in results], final_losses=[r.epoch_losses[-1] for r in results],
                    peak_memory_bytes=first.peak_memory_bytes,
                    tensor_bytes=m.parameters + m.gradients + m.optimizer_state + m.activations,
-                   memory_source="fresh worker, RSS" if first.device.startswith("cpu") else "CUDA allocator")
+                   memory_source="fresh worker, RSS" if first.device.startswith("cpu") else
+                   "fresh worker, CUDA allocator")
 
 
 @pytest.fixture
@@ -150,7 +151,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     note = (
         "peak memory: CPU = peak RSS growth over the training regions of an untimed run of the same "
         "configuration in a fresh worker process (the timed rounds run inside pytest, whose RSS no longer grows); "
-        "CUDA = torch.cuda.max_memory_allocated over the timed session. tensor bytes: parameters + gradients + "
+        "CUDA = growth of torch.cuda.max_memory_allocated over that run's start, in the same kind of fresh worker, "
+        "cuBLAS workspaces apart. tensor bytes: parameters + gradients + "
         "optimizer state + one forward pass's activations of the whole pass (every replica), counted from the tensors.")
     for text in textwrap.wrap(note, width=max(60, terminalreporter._tw.fullwidth - 1)):
         terminalreporter.write_line(text)

@@ -62,7 +62,7 @@ else
 fi
 
 echo "install.sh: torch ready after ${SECONDS} s; installing minibatch-bench$EXTRAS and its requirements"
-# torch is now present, so the package's `torch>=2.1` requirement installs nothing more.
+# torch is now present, so the package's `torch>=2.3` requirement installs nothing more.
 pip_install -e ".$EXTRAS"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
 echo "install.sh: done in ${SECONDS} s ($("$PY" -c 'import torch, minibatch_core; print("torch", torch.__version__, "| minibatch-bench", minibatch_core.__version__)'))"

@@ -217,7 +217,9 @@ def test_a_workers_sweep_writes_the_records_the_scaling_table_and_plot(tmp_path)
     import pandas as pd
 
     out = tmp_path / "sweep"
-    assert main(["run", "--engines", "reference,ddp", "--workers", "1,2", "--batch-sizes", "full", "--seeds", "0",
+    # --devices cpu: gloo on the CPU; on a one-GPU machine auto would also plan NCCL at two workers
+    assert main(["run", "--engines", "reference,ddp", "--workers", "1,2", "--devices", "cpu",
+                 "--batch-sizes", "full", "--seeds", "0",
                  "--epochs", "3", "--quiet", "--out", str(out)]) == 0
     runs = pd.read_csv(out / "runs.csv")
     # one-process engines run once, at W=1; ddp at every W
@@ -271,7 +273,8 @@ def test_a_failed_ddp_run_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys)
         {"workload": "test", "device": d, "step_s": 1e-3, "repeats_step_s": [1e-3], "torch_threads": 1}
         for d in devices])
     out = tmp_path / "sweep"
-    assert main(["run", "--engines", "ddp", "--workers", "1,2", "--batch-sizes", "full", "--seeds", "0",
+    assert main(["run", "--engines", "ddp", "--workers", "1,2", "--devices", "cpu",
+                 "--batch-sizes", "full", "--seeds", "0",
                  "--epochs", "2", "--no-profile", "--quiet", "--out", str(out)]) == 0
     assert "died (killed by SIGKILL) during the run (the sweep goes on)" in capsys.readouterr().err
     assert set(pd.read_csv(out / "runs.csv")["workers"]) == {1}

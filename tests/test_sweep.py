@@ -28,7 +28,8 @@ from minibatch_core.sweep.sweep import SweepConfig, plan
 
 SEEDS = [0, 1]
 EPOCHS = 2
-TINY = ["--datasets", "wine", "--batch-sizes", "32,full", "--seeds", "0,1", "--epochs", str(EPOCHS)]
+# --devices cpu: on a GPU machine the default (auto) would add CUDA runs this module's counts do not expect
+TINY = ["--datasets", "wine", "--batch-sizes", "32,full", "--seeds", "0,1", "--epochs", str(EPOCHS), "--devices", "cpu"]
 RESULT_COLUMNS = ["device_name", "optimizer", "epochs", "warmup", "param_bytes", "grad_bytes",
                   "optimizer_state_bytes", "activation_bytes", "replicas", "n_samples", "hidden",
                   "calibration_step_s"]
@@ -191,7 +192,7 @@ def test_interrupted_sweep_keeps_complete_runs_only(tmp_path: Path, monkeypatch,
         for d in devices])
     out = tmp_path / "stopped"
     code = main(["run", "--engines", "reference", "--batch-sizes", "32,full", "--seeds", "0-2", "--epochs", "2",
-                 "--no-profile", "--no-isolate", "--quiet", "--out", str(out)])
+                 "--devices", "cpu", "--no-profile", "--no-isolate", "--quiet", "--out", str(out)])
     assert code == 130
     err = capsys.readouterr().err.strip()
     assert "interrupted after 2 of 6 runs" in err and len(err.splitlines()) == 1
@@ -278,7 +279,7 @@ def test_latest_link_is_replaced(tmp_path: Path) -> None:
 def test_threads_reach_every_run_and_the_records(tmp_path):
     out = tmp_path / "t"
     assert main(["run", "--engines", "reference", "--batch-sizes", "full", "--seeds", "0", "--epochs", "2",
-                     "--threads", "1", "--no-profile", "--quiet", "--out", str(out)]) == 0
+                     "--devices", "cpu", "--threads", "1", "--no-profile", "--quiet", "--out", str(out)]) == 0
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs["torch_threads"]) == {1}
     assert json.loads((out / "env.json").read_text())["torch_threads"] == 1

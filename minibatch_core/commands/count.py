@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
     find_valgrind()  # before anything is planned or loaded: the one line on how to install it
     configs = configs_from_args(args)
     folder = choose_folder(args.out, args.overwrite)
+    from minibatch_core.presentation.plan_text import count_plan_lines
+
+    for line in count_plan_lines(configs):
+        print(f"minibatch-bench count: {line}", file=sys.stderr)
     print(f"counting {len(configs)} configuration(s) under valgrind (one process; about 15 s to import torch, "
           "then each configuration's warm-up and counted epochs)...", file=sys.stderr)
     start = time.perf_counter()

@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     o.add_argument("--force", action="store_true",
                    help="with --resume: resume even when the code or settings differ from those recorded")
     o.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
+    o.add_argument("--dry-run", action="store_true",
+                   help="print the plan (configurations, runs, what was left out and why) and exit without "
+                        "training or writing anything")
     o.add_argument("--no-profile", action="store_true",
                    help="skip the per-phase step-time split (profile.csv and its plot)")
     o.add_argument("--no-isolate", action="store_true",
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.datasets and not args.config:  # a broken file named here fails before torch is imported
         for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
             check_dataset(dataset, args.target)
-    if not args.no_isolate:
+    if not args.no_isolate and not args.dry_run:
         # First, before this process imports anything heavy: the worker forkserver's imports (torch,
         # scikit-learn, the engines: about 3 s) are the longest step before the first run can start, and
         # they run on another core while this process plans, probes the machine and loads the plotting
@@ -128,8 +131,10 @@ def run(args: argparse.Namespace) -> int:
         for note in check_dataset(dataset, sweep.target):
             print(note, file=sys.stderr)
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
+    if args.dry_run:
+        return _dry_run(the_plan)
     folder, default_place = choose_folder(args.out)
-    _print_notes(the_plan)
+    _print_plan(args, the_plan)
     folder.mkdir(parents=True, exist_ok=True)
     config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
     env = collect(config)
@@ -170,7 +175,10 @@ def _resume(args: argparse.Namespace) -> int:
                              "folder: use a new folder, or --force")
     _check_writable(recorded.folder, f"--resume {args.resume!r}")
     the_plan, kept, n_kept = remaining(full_plan, recorded.runs)
-    _print_notes(the_plan)
+    if args.dry_run:
+        print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run")
+        return _dry_run(the_plan)
+    _print_plan(args, the_plan)
     if not args.quiet:
         print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run", file=sys.stderr)
     history = list(recorded.env.get("resumed_utc") or [])
@@ -182,9 +190,26 @@ def _resume(args: argparse.Namespace) -> int:
                                calibration=calibration)
 
 
-def _print_notes(the_plan) -> None:
-    for note in the_plan.notes:
-        print(f"minibatch-bench run: note: {note}", file=sys.stderr)
+def _print_plan(args: argparse.Namespace, the_plan) -> None:
+    """Before anything trains, on stderr: the whole plan, or with --quiet only what planning changed or
+    left out (those must not pass unnoticed)."""
+    from minibatch_core.presentation.plan_text import sweep_plan_lines
+
+    if args.quiet:
+        lines = [f"note: {n}" for n in the_plan.notes] + [f"left out: {x.describe()}" for x in the_plan.left_out]
+    else:
+        lines = sweep_plan_lines(the_plan)
+    for line in lines:
+        print(f"minibatch-bench run: {line}", file=sys.stderr)
+
+
+def _dry_run(the_plan) -> int:
+    """--dry-run: the plan on stdout, nothing trained, no folder written."""
+    from minibatch_core.presentation.plan_text import sweep_plan_lines
+
+    print("\n".join(sweep_plan_lines(the_plan, all_configurations=True)))
+    print("dry run: nothing was trained or written")
+    return 0
 
 
 def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: dict, default_place: bool,
@@ -197,13 +222,16 @@ def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: d
             outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, **resumed)
         else:
             with progress:
-                task = progress.add_task("starting", total=the_plan.total_runs)
+                task = progress.add_task("starting", total=the_plan.total_runs, eta="after the first run")
 
                 def show(done: int, total: int, label: str) -> None:
                     progress.update(task, completed=done, total=total, description=label)
 
+                def estimate(left) -> None:  # sweep.eta.Estimate, from the runs timed so far
+                    progress.update(task, eta=left.describe() if left else "after the first run")
+
                 outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
-                                  **resumed)
+                                  on_estimate=estimate, **resumed)
                 progress.update(task, description="done; building tables, plots and report")
     except KeyboardInterrupt:
         print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
@@ -275,9 +303,10 @@ def _progress():
         Progress,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
+    # the remaining time comes from the sweep's own estimate (per configuration, from its first run:
+    # sweep/eta.py), not from rich's average speed, which mixes batch 1 with batch full
     return Progress(TextColumn("[bold]runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                    TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.description}"),
                     console=Console(stderr=True), transient=False)

@@ -83,6 +83,8 @@ def add_parser(sub) -> None:
     o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
                    "folder that already holds a study.csv is refused")
     o.add_argument("--quiet", action="store_true", help="no progress; print only the output folder")
+    o.add_argument("--dry-run", action="store_true",
+                   help="print the plan (passes, runs, targets) and exit without training or writing anything")
     p.set_defaults(handler=run)
 
 
@@ -117,8 +119,9 @@ def choose_folder(out: str | Path | None) -> Path:
     return folder
 
 
-def run_study(study, out: str | Path | None = None, *, on_progress=None) -> StudyOutcome:
-    """Plan (every value checked before a folder exists), train, analyse, predict, report."""
+def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan=None) -> StudyOutcome:
+    """Plan (every value checked before a folder exists), train, analyse, predict, report. ``on_plan``
+    gets the plan's lines (``presentation.plan_text``) before anything trains."""
     import pandas as pd
 
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
@@ -130,6 +133,10 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
 
     the_plan = plan(study)
     folder = choose_folder(out)
+    if on_plan:
+        from minibatch_core.presentation.plan_text import study_plan_lines
+
+        on_plan(study_plan_lines(the_plan))
     folder.mkdir(parents=True, exist_ok=True)
     wall = execute(the_plan, folder, collect(study.to_dict()), on_progress=on_progress)
     frame = pd.read_csv(folder / STUDY_CSV)
@@ -169,11 +176,23 @@ def _json_default(value: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     study = study_from_args(args)
+    if args.dry_run:
+        from minibatch_core.presentation.plan_text import study_plan_lines
+        from minibatch_core.sweep.study import plan
+
+        print("\n".join(study_plan_lines(plan(study))))
+        print("dry run: nothing was trained or written")
+        return 0
 
     def show(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-    outcome = run_study(study, args.out, on_progress=None if args.quiet else show)
+    def show_plan(lines: list[str]) -> None:
+        for line in lines:
+            print(f"minibatch-bench study: {line}", file=sys.stderr)
+
+    outcome = run_study(study, args.out, on_progress=None if args.quiet else show,
+                        on_plan=None if args.quiet else show_plan)
     if args.quiet:
         print(outcome.folder)
         return 0

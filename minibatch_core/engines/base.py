@@ -73,6 +73,13 @@ class Engine:
     start: Callable[[RunConfig, Dataset, torch.device, Sequence[int]], Session]
     multi_seed: bool = False  # True: all seeds train in one timed pass
     distributed: bool = False  # True: trains over config.workers processes (running/distributed.py)
+    # device types the engine trains on; a sweep leaves the others out of its plan (with the reason)
+    devices: tuple[str, ...] = ("cpu", "cuda")
+
+    def runs_on(self, device: str | torch.device) -> bool:
+        """Whether this engine trains on ``device`` ("cpu", "cuda", "cuda:1", or a torch.device)."""
+        kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0].strip().lower()
+        return kind in self.devices
 
 
 @dataclass

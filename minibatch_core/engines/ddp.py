@@ -85,6 +85,32 @@ class AllreduceTimer:
         return seconds
 
 
+class BackwardWindow:
+    """The backward pass's duration on the clock the all-reduce was timed with: CUDA events on the
+    current stream on CUDA (the hook's events are on it too), the host clock's reading on CPU. Mixing
+    the two would subtract device time from host time."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) if cuda else None
+
+    def __enter__(self) -> BackwardWindow:
+        if self.events:
+            self.events[0].record()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.events:
+            self.events[1].record()
+
+    def seconds(self, host_s: float) -> float:
+        """The window's seconds: from the events on CUDA (after they completed), else ``host_s``."""
+        if not self.events:
+            return host_s
+        self.events[1].synchronize()
+        return self.events[0].elapsed_time(self.events[1]) / 1e3
+
+
 def timed_allreduce(state, bucket):  # no annotations: DDP checks them, and these would be strings
     if state.cuda:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -204,14 +230,18 @@ class DDPSession:
                 synchronize(sync)
                 t2 = time.perf_counter()
                 self.timer.take()
-                (loss_sum * (self.world / size)).backward()
+                window = BackwardWindow(self.timer.cuda)
+                with window:
+                    (loss_sum * (self.world / size)).backward()
                 synchronize(sync)
                 t3 = time.perf_counter()
                 reduce_s = self.timer.take()
+                # compute = backward minus the all-reduce, both on the same clock (CUDA events on CUDA)
+                compute_s = max(0.0, window.seconds(t3 - t2) - reduce_s)
                 self.optimizer.step()
                 loss_sum.item()
                 t4 = time.perf_counter()
-                for phase, seconds in zip(PROFILE_PHASES, (t1 - t0, t2 - t1, max(0.0, t3 - t2 - reduce_s),
+                for phase, seconds in zip(PROFILE_PHASES, (t1 - t0, t2 - t1, compute_s,
                                                            reduce_s, t4 - t3), strict=True):
                     totals[phase] += seconds
                 done += 1

@@ -253,7 +253,16 @@ class FastSession(SegmentedTraining):
     # --- CUDA graphs ---------------------------------------------------------------------------
     def _capture(self) -> None:
         """Capture chunks of the indexed step. Warm-up runs on a side stream (as capture requires)
-        on the real state, which is then restored, so capturing never changes the training."""
+        on the real state, which is then restored, so capturing never changes the training.
+
+        Everything happens with the run's device current and on streams of that device: the side stream,
+        and a capture stream made here. ``torch.cuda.graph``'s own default capture stream is made once, on
+        whichever device was current then (cuda:0); capturing kernels of ``cuda:1`` on it records nothing
+        (they run once, eagerly, during capture) and every replay would be an empty graph."""
+        with torch.cuda.device(self.device):
+            self._capture_on_device()
+
+    def _capture_on_device(self) -> None:
         state = [self.params.param, self.params.grad, *self.optimizer.state, self.Z]
         saved = [t.clone() for t in state]
         side = torch.cuda.Stream(self.device)
@@ -270,10 +279,11 @@ class FastSession(SegmentedTraining):
         self.offset.zero_()
         synchronize(self.device)
         pool = torch.cuda.graph_pool_handle()
+        capture_stream = torch.cuda.Stream(self.device)
 
         def capture(buf: _StepBuffers, steps: int) -> torch.cuda.CUDAGraph:
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
+            with torch.cuda.graph(graph, pool=pool, stream=capture_stream):
                 for _ in range(steps):
                     self._indexed_step(buf)
             return graph

@@ -169,4 +169,5 @@ ENGINE = Engine(
     summary="scikit-learn MLPClassifier as the same experiment (Adam, alpha=0, same batch size, "
             "shuffle), one partial_fit per epoch; CPU only",
     start=SklearnSession,
+    devices=("cpu",),
 )

@@ -72,7 +72,8 @@ REGISTRY: tuple[PlotSpec, ...] = (
              "Training samples processed per second of wall time (median over epochs after warm-up); higher is "
              "better.", throughput),
     PlotSpec("peak_memory_vs_batch_size", "Memory vs batch size",
-             "Left: the measured peak (resident-set growth on CPU, torch.cuda.max_memory_allocated on CUDA). "
+             "Left: the measured peak (resident-set growth on CPU; on CUDA the growth of "
+             "torch.cuda.max_memory_allocated over the run's start, cuBLAS workspaces apart). "
              "RSS moves in 4 KiB pages and the allocator grabs memory in chunks, so below about 1 MiB it "
              "cannot resolve this model: such points are drawn without lines and marked as noise. Right: bytes "
              "counted from the tensors themselves, exact at any size.", peak_memory_vs_batch),

@@ -75,8 +75,10 @@ RUN_COLUMNS: tuple[Column, ...] = (
        "there", fill=False, nullable=False),
     _c("diverged_epoch", INT, "the epoch at which the run diverged (empty when it did not)"),
     _c("peak_memory_bytes", INT, "the run's peak memory: on CPU the growth of the resident set's high-water mark "
-       "over the training regions in a fresh worker process; on CUDA `torch.cuda.max_memory_allocated` (same "
-       "value on every row of a run; empty in a study's runs.csv, which does not measure memory)", "bytes",
+       "over the training regions in a fresh worker process; on CUDA the growth of "
+       "`torch.cuda.max_memory_allocated` over the bytes allocated at the run's start, also in a fresh worker, "
+       "without the cuBLAS workspaces (`cuda_workspace_bytes`) (same value on every row of a run; empty in a "
+       "study's runs.csv, which does not measure memory)", "bytes",
        required=True, nullable=True),
     _c("peak_memory_sum_bytes", INT, "`peak_memory_bytes` of every worker process added up (ddp: each rank "
        "measured in its own process; = `peak_memory_bytes` for one process)", "bytes"),
@@ -103,6 +105,9 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("load_1m", FLOAT, "the machine's 1-minute load average when the run finished: above the core count, "
        "other work competed for the CPU during the run"),
     _c("memory_method", STR, "how `peak_memory_bytes` was measured", fill=""),
+    _c("cuda_workspace_bytes", INT, "CUDA: bytes of cuBLAS workspace the run's streams held at its end (one per "
+       "stream that ran a matmul; its size is cuBLAS's, settable with CUBLAS_WORKSPACE_CONFIG), reported apart "
+       "from `peak_memory_bytes` so engines compare on what training itself uses; empty on CPU", "bytes"),
 )
 
 PROFILE_COLUMNS: tuple[Column, ...] = (

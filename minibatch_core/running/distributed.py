@@ -62,14 +62,28 @@ def under_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
+def machine_cannot(config: RunConfig, options: DistributedOptions) -> str | None:
+    """Why this machine cannot run ``config`` at all (not a bad setting: a missing GPU or NCCL), or None.
+    A sweep leaves such a combination out of its plan with this reason; ``choose_backend`` refuses it."""
+    device = resolve_device(config.device)  # cuda on a CPU-only machine is refused here
+    backend = options.backend if options.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and not (torch.cuda.is_available() and dist.is_nccl_available()):
+        return ("backend nccl was asked for but this machine has no CUDA GPU (or torch was built without "
+                "NCCL): use --backend gloo or auto")
+    if device.type == "cuda" and not under_torchrun() and config.workers > torch.cuda.device_count():
+        return (f"--workers {config.workers} needs {config.workers} GPUs (one process per GPU); this machine "
+                f"has {torch.cuda.device_count()}")
+    return None
+
+
 def choose_backend(config: RunConfig, options: DistributedOptions) -> str:
     """The backend for this run, with the one-line refusals of what this machine cannot do."""
     device = resolve_device(config.device)  # cuda on a CPU-only machine is refused here
     backend = options.backend if options.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    problem = machine_cannot(config, options)
+    if problem:
+        raise MinibatchError(problem)
     if backend == "nccl":
-        if not (torch.cuda.is_available() and dist.is_nccl_available()):
-            raise MinibatchError("backend nccl was asked for but this machine has no CUDA GPU (or torch was "
-                                 "built without NCCL): use --backend gloo or auto")
         if device.type != "cuda":
             raise MinibatchError("backend nccl trains on GPUs: use --device cuda, or --backend gloo on CPU")
     if isinstance(config.batch_size, int) and config.batch_size < config.workers:
@@ -80,9 +94,6 @@ def choose_backend(config: RunConfig, options: DistributedOptions) -> str:
                              "uses cuda:r (one process per GPU): use --device cuda")
     if not under_torchrun():
         workers = config.workers
-        if device.type == "cuda" and workers > torch.cuda.device_count():
-            raise MinibatchError(f"--workers {workers} needs {workers} GPUs (one process per GPU); this "
-                                 f"machine has {torch.cuda.device_count()}")
         if device.type == "cpu" and workers > cpu_count() and not options.oversubscribe:
             raise MinibatchError(f"--workers {workers} is more than the {cpu_count()} CPU cores available: "
                                  "the workers would time-share cores (pass --oversubscribe to run anyway)")
@@ -122,11 +133,24 @@ def _join_group(backend: str, rank: int, world: int, local_rank: int, timeout_s:
     if store is not None:
         kwargs["store"] = store
     if backend == "nccl":
+        local_rank = cuda_index(local_rank, torch.cuda.device_count())
         torch.cuda.set_device(local_rank)
         kwargs["device_id"] = torch.device("cuda", local_rank)
     dist.init_process_group(**kwargs)
     control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
     ddp_group.attach(ddp_group.Group(rank, world, local_rank, backend, control, launcher))
+
+
+def cuda_index(local_rank: int, visible: int) -> int:
+    """The CUDA device this rank trains on: ``cuda:LOCAL_RANK`` when the rank sees every GPU of its node;
+    ``cuda:0`` when the launcher gave each rank one visible GPU (``CUDA_VISIBLE_DEVICES`` per rank, as
+    cluster schedulers do), where ``cuda:LOCAL_RANK`` would not exist."""
+    if local_rank < visible:
+        return local_rank
+    if visible == 1:
+        return 0
+    raise MinibatchError(f"rank with LOCAL_RANK {local_rank} sees {visible} CUDA device(s): give each rank "
+                         "its own GPU (one visible GPU per rank, or all of them)")
 
 
 def _leave_group() -> None:

@@ -48,6 +48,7 @@ class RunResult:
     workers: int = 1  # processes that trained the model together (ddp); 1 for every other engine
     worker_batch_size: int = 0  # the largest per-worker share of the global batch (= batch_size at W=1)
     worker_peak_memory_bytes: list[int] = field(default_factory=list)  # per rank, rank 0 first
+    cuda_workspace_bytes: int | None = None  # cuBLAS workspaces held at the end (CUDA), not in the peak
 
     @property
     def peak_memory_sum_bytes(self) -> int:

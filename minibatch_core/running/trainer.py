@@ -150,6 +150,9 @@ class Run:
         self.probe = MemoryProbe(device, isolated=isolated)
         self.probe.start()
         self.session = engine.start(config, data, device, seeds)
+        # the session's tensors stay counted (they are allocated above the baseline), but not its set-up's
+        # transients: CUDA graph capture runs warm-up steps on copies of the state
+        self.probe.rearm()
         self.clock = Stopwatch(device)
         self.per_seed: list[list[EpochRecord]] = [[] for _ in seeds]
         self._pending = None
@@ -198,6 +201,7 @@ class Run:
         # a profile times steps on the weights as they are: non-finite ones would time NaN arithmetic
         split = (self.session.profile(profile_steps(self.per_seed[0][-1].steps))
                  if profile and not self.all_diverged else None)
+        self.probe.finish()  # CUDA: the cuBLAS workspaces, counted apart from the peak
         return [
             RunResult(
                 config=self.config.with_(seed=seed),
@@ -224,6 +228,7 @@ class Run:
                 worker_peak_memory_bytes=[self.probe.peak, *(report.other_peak_memory_bytes if report else [])],
                 extra=dict(report.extra) if report else {},
                 class_names=self.data.class_names,
+                cuda_workspace_bytes=self.probe.workspace,
             )
             for k, seed in enumerate(self.seeds)
         ]

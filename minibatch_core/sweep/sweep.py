@@ -30,8 +30,10 @@ from minibatch_core.records.columns import PROFILE_COLUMNS, RUN_COLUMNS, names
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
-from minibatch_core.running.distributed import DistributedOptions, WorkerFailed, choose_backend
+from minibatch_core.running.distributed import DistributedOptions, choose_backend
 from minibatch_core.running.envinfo import load_average
+from minibatch_core.sweep.eta import Estimate, RemainingTime
+from minibatch_core.sweep.feasibility import LeftOut, LeftOutTally, cannot_run
 
 __all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "execute",
            "load_toml", "plan"]
@@ -149,6 +151,7 @@ class Plan:
     jobs: tuple[Job, ...]
     n_samples: dict[str, int] = field(default_factory=dict)  # dataset -> rows (for resolved batch sizes)
     notes: tuple[str, ...] = ()  # what planning changed, one line each (batch sizes merged)
+    left_out: tuple[LeftOut, ...] = ()  # combinations this machine or engine cannot run, with the reason
 
     @property
     def total_runs(self) -> int:
@@ -167,11 +170,16 @@ def plan(sweep: SweepConfig) -> Plan:
     n_samples: dict[str, int] = {}
     jobs: list[Job] = []
     merged: dict[tuple[str, int], list[str]] = {}  # (dataset, resolved size) -> the specs that gave it
+    left = LeftOutTally()
     for combination in itertools.product(*choices):
         base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
         engine = engines[base.engine]
         if base.workers > 1 and not engine.distributed:
             continue  # the workers axis is the distributed engines': one-process engines run once, at W=1
+        reason = cannot_run(engine, base)
+        if reason:  # sklearn on CUDA, ddp on more GPUs than there are: left out, listed, the rest runs
+            left.add(base, reason, len(seeds))
+            continue
         if engine.distributed:
             choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
         if base.dataset not in n_samples:
@@ -190,7 +198,9 @@ def plan(sweep: SweepConfig) -> Plan:
     if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
         keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
         jobs = [j for j in jobs if (j.config.dataset, str(j.config.batch_size)) in keep]
-    return Plan(sweep, devices, tuple(jobs), n_samples, notes)
+    if not jobs and left.result():
+        raise MinibatchError("nothing to run on this machine: " + "; ".join(x.describe() for x in left.result()))
+    return Plan(sweep, devices, tuple(jobs), n_samples, notes, left.result())
 
 
 def _kept_spec(specs: list[str]) -> str:
@@ -236,13 +246,18 @@ def calibrate(devices: Iterable[str], *, isolate: bool = True) -> list[dict[str,
 def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
             on_progress: ProgressCallback | None = None, isolate: bool = True,
             kept_runs: pd.DataFrame | None = None, kept_profiles: pd.DataFrame | None = None,
-            calibration: list[dict[str, Any]] | None = None) -> SweepOutcome:
+            calibration: list[dict[str, Any]] | None = None,
+            on_estimate: Callable[[Estimate | None], None] | None = None) -> SweepOutcome:
     """Measure every job, one at a time, into ``out_dir``. Writes env.json first, then calibration.json,
     then runs.csv/profile.csv after every job (atomically: a reader or an interruption never sees half a
     file). An interruption or error propagates after env.json records how far the sweep got.
 
     Resuming: ``kept_runs`` / ``kept_profiles`` are recorded rows to keep (every rewrite holds them
-    first), and ``calibration`` the recorded calibration, reused so old and new runs share one."""
+    first), and ``calibration`` the recorded calibration, reused so old and new runs share one.
+
+    A job that fails for a reason of its own (a ddp worker died, CUDA ran out of memory, an engine
+    refused the configuration) is recorded in env.json's ``failed_runs`` and the sweep goes on; if every
+    job fails, the sweep fails. ``on_estimate`` gets the remaining time after each job (``sweep.eta``)."""
     import json
 
     out = Path(out_dir)
@@ -267,15 +282,21 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
         runs: list[pd.DataFrame] = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
         profiles: list[pd.DataFrame] = [] if kept_profiles is None else [kept_profiles[names(PROFILE_COLUMNS)]]
         failed: list[dict[str, str]] = []
-        for job in the_plan.jobs:
+        remaining_time = RemainingTime()
+        for index, job in enumerate(the_plan.jobs):
             report(done, total, job_label(job))
+            job_started = time.perf_counter()
             try:
                 results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
-            except WorkerFailed as failure:  # a ddp worker died or hung: that run is lost, the sweep goes on
-                failed.append({"run": job_label(job), "error": str(failure)})
+            except Exception as failure:  # noqa: BLE001 - that run is lost (recorded), the sweep goes on
+                error = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
+                failed.append({"run": job_label(job), "error": error})
                 write_env(failed_runs=failed)
-                print(f"minibatch-bench run: {job_label(job)}: {failure} (the sweep goes on)", file=sys.stderr)
+                print(f"minibatch-bench run: {job_label(job)}: {error} (the sweep goes on)", file=sys.stderr)
                 continue
+            remaining_time.record(job, time.perf_counter() - job_started)
+            if on_estimate:
+                on_estimate(remaining_time.estimate(the_plan.jobs[index + 1:]))
             load = load_average()  # contention during this run shows in the report and compare
             runs += [run_rows(r, calibration_step_s=step_by_device.get(r.device),
                               load_1m=load[0] if load else None) for r in results]
@@ -286,6 +307,9 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
                 atomic_write_csv(out / PROFILE_CSV, pd.concat(profiles, ignore_index=True))
             done += len(results)
             env["runs_done"] = done
+        if failed and done == kept:
+            raise MinibatchError(f"every run of the sweep failed; the first: {failed[0]['run']}: "
+                                 f"{failed[0]['error']}")
         report(done, total, "done")
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
