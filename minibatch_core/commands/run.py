@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from minibatch_core.commands.executor_options import add_executor_options, executor_from_args, executor_from_toml
 from minibatch_core.commands.options import add_axis_options, given_axes
 from minibatch_core.errors import MinibatchError
 
@@ -26,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="read settings from a TOML file (keys as the options below, "
                    "e.g. batch_sizes = [1, 32, \"full\"]); options given here override it")
     add_axis_options(p)
+    add_executor_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/<UTC timestamp>/ with "
                    "results/latest pointing to it); a folder that already holds a runs.csv is refused")
@@ -128,16 +130,33 @@ def run(args: argparse.Namespace) -> int:
         for note in check_dataset(dataset, sweep.target):
             print(note, file=sys.stderr)
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
+    options = executor_from_args(args, executor_from_toml(args.config) if args.config else None)
     folder, default_place = choose_folder(args.out)
     _print_notes(the_plan)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
-    env = collect(config)
-    env["classes"] = class_numbers(sweep)
-    # the report's plotting libraries (about 0.4 s after pandas): loaded now, while a cold worker server
-    # still imports torch on the other core, instead of after the last run
-    import minibatch_core.presentation.report  # noqa: F401
-    return _execute_and_report(args, the_plan, folder, env, default_place)
+    executor = _open(options)  # a cluster that cannot be reached: one line, before anything is written
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
+        env = collect(config)
+        env["classes"] = class_numbers(sweep)
+        # the report's plotting libraries (about 0.4 s after pandas): loaded now, while a cold worker server
+        # still imports torch on the other core, instead of after the last run
+        import minibatch_core.presentation.report  # noqa: F401
+    except BaseException:
+        executor.close()
+        raise
+    return _execute_and_report(args, the_plan, folder, env, default_place, executor=executor)
+
+
+def _open(options):
+    """The executor, connected; env.json's ``executor`` entry comes from its ``describe``."""
+    from minibatch_core.sweep.executors import open_executor
+
+    return open_executor(options)
+
+
+def _describe(executor) -> dict:
+    return executor.describe() if hasattr(executor, "describe") else {"kind": executor.name}
 
 
 def _engines_hint(args: argparse.Namespace) -> list[str]:
@@ -170,6 +189,7 @@ def _resume(args: argparse.Namespace) -> int:
                              "folder: use a new folder, or --force")
     _check_writable(recorded.folder, f"--resume {args.resume!r}")
     the_plan, kept, n_kept = remaining(full_plan, recorded.runs)
+    options = executor_from_args(args, recorded.env.get("executor"))  # the recorded executor unless flags say
     _print_notes(the_plan)
     if not args.quiet:
         print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run", file=sys.stderr)
@@ -179,7 +199,7 @@ def _resume(args: argparse.Namespace) -> int:
     calibration = recorded.calibration if n_kept else None
     return _execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
                                kept_profiles=recorded.profiles if kept is not None else None,
-                               calibration=calibration)
+                               calibration=calibration, executor=_open(options))
 
 
 def _print_notes(the_plan) -> None:
@@ -188,13 +208,14 @@ def _print_notes(the_plan) -> None:
 
 
 def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: dict, default_place: bool,
-                        **resumed) -> int:
+                        *, executor, **resumed) -> int:
     from minibatch_core.sweep.sweep import execute
 
+    env = {**env, "executor": _describe(executor)}
     progress = None if args.quiet else _progress()
     try:
         if progress is None:
-            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, **resumed)
+            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, executor=executor, **resumed)
         else:
             with progress:
                 task = progress.add_task("starting", total=the_plan.total_runs)
@@ -203,11 +224,13 @@ def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: d
                     progress.update(task, completed=done, total=total, description=label)
 
                 outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
-                                  **resumed)
+                                  executor=executor, **resumed)
                 progress.update(task, description="done; building tables, plots and report")
     except KeyboardInterrupt:
         print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
         return 130
+    finally:  # a local Ray instance stops here, before the report forks its plot workers
+        executor.close()
     # after the progress display has stopped: its refresh thread must be gone before the report forks
     # its plot workers (a fork while another thread holds a lock can hang the child)
     _build(folder)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from minibatch_core.commands.executor_options import add_executor_options, executor_from_args
 from minibatch_core.commands.options import DATASET_HELP, add_data_options
 from minibatch_core.errors import MinibatchError
 
@@ -79,6 +80,7 @@ def add_parser(sub) -> None:
     for action in p._actions:  # in a study the data seed also draws the held-out split
         if action.dest == "data_seed":
             action.help = "seed of the train/validation split, and of generated (synthetic) data (default 0)"
+    add_executor_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
                    "folder that already holds a study.csv is refused")
@@ -117,8 +119,9 @@ def choose_folder(out: str | Path | None) -> Path:
     return folder
 
 
-def run_study(study, out: str | Path | None = None, *, on_progress=None) -> StudyOutcome:
-    """Plan (every value checked before a folder exists), train, analyse, predict, report."""
+def run_study(study, out: str | Path | None = None, *, on_progress=None, executor=None) -> StudyOutcome:
+    """Plan (every value checked before a folder exists), train, analyse, predict, report. ``executor``:
+    ``sweep.executors.ExecutorOptions`` (default local: every pass in this process, one at a time)."""
     import pandas as pd
 
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
@@ -126,12 +129,19 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
     from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
     from minibatch_core.records.study_rows import STUDY_CSV
     from minibatch_core.running.envinfo import collect
+    from minibatch_core.sweep.executors import open_executor
     from minibatch_core.sweep.study import execute, measure_noise, plan
 
     the_plan = plan(study)
     folder = choose_folder(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    wall = execute(the_plan, folder, collect(study.to_dict()), on_progress=on_progress)
+    runner = open_executor(executor)  # a cluster that cannot be reached: one line, before anything is written
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**collect(study.to_dict()),
+               "executor": runner.describe() if hasattr(runner, "describe") else {"kind": runner.name}}
+        wall = execute(the_plan, folder, env, on_progress=on_progress, executor=runner)
+    finally:  # a local Ray instance stops before the noise measurement and the report's plot workers
+        runner.close()
     frame = pd.read_csv(folder / STUDY_CSV)
     best = best_lrs(frame)
     atomic_write_csv(folder / BEST_LR_CSV, best)
@@ -173,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
     def show(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-    outcome = run_study(study, args.out, on_progress=None if args.quiet else show)
+    options = executor_from_args(args)
+    outcome = run_study(study, args.out, on_progress=None if args.quiet else show, executor=options)
     if args.quiet:
         print(outcome.folder)
         return 0

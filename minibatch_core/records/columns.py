@@ -103,6 +103,9 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("load_1m", FLOAT, "the machine's 1-minute load average when the run finished: above the core count, "
        "other work competed for the CPU during the run"),
     _c("memory_method", STR, "how `peak_memory_bytes` was measured", fill=""),
+    _c("host", STR, "name of the machine that trained the run (its hardware: env.json's `hosts`)", fill=""),
+    _c("executor", STR, "where the sweep ran its runs: `local` (this command's processes, one at a time) or "
+       "`ray` (one Ray task per run)", fill="local"),
 )
 
 PROFILE_COLUMNS: tuple[Column, ...] = (
