@@ -127,6 +127,7 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, executo
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
     from minibatch_core.fsio import atomic_write_csv, atomic_write_text
     from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
+    from minibatch_core.records.hardware import split_by_hardware
     from minibatch_core.records.study_rows import STUDY_CSV
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.executors import open_executor
@@ -142,7 +143,7 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, executo
         wall = execute(the_plan, folder, env, on_progress=on_progress, executor=runner)
     finally:  # a local Ray instance stops before the noise measurement and the report's plot workers
         runner.close()
-    frame = pd.read_csv(folder / STUDY_CSV)
+    frame = split_by_hardware(pd.read_csv(folder / STUDY_CSV))
     best = best_lrs(frame)
     atomic_write_csv(folder / BEST_LR_CSV, best)
     noise: dict[tuple[str, str], dict[str, Any]] = {}
