@@ -74,7 +74,7 @@ class RayExecutor:
                 ray.init(num_cpus=cpu_count(), **settings)
             else:
                 ray.init(address=address, **settings)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        except Exception as err:  # noqa: BLE001 (Ray raises plain Exception when a node is slow to start)
             where = "a local Ray instance could not be started" if address is None else \
                 f"the Ray cluster at {address!r} cannot be reached"
             raise MinibatchError(f"{where}: {_first_line(err)}") from None
