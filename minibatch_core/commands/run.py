@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from minibatch_core.commands.executor_options import add_executor_options, executor_from_args, executor_from_toml
 from minibatch_core.commands.options import add_axis_options, given_axes
 from minibatch_core.errors import MinibatchError
 
@@ -26,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="read settings from a TOML file (keys as the options below, "
                    "e.g. batch_sizes = [1, 32, \"full\"]); options given here override it")
     add_axis_options(p)
+    add_executor_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/<UTC timestamp>/ with "
                    "results/latest pointing to it); a folder that already holds a runs.csv is refused")
@@ -133,16 +135,33 @@ def run(args: argparse.Namespace) -> int:
     the_plan = plan(sweep)  # every value checked before a folder exists or anything trains
     if args.dry_run:
         return _dry_run(the_plan)
+    options = executor_from_args(args, executor_from_toml(args.config) if args.config else None)
     folder, default_place = choose_folder(args.out)
     _print_plan(args, the_plan)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
-    env = collect(config)
-    env["classes"] = class_numbers(sweep)
-    # the report's plotting libraries (about 0.4 s after pandas): loaded now, while the worker forkserver
-    # still imports torch on the other core, instead of after the last run
-    import minibatch_core.presentation.report  # noqa: F401
-    return _execute_and_report(args, the_plan, folder, env, default_place)
+    executor = _open(options)  # a cluster that cannot be reached: one line, before anything is written
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
+        env = collect(config)
+        env["classes"] = class_numbers(sweep)
+        # the report's plotting libraries (about 0.4 s after pandas): loaded now, while the worker forkserver
+        # still imports torch on the other core, instead of after the last run
+        import minibatch_core.presentation.report  # noqa: F401
+    except BaseException:
+        executor.close()
+        raise
+    return _execute_and_report(args, the_plan, folder, env, default_place, executor=executor)
+
+
+def _open(options):
+    """The executor, connected; env.json's ``executor`` entry comes from its ``describe``."""
+    from minibatch_core.sweep.executors import open_executor
+
+    return open_executor(options)
+
+
+def _describe(executor) -> dict:
+    return executor.describe() if hasattr(executor, "describe") else {"kind": executor.name}
 
 
 def _engines_hint(args: argparse.Namespace) -> list[str]:
@@ -178,6 +197,7 @@ def _resume(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run")
         return _dry_run(the_plan)
+    options = executor_from_args(args, recorded.env.get("executor"))  # the recorded executor unless flags say
     _print_plan(args, the_plan)
     if not args.quiet:
         print(f"resuming {recorded.folder}: {n_kept} runs recorded, {the_plan.total_runs} to run", file=sys.stderr)
@@ -187,7 +207,7 @@ def _resume(args: argparse.Namespace) -> int:
     calibration = recorded.calibration if n_kept else None
     return _execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
                                kept_profiles=recorded.profiles if kept is not None else None,
-                               calibration=calibration)
+                               calibration=calibration, executor=_open(options))
 
 
 def _print_plan(args: argparse.Namespace, the_plan) -> None:
@@ -213,13 +233,14 @@ def _dry_run(the_plan) -> int:
 
 
 def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: dict, default_place: bool,
-                        **resumed) -> int:
+                        *, executor, **resumed) -> int:
     from minibatch_core.sweep.sweep import execute
 
+    env = {**env, "executor": _describe(executor)}
     progress = None if args.quiet else _progress()
     try:
         if progress is None:
-            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, **resumed)
+            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, executor=executor, **resumed)
         else:
             with progress:
                 task = progress.add_task("starting", total=the_plan.total_runs, eta="after the first run")
@@ -231,11 +252,13 @@ def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: d
                     progress.update(task, eta=left.describe() if left else "after the first run")
 
                 outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
-                                  on_estimate=estimate, **resumed)
+                                  on_estimate=estimate, executor=executor, **resumed)
                 progress.update(task, description="done; building tables, plots and report")
     except KeyboardInterrupt:
         print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
         return 130
+    finally:  # a local Ray instance stops here, before the report forks its plot workers
+        executor.close()
     # after the progress display has stopped: its refresh thread must be gone before the report forks
     # its plot workers (a fork while another thread holds a lock can hang the child)
     _build(folder)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from minibatch_core.commands.executor_options import add_executor_options, executor_from_args
 from minibatch_core.commands.options import DATASET_HELP, add_data_options
 from minibatch_core.errors import MinibatchError
 
@@ -79,6 +80,7 @@ def add_parser(sub) -> None:
     for action in p._actions:  # in a study the data seed also draws the held-out split
         if action.dest == "data_seed":
             action.help = "seed of the train/validation split, and of generated (synthetic) data (default 0)"
+    add_executor_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
                    "folder that already holds a study.csv is refused")
@@ -119,16 +121,20 @@ def choose_folder(out: str | Path | None) -> Path:
     return folder
 
 
-def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan=None) -> StudyOutcome:
+def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan=None,
+              executor=None) -> StudyOutcome:
     """Plan (every value checked before a folder exists), train, analyse, predict, report. ``on_plan``
-    gets the plan's lines (``presentation.plan_text``) before anything trains."""
+    gets the plan's lines (``presentation.plan_text``) before anything trains; ``executor``:
+    ``sweep.executors.ExecutorOptions`` (default local: every pass in this process, one at a time)."""
     import pandas as pd
 
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
     from minibatch_core.fsio import atomic_write_csv, atomic_write_text
     from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
+    from minibatch_core.records.hardware import split_by_hardware
     from minibatch_core.records.study_rows import STUDY_CSV
     from minibatch_core.running.envinfo import collect
+    from minibatch_core.sweep.executors import open_executor
     from minibatch_core.sweep.study import execute, measure_noise, plan
 
     the_plan = plan(study)
@@ -137,9 +143,15 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan
         from minibatch_core.presentation.plan_text import study_plan_lines
 
         on_plan(study_plan_lines(the_plan))
-    folder.mkdir(parents=True, exist_ok=True)
-    wall = execute(the_plan, folder, collect(study.to_dict()), on_progress=on_progress)
-    frame = pd.read_csv(folder / STUDY_CSV)
+    runner = open_executor(executor)  # a cluster that cannot be reached: one line, before anything is written
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**collect(study.to_dict()),
+               "executor": runner.describe() if hasattr(runner, "describe") else {"kind": runner.name}}
+        wall = execute(the_plan, folder, env, on_progress=on_progress, executor=runner)
+    finally:  # a local Ray instance stops before the noise measurement and the report's plot workers
+        runner.close()
+    frame = split_by_hardware(pd.read_csv(folder / STUDY_CSV))
     best = best_lrs(frame)
     atomic_write_csv(folder / BEST_LR_CSV, best)
     noise: dict[tuple[str, str], dict[str, Any]] = {}
@@ -191,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
         for line in lines:
             print(f"minibatch-bench study: {line}", file=sys.stderr)
 
+    options = executor_from_args(args)
     outcome = run_study(study, args.out, on_progress=None if args.quiet else show,
-                        on_plan=None if args.quiet else show_plan)
+                        on_plan=None if args.quiet else show_plan, executor=options)
     if args.quiet:
         print(outcome.folder)
         return 0

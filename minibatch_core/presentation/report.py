@@ -35,7 +35,7 @@ from minibatch_core.presentation.document import (
 )
 from minibatch_core.presentation.labels import fmt_seconds
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV, load_profile
-from minibatch_core.running.envinfo import describe_machine
+from minibatch_core.running.envinfo import describe_machine, executor_notes
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -91,7 +91,7 @@ def environment_items(env: dict[str, Any], calibration: list[dict] | None) -> li
     versions = env.get("versions") or {}
     items = [f"Machine: {describe_machine(env)}",
              f"Python {env.get('python')} on {env.get('platform')}",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)]
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), *executor_notes(env)]
     git = env.get("git")
     if git:
         items.append(f"Code: git commit {git['commit'][:12]}" + (" (with uncommitted changes)" if git.get("dirty")

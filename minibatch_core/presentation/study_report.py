@@ -16,8 +16,9 @@ from minibatch_core.fsio import atomic_write_text
 from minibatch_core.presentation import study_plots
 from minibatch_core.presentation.labels import fmt_seconds
 from minibatch_core.presentation.report import Bullets, Heading, Image, Para, Table, render_html, render_markdown
+from minibatch_core.records.hardware import split_by_hardware
 from minibatch_core.records.study_rows import STUDY_CSV
-from minibatch_core.running.envinfo import busy_warning, describe_machine
+from minibatch_core.running.envinfo import busy_warning, describe_machine, executor_notes
 from minibatch_core.sweep.study import STUDY_JSON
 
 CRITICAL_JSON = "critical_batch.json"
@@ -191,7 +192,7 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     if not (folder / STUDY_CSV).exists():
         raise MinibatchError(f"{str(folder)!r} holds no {STUDY_CSV}: not a study folder")
-    study = pd.read_csv(folder / STUDY_CSV)
+    study = split_by_hardware(pd.read_csv(folder / STUDY_CSV))
     meta = _read_json(folder / STUDY_JSON) or {}
     critical = _read_json(folder / CRITICAL_JSON) or []
     best = best_lrs(study)
@@ -233,6 +234,7 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
                  f"Load average (1, 5, 15 min) at start: {meta.get('load_average_start', '–')}, at end: "
                  f"{meta.get('load_average_end', '–')}",
                  f"Study wall time: {_g(meta.get('study_wall_s'))} s for {meta.get('runs_done', '?')} runs"]
+    env_items += executor_notes(meta)
     warning = busy_warning(meta)
     if warning:
         env_items.append(warning)

@@ -108,6 +108,9 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("cuda_workspace_bytes", INT, "CUDA: bytes of cuBLAS workspace the run's streams held at its end (one per "
        "stream that ran a matmul; its size is cuBLAS's, settable with CUBLAS_WORKSPACE_CONFIG), reported apart "
        "from `peak_memory_bytes` so engines compare on what training itself uses; empty on CPU", "bytes"),
+    _c("host", STR, "name of the machine that trained the run (its hardware: env.json's `hosts`)", fill=""),
+    _c("executor", STR, "where the sweep ran its runs: `local` (this command's processes, one at a time) or "
+       "`ray` (one Ray task per run)", fill="local"),
 )
 
 PROFILE_COLUMNS: tuple[Column, ...] = (

@@ -22,6 +22,7 @@ from minibatch_core.errors import MinibatchError
 from minibatch_core.records import identity as ident
 from minibatch_core.records.axes import parse_widths
 from minibatch_core.records.columns import BOOL, FLOAT, INT, PROFILE_COLUMNS, RUN_COLUMNS, STR, Column
+from minibatch_core.records.hardware import split_by_hardware
 
 RUNS_CSV = "runs.csv"
 PROFILE_CSV = "profile.csv"
@@ -95,7 +96,10 @@ def check_runs(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         frame["warmup"] = frame["warmup"].where(frame["warmup"].notna(), frame["epoch"] == 1).astype(bool)
     # recomputed rather than trusted: the identity is the columns, and older files had no config_id
     frame["config_id"] = [ident.config_id(row) for row in frame[list(ident.IDENTITY_COLUMNS)].to_dict("records")]
-    return frame
+    split = split_by_hardware(frame)
+    if split is not frame:  # runs of one configuration on two kinds of hardware (a ray sweep): kept apart
+        split["config_id"] = [ident.config_id(row) for row in split[list(ident.IDENTITY_COLUMNS)].to_dict("records")]
+    return split
 
 
 def _read_csv(path: Path, columns: Iterable[Column]) -> pd.DataFrame:

@@ -62,6 +62,8 @@ STUDY_COLUMNS: tuple[Column, ...] = (
     _c("n_val", INT, "validation rows", "rows"),
     _c("steps_per_epoch", INT, "ceil(n_train / batch_size)", "steps"),
     _c("replicas", INT, "runs trained in the same pass", fill=1),
+    _c("host", STR, "as in runs.csv: the machine that trained the pass", fill=""),
+    _c("executor", STR, "as in runs.csv: `local` or `ray`", fill="local"),
 )
 
 CHECKS_COLUMNS: tuple[Column, ...] = (

@@ -128,6 +128,24 @@ def busy_warning(env: dict[str, Any]) -> str | None:
             "cores, the sweep itself accounting for about 1): timings include contention with other work.")
 
 
+def executor_notes(env: dict[str, Any]) -> list[str]:
+    """Lines for a report on where the runs executed: the machines (one line each where several) and, when
+    several timed runs shared a node (``--runs-per-node`` above 1), that their timings contended."""
+    executor = env.get("executor") or {}
+    if executor.get("kind", "local") == "local":
+        return []
+    hosts = env.get("hosts") or {}
+    lines = [f"Executor: {executor['kind']} ({len(hosts)} host(s): " + "; ".join(
+        f"{name}: {h.get('cpu_model', '?')}, {h.get('cpu_cores', '?')} cores"
+        + (", GPU " + ", ".join(g.get("name", "?") for g in h["gpus"]) if h.get("gpus") else "")
+        for name, h in hosts.items()) + ")"]
+    per_node = int(executor.get("runs_per_node") or 1)
+    if per_node > 1:
+        lines.append(f"Up to {per_node} timed runs executed at once on each node (--runs-per-node {per_node}): "
+                     "their timings shared the node's cores and memory bandwidth and contended with each other.")
+    return lines
+
+
 def describe_machine(env: dict[str, Any]) -> str:
     """One line naming the machine figures were measured on, from an env.json dict."""
     if not env:

@@ -39,6 +39,7 @@ from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.running.measure import device_name
 from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
+from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
 from minibatch_core.sweep.study_config import StudyConfig
 
 STUDY_JSON = "study.json"
@@ -146,10 +147,21 @@ def job_label(job: StudyJob) -> str:
     return f"{job.engine} | {job.dataset} | {job.device} | batch {job.batch_spec} | {len(job.pairs)} run(s)"
 
 
+def job_in_context(study: StudyConfig, job: StudyJob, split: Split, target: Target
+                   ) -> tuple[ToTargetRun, str, int]:
+    """An executor's task: one job, plus what its rows record of the process that trained it."""
+    result = run_job(study, job, split, target)
+    return result, device_name(resolve_device(job.device)), study.threads or torch.get_num_threads()
+
+
 def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
-            on_progress: ProgressCallback | None = None) -> float:
-    """Train every job into ``out_dir``; returns the wall seconds. study.json first, then study.csv,
-    runs.csv and checks.csv rewritten atomically after every job."""
+            on_progress: ProgressCallback | None = None, executor: Executor | None = None) -> float:
+    """Train every job into ``out_dir`` on ``executor`` (default: local, in plan order); returns the wall
+    seconds. study.json first, then study.csv, runs.csv and checks.csv rewritten atomically after every job
+    (in completion order; the plan's order restored in the final files)."""
+    from contextlib import closing
+
+    executor = executor or LocalExecutor()
     out = Path(out_dir)
     study = the_plan.study
     started = time.perf_counter()
@@ -165,25 +177,49 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
 
     write_meta()
     report = on_progress or (lambda done, total, label: None)
-    studies, epochs, checks = [], [], []
+    studies, epochs, checks = {}, {}, {}  # plan index -> rows, in completion order
     done = 0
+    hosts: dict[str, Any] = {}
+    failed: list[dict[str, str]] = []
+
+    def write(order) -> None:
+        order = list(order)
+        for name, rows in ((STUDY_CSV, studies), (RUNS_CSV, epochs), (CHECKS_CSV, checks)):
+            atomic_write_csv(out / name, pd.concat([rows[i] for i in order if i in rows], ignore_index=True))
+
+    tasks = [Task(job_in_context, (study, job, the_plan.splits[job.dataset], the_plan.targets[job.dataset]),
+                  job_label(job), **task_resources(job.device, study.threads)) for job in the_plan.jobs]
     try:
-        for job in the_plan.jobs:
-            report(done, the_plan.total_runs, job_label(job))
-            split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
-            result = run_job(study, job, split, target)
-            device = resolve_device(job.device)
-            context = {"study": study, "job": job, "split": split, "target": target, "device": str(device),
-                       "device_name": device_name(device), "torch_threads": study.threads or torch.get_num_threads(),
-                       "n_samples": the_plan.n_samples[job.dataset]}
-            studies.append(study_rows(result, **context))
-            epochs.append(epoch_rows(result, **context))
-            checks.append(check_rows(result, **context))
-            atomic_write_csv(out / STUDY_CSV, pd.concat(studies, ignore_index=True))
-            atomic_write_csv(out / RUNS_CSV, pd.concat(epochs, ignore_index=True))
-            atomic_write_csv(out / CHECKS_CSV, pd.concat(checks, ignore_index=True))
-            done += len(job.pairs)
-            meta["runs_done"] = done
+        if tasks:
+            report(done, the_plan.total_runs, tasks[0].label)
+        with closing(executor.run(tasks)) as outcomes:
+            for outcome in outcomes:
+                job = the_plan.jobs[outcome.index]
+                if outcome.error is not None:  # lost with its worker or node twice (ray): recorded, goes on
+                    failed.append({"run": job_label(job), "error": outcome.error})
+                    write_meta(failed_runs=failed)
+                    continue
+                result, name, threads = outcome.value
+                split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
+                context = {"study": study, "job": job, "split": split, "target": target,
+                           "device": str(resolve_device(job.device)), "device_name": name, "torch_threads": threads,
+                           "n_samples": the_plan.n_samples[job.dataset]}
+                placed = {"host": outcome.host, "executor": executor.name}
+                studies[outcome.index] = study_rows(result, **context).assign(**placed)
+                epochs[outcome.index] = epoch_rows(result, **context).assign(**placed)
+                checks[outcome.index] = check_rows(result, **context)
+                write(studies)
+                if outcome.host not in hosts:
+                    hosts[outcome.host] = outcome.hardware
+                    write_meta(hosts=hosts)
+                done += len(job.pairs)
+                meta["runs_done"] = done
+                following = outcome.index + 1
+                label = tasks[following].label if executor.name == "local" and following < len(tasks) else \
+                    f"{job_label(job)} done"
+                report(done, the_plan.total_runs, label)
+        if studies:
+            write(range(len(tasks)))  # the plan's order
         report(done, the_plan.total_runs, "done")
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"

@@ -33,6 +33,7 @@ from minibatch_core.running import trainer
 from minibatch_core.running.distributed import DistributedOptions, choose_backend
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.sweep.eta import Estimate, RemainingTime
+from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
 from minibatch_core.sweep.feasibility import LeftOut, LeftOutTally, cannot_run
 
 __all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "execute",
@@ -96,6 +97,17 @@ class SweepConfig:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's sweep settings (top-level keys or a ``[sweep]`` table); its ``[executor]`` table is
+    ``executors.ExecutorOptions``'s, read by ``read_toml``."""
+    data = read_toml(path)
+    data.pop("executor", None)
+    # a [sweep] table is accepted as well as top-level keys
+    if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
+        data = data["sweep"]
+    return data
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -112,9 +124,6 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise MinibatchError(f"config file {str(path)!r} is not a TOML text file (undecodable byte at offset "
                              f"{err.start})") from None
-    # a [sweep] table is accepted as well as top-level keys
-    if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
-        data = data["sweep"]
     return data
 
 
@@ -243,14 +252,30 @@ def calibrate(devices: Iterable[str], *, isolate: bool = True) -> list[dict[str,
             for d in devices]
 
 
+def train_job(job: Job, isolate: bool, fresh_process: bool = False) -> list:
+    """One job's runs (an executor's task): in a fresh worker of this command (``isolate``), or here, in a
+    process that is itself fresh (``fresh_process``: a Ray worker that serves this job alone)."""
+    return trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile,
+                               fresh_process=fresh_process)
+
+
+def job_tasks(the_plan: Plan, executor_name: str, isolate: bool) -> list[Task]:
+    """Each job as an executor task, asking for what it uses (threads, GPUs, ddp's workers)."""
+    remote = executor_name != "local"
+    return [Task(train_job, (job, isolate and not remote, remote), job_label(job),
+                 **task_resources(job.config.device, job.config.threads, job.config.workers))
+            for job in the_plan.jobs]
+
+
 def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
             on_progress: ProgressCallback | None = None, isolate: bool = True,
             kept_runs: pd.DataFrame | None = None, kept_profiles: pd.DataFrame | None = None,
-            calibration: list[dict[str, Any]] | None = None,
+            calibration: list[dict[str, Any]] | None = None, executor: Executor | None = None,
             on_estimate: Callable[[Estimate | None], None] | None = None) -> SweepOutcome:
-    """Measure every job, one at a time, into ``out_dir``. Writes env.json first, then calibration.json,
-    then runs.csv/profile.csv after every job (atomically: a reader or an interruption never sees half a
-    file). An interruption or error propagates after env.json records how far the sweep got.
+    """Measure every job into ``out_dir``, on ``executor`` (default: local, one at a time, in plan order).
+    Writes env.json first, then calibration.json, then runs.csv/profile.csv after every job (atomically: a
+    reader or an interruption never sees half a file), in completion order, the plan's order restored in
+    the final files. An interruption or error propagates after env.json records how far the sweep got.
 
     Resuming: ``kept_runs`` / ``kept_profiles`` are recorded rows to keep (every rewrite holds them
     first), and ``calibration`` the recorded calibration, reused so old and new runs share one.
@@ -259,11 +284,15 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
     refused the configuration) is recorded in env.json's ``failed_runs`` and the sweep goes on; if every
     job fails, the sweep fails. ``on_estimate`` gets the remaining time after each job (``sweep.eta``)."""
     import json
+    from contextlib import closing
 
     out = Path(out_dir)
+    executor = executor or LocalExecutor()
     started = time.perf_counter()
     kept = int(kept_runs["run_id"].nunique()) if kept_runs is not None else 0
     env = {**env, "status": "running", "runs_total": the_plan.total_runs + kept, "runs_done": kept}
+    env.setdefault("executor", {"kind": executor.name})
+    hosts: dict[str, Any] = dict(env.get("hosts") or {})
 
     def write_env(**changes: Any) -> None:
         env.update(changes)
@@ -279,37 +308,74 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
             calibration = calibrate(the_plan.devices, isolate=isolate)
             atomic_write_text(out / CALIBRATION_JSON, json.dumps(calibration, indent=2) + "\n")
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
-        runs: list[pd.DataFrame] = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
-        profiles: list[pd.DataFrame] = [] if kept_profiles is None else [kept_profiles[names(PROFILE_COLUMNS)]]
-        failed: list[dict[str, str]] = []
+        first_runs = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
+        first_profiles = [] if kept_profiles is None else [kept_profiles[names(PROFILE_COLUMNS)]]
+        runs: dict[int, pd.DataFrame] = {}  # plan index -> rows, in completion order
+        profiles: dict[int, pd.DataFrame] = {}
+        failed: list[dict[str, str]] = list(env.get("failed_runs") or [])
+
+        def write_records(order: Iterable[int]) -> None:
+            order = list(order)
+            atomic_write_csv(out / RUNS_CSV, pd.concat(first_runs + [runs[i] for i in order if i in runs],
+                                                       ignore_index=True))
+            chosen = first_profiles + [profiles[i] for i in order if i in profiles]
+            if chosen:
+                atomic_write_csv(out / PROFILE_CSV, pd.concat(chosen, ignore_index=True))
+
         remaining_time = RemainingTime()
-        for index, job in enumerate(the_plan.jobs):
-            report(done, total, job_label(job))
-            job_started = time.perf_counter()
-            try:
-                results = trainer.train_seeds(job.config, list(job.seeds), isolate=isolate, profile=job.profile)
-            except Exception as failure:  # noqa: BLE001 - that run is lost (recorded), the sweep goes on
-                error = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
-                failed.append({"run": job_label(job), "error": error})
-                write_env(failed_runs=failed)
-                print(f"minibatch-bench run: {job_label(job)}: {error} (the sweep goes on)", file=sys.stderr)
-                continue
-            remaining_time.record(job, time.perf_counter() - job_started)
-            if on_estimate:
-                on_estimate(remaining_time.estimate(the_plan.jobs[index + 1:]))
-            load = load_average()  # contention during this run shows in the report and compare
-            runs += [run_rows(r, calibration_step_s=step_by_device.get(r.device),
-                              load_1m=load[0] if load else None) for r in results]
-            if job.profile and results[0].profile:
-                profiles.append(profile_rows(results[0]))
-            atomic_write_csv(out / RUNS_CSV, pd.concat(runs, ignore_index=True))
-            if profiles:
-                atomic_write_csv(out / PROFILE_CSV, pd.concat(profiles, ignore_index=True))
-            done += len(results)
-            env["runs_done"] = done
+        tasks = job_tasks(the_plan, executor.name, isolate)
+        if tasks:
+            report(done, total, tasks[0].label if executor.name == "local" else f"{len(tasks)} jobs queued")
+        since = time.perf_counter()
+        settled: set[int] = set()  # plan indices that completed or failed
+        # any job that fails for a reason of its own (a worker or node died, a ddp worker hung, CUDA ran out
+        # of memory, an engine refused the configuration) is recorded and the sweep goes on
+        with closing(executor.run(tasks, failures=(Exception,))) as outcomes:
+            for outcome in outcomes:
+                job = the_plan.jobs[outcome.index]
+                if outcome.error is not None:
+                    settled.add(outcome.index)
+                    since = time.perf_counter()
+                    error = (outcome.error.splitlines() or [""])[0] or "failed"
+                    failed.append({"run": job_label(job), "error": error,
+                                   **({"node": outcome.node} if outcome.node else {})})
+                    write_env(failed_runs=failed)
+                    print(f"minibatch-bench run: {job_label(job)}: {error} (the sweep goes on)",
+                          file=sys.stderr)
+                    continue
+                results = outcome.value
+                now = time.perf_counter()  # serial: this job's time; in parallel, time per completed job
+                remaining_time.record(job, now - since)
+                since = now
+                settled.add(outcome.index)
+                if on_estimate:
+                    left = [j for i, j in enumerate(the_plan.jobs) if i not in settled]
+                    on_estimate(remaining_time.estimate(left))
+                if outcome.host and outcome.host not in hosts:
+                    hosts[outcome.host] = outcome.hardware
+                    write_env(hosts=hosts)
+                load = load_average()  # contention during this run shows in the report and compare
+                placed = {"host": outcome.host, "executor": executor.name}
+                runs[outcome.index] = pd.concat(
+                    [run_rows(r, calibration_step_s=step_by_device.get(r.device), load_1m=load[0] if load else None)
+                     .assign(**placed) for r in results], ignore_index=True)
+                if outcome.node:  # which Ray node: two nodes of one machine share a host name
+                    env.setdefault("run_nodes", {}).update({r: outcome.node for r in runs[outcome.index]["run_id"]})
+                if job.profile and results[0].profile:
+                    profiles[outcome.index] = profile_rows(results[0])
+                write_records(runs)  # completion order
+                done += len(results)
+                env["runs_done"] = done
+                following = outcome.index + 1
+                if executor.name == "local" and following < len(tasks):
+                    report(done, total, tasks[following].label)
+                else:
+                    report(done, total, f"{job_label(job)} done")
         if failed and done == kept:
             raise MinibatchError(f"every run of the sweep failed; the first: {failed[0]['run']}: "
                                  f"{failed[0]['error']}")
+        if runs:
+            write_records(range(len(the_plan.jobs)))  # the plan's order, for readers of the final file
         report(done, total, "done")
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
@@ -317,6 +383,7 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
                   sweep_wall_s=time.perf_counter() - started, load_average_end=load_average())
         raise
     wall = time.perf_counter() - started
+    retried = getattr(executor, "retried", None)
     write_env(status="complete", runs_done=done, finished_utc=utc_now(), sweep_wall_s=wall,
-              load_average_end=load_average())
+              load_average_end=load_average(), **({"retried_runs": retried} if retried else {}))
     return SweepOutcome(out, done, total, wall, True)
