@@ -160,7 +160,7 @@ def check_fast_on(device_name: str, batch_size: int | str) -> Verdict:
 
 def check_memory(device_name: str) -> list[Verdict]:
     from minibatch_core.input.config import RunConfig
-    from minibatch_core.presentation.units import fmt_bytes
+    from minibatch_core.presentation.labels import fmt_bytes
     from minibatch_core.running.trainer import train
 
     out = []
