@@ -24,6 +24,7 @@ COMMANDS = {
     "baseline": "minibatch_core.commands.baseline",
     "study": "minibatch_core.commands.study",
     "gate": "minibatch_core.commands.gate",
+    "ab": "minibatch_core.commands.ab",
 }
 # The one-line help of each subcommand, as its module's add_parser gives it (a test keeps them equal):
 # the top-level --help lists them without importing the modules, some of which need pandas.
@@ -37,6 +38,7 @@ SUMMARIES = {
     "critical batch",
     "count": "count the CPU instructions of training per configuration under valgrind (instructions.csv)",
     "gate": "the CI regression gate: instruction counts vs a committed baseline, plus wall time",
+    "ab": "A/B: two code versions measured interleaved on this machine; exit 1 on a slowdown",
 }
 
 EXIT_BAD_INPUT = 2

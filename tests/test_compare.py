@@ -107,8 +107,8 @@ def known_changes(draw: int, **kw) -> pd.DataFrame:
                      drop={GONE}, **kw)
 
 
-# The judging mechanics are tested at --max-slowdown 1.5: the default (70, measured on a shared machine,
-# docs/gates.md) is above every slowdown these synthetic sets contain.
+# The judging mechanics are tested at --max-slowdown 1.5 (a regression needs its whole interval above
+# it), explicit so that they do not depend on the default (1.25).
 
 # --- the acceptance test ------------------------------------------------------------------
 
@@ -156,8 +156,9 @@ def test_a_real_speedup_is_shown_as_improved(tmp_path):
 def test_calibration_cancels_a_slower_machine_but_keeps_a_real_slowdown(tmp_path):
     base = load_results(write_set(tmp_path / "b", make_runs(1)))
     slower_machine = load_results(write_set(tmp_path / "c", make_runs(2, machine=1.6)))
-    raw = compare(base, slower_machine, CompareOptions(max_slowdown=1.5))
-    assert raw.count(REGRESSED) == len(raw.rows)  # seconds alone blame every configuration
+    # seconds alone blame every configuration (1.6x, its interval above 1.2 everywhere)
+    raw = compare(base, slower_machine, CompareOptions(max_slowdown=1.2))
+    assert raw.count(REGRESSED) == len(raw.rows)
     assert not compare(base, slower_machine, CompareOptions(max_slowdown=1.5, normalize="calibration")).regressed
     both = load_results(write_set(tmp_path / "d", make_runs(3, machine=1.6, slowdown={SLOW: 2.0})))
     result = compare(base, both, CompareOptions(max_slowdown=1.5, normalize="calibration"))

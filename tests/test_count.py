@@ -215,6 +215,36 @@ def test_a_real_count_under_valgrind(tmp_path, capsys):
     assert main(["compare", str(out), str(out)]) == 0
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (apt-get install valgrind)")
+def test_count_works_from_a_fresh_virtualenv(tmp_path):
+    """Issue 21: the worker was started as the resolved base interpreter, which does not see a venv's
+    packages (`No module named 'torch'`). A fresh venv whose packages (those this test process sees,
+    through a .pth file) are visible only to the venv's own interpreter must count, and the worker
+    must have run in that venv."""
+    import site
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    repo = Path(__file__).resolve().parents[1]
+    seen = [str(repo), *site.getsitepackages(), *[p for p in sys.path if p.endswith("-packages")]]
+    (Path(purelib) / "parent_packages.pth").write_text("\n".join(dict.fromkeys(seen)) + "\n")
+    out = tmp_path / "c"
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run([str(python), "-m", "minibatch_core", "count", "--engines", "fast", "--batch-sizes",
+                           "full", "--epochs", "1", "--out", str(out)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cs = instructions.load(out)
+    assert len(cs.frame) == 1 and cs.frame.iloc[0]["instructions"] > 0
+    assert Path(cs.env["python_prefix_under_valgrind"]).resolve() == venv.resolve()
+
+
 def test_count_leaves_out_engines_that_train_in_several_processes(capsys):
     from minibatch_core.cli import build_parser
     from minibatch_core.commands.count import configs_from_args

@@ -26,6 +26,7 @@ from minibatch_core.analysis.compare_options import (
     CompareOptions,
     StatusCounts,
 )
+from minibatch_core.analysis.contention import group_contention, side_cores
 from minibatch_core.analysis.result_sets import Environment, ResultSet, load_results
 from minibatch_core.analysis.verdicts import (
     LossVerdict,
@@ -116,6 +117,20 @@ def _natural(key: tuple) -> tuple:
                  for v in key)
 
 
+def _unless_contended(speed: SpeedVerdict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict) -> SpeedVerdict:
+    """A side measured above its core count cannot tell a slowdown from other work's: its speed is not
+    judged (the ratio is still shown), whatever the ratio says. Loss and memory do not move with load."""
+    found = [(name, f) for name, rs, g in (("baseline", ctx["baseline"], b), ("current", ctx["current"], c))
+             if (f := group_contention(g, rs.env_data, side_cores(rs.frame, rs.env_data))) is not None]
+    if not found:
+        return speed
+    what = "; ".join(f"{name} load {f.max_load:.1f} on {f.cores} cores" for name, f in found)
+    speed.verdict = NOT_JUDGED
+    speed.contended = what
+    speed.note = f"speed not judged (contended: {what})"
+    return speed
+
+
 def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | None = None) -> Comparison:
     options = options or CompareOptions()
     keys = KEYS
@@ -145,13 +160,15 @@ def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | N
             rows.append(RowComparison(key, NEW if b is None else MISSING, spec, notes=[note], batch_size=size,
                                       config_id=str(first["config_id"])))
             continue
-        speed = judge_speed(key, b, c, ctx, options)
+        speed = _unless_contended(judge_speed(key, b, c, ctx, options), b, c, ctx)
         loss = judge_loss(key, b, c, ctx, options)
         memory = judge_memory(b, c, options)
         notes = [p.note for p in (speed, loss, memory) if p.note]
         status = _rollup([speed.verdict, loss.verdict, memory.verdict])
         if loss.diverged == "both" and status != REGRESSED:
             status = NOT_JUDGED  # all-NaN on both sides is no evidence of "unchanged"
+        if speed.contended and status == UNCHANGED:
+            status = NOT_JUDGED  # a speed we could not judge never passes as "unchanged"
         rows.append(RowComparison(key, status, spec,
                                   speed, loss, memory, notes, batch_size=size, config_id=str(first["config_id"])))
 

@@ -75,3 +75,32 @@ def contention(runs: pd.DataFrame | None, env: dict[str, Any] | None) -> Content
     if not loads or max(loads) <= cores:
         return None
     return Contention(max(loads), cores, "env.json", 0, 0)
+
+
+def side_cores(runs: pd.DataFrame | None, env: dict[str, Any] | None) -> int:
+    """The side's core count: env.json, else runs.csv's ``cpu_count`` column; 0 when unknown."""
+    cores = _cores(env or {})
+    if not cores and runs is not None and "cpu_count" in runs:
+        counts = pd.to_numeric(runs["cpu_count"], errors="coerce").dropna()
+        cores = int(counts.max()) if not counts.empty else 0
+    return cores
+
+
+def group_contention(group: pd.DataFrame, env: dict[str, Any] | None, cores: int) -> Contention | None:
+    """Was one configuration's runs measured above the core count? Its own runs' ``load_1m`` (sampled at
+    the end of each run) decide; a side without that column falls back to env.json's start/end load,
+    which then holds for every configuration of the side. None: quiet, or no evidence."""
+    if not cores:
+        return None
+    if "load_1m" in group:
+        load = pd.to_numeric(group["load_1m"], errors="coerce").dropna()
+        if not load.empty:
+            per_run = load.groupby(group.loc[load.index, "run_id"]).max() if "run_id" in group else load
+            over = int((per_run > cores).sum())
+            return Contention(float(per_run.max()), cores, "load_1m", over, int(len(per_run))) if over else None
+    env = env or {}
+    loads = [x for x in (_first(env.get("load_average_start")), _first(env.get("load_average_end")))
+             if x is not None]
+    if not loads or max(loads) <= cores:
+        return None
+    return Contention(max(loads), cores, "env.json", 0, 0)

@@ -36,6 +36,7 @@ class SpeedVerdict:
     n_base: int = 0
     n_cur: int = 0
     note: str = ""
+    contended: str = ""  # "" or which side ran above its core count ("current load 5.2 on 2 cores")
 
 
 @dataclass
@@ -140,9 +141,10 @@ def judge_speed(key: dict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict,
                                        rng=_rng(options, tuple(key.values())))
     scale_b = float(np.median(base_den)) if base_den is not None else 1.0
     scale_c = float(np.median(cur_den)) if cur_den is not None else 1.0
-    if ratio > options.max_slowdown and low > 1:
+    # the whole interval beyond the threshold, not just the point estimate
+    if low > options.max_slowdown:
         verdict = REGRESSED
-    elif ratio < 1 / options.max_slowdown and high < 1:
+    elif high < 1 / options.max_slowdown:
         verdict = IMPROVED
     else:
         verdict = UNCHANGED

@@ -36,8 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("current", metavar="CURRENT", help="results folder, pytest-benchmark JSON or count folder")
     g = p.add_argument_group("speed")
     g.add_argument("--max-slowdown", type=float, default=d.max_slowdown, metavar="R",
-                   help="regress when current/baseline median epoch time exceeds R and its bootstrap "
-                        f"interval lies above 1 (default {d.max_slowdown})")
+                   help="regress when the bootstrap interval of current/baseline median epoch time lies "
+                        f"entirely above R (default {d.max_slowdown}); a configuration measured above the "
+                        "machine's core count (runs.csv load_1m) is 'not judged (contended ...)' instead")
     g.add_argument("--normalize", default=d.normalize, metavar="MODE",
                    help="none (seconds; same machine only), calibration (divide by each side's calibration "
                         "workload: across machines) or engine:NAME, e.g. engine:reference (each engine as a "

@@ -6,6 +6,7 @@ Reads verdicts only; every figure shown was computed in ``compare``.
 from __future__ import annotations
 
 import math
+import re
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -103,8 +104,23 @@ def contention_notes(comparison: Comparison) -> list[str]:
     return out
 
 
+def contended_summary(comparison: Comparison) -> str:
+    """``3 not judged (contended: current load 5.2 on 2 cores)``, or '' when every side was quiet."""
+    rows = [r for r in comparison.rows if r.speed is not None and r.speed.contended]
+    if not rows:
+        return ""
+    worst = max((r.speed.contended for r in rows),
+                key=lambda t: max(float(x) for x in re.findall(r"load ([0-9.]+)", t)))
+    return f"{len(rows)} not judged (contended: {worst})"
+
+
 def summary_line(comparison: Comparison) -> str:
     counts = ", ".join(f"{comparison.count(s)} {s}" for s in STATUS_ORDER)
+    if comparison.count(NOT_JUDGED):
+        counts += f", {comparison.count(NOT_JUDGED)} {NOT_JUDGED}"
+    contended = contended_summary(comparison)
+    if contended:
+        counts += f"; speed {contended}"
     verdict = "REGRESSION" if comparison.regressed else "no regression"
     warnings = contention_notes(comparison)
     return (f"{verdict}: {counts} ({len(comparison.rows)} configurations)"
@@ -113,8 +129,9 @@ def summary_line(comparison: Comparison) -> str:
 
 def settings_line(comparison: Comparison) -> str:
     o = comparison.options
-    return (f"normalize {o.normalize}; speed regresses when ratio > {o.max_slowdown:g} and its "
-            f"{o.confidence:.0%} bootstrap interval is above 1; loss mode {o.loss_mode}, "
+    return (f"normalize {o.normalize}; speed regresses when its "
+            f"{o.confidence:.0%} bootstrap interval lies above {o.max_slowdown:g} (sides measured above "
+            f"their core count: not judged); loss mode {o.loss_mode}, "
             f"loss rtol {o.loss_rtol:g}; "
             f"memory regresses above ×{o.max_memory_growth:g} and +{fmt_bytes(o.memory_floor_bytes)}")
 

@@ -90,9 +90,24 @@ def valgrind_version(exe: str) -> str:
     return done.stdout.strip().removeprefix("valgrind-") or "unknown"
 
 
-def _interpreter() -> str:
-    # valgrind does not follow exec: a wrapper (pyenv shim, venv launcher script) must be bypassed
-    return os.path.realpath(sys.executable)
+def _interpreter() -> tuple[str, list[str]]:
+    """The interpreter to start under valgrind, and extra sys.path entries it needs.
+
+    ``sys.executable`` as it is, not resolved: a virtualenv's ``bin/python`` is a link to the base
+    interpreter, and it is the link's path that makes Python read ``pyvenv.cfg`` and see the venv's
+    packages (resolved, the worker is the base interpreter and fails on ``import torch``). Only where
+    ``sys.executable`` is a script (a launcher that execs the real binary, which valgrind would not
+    follow) is it resolved to a binary, and then this process's ``sys.path`` is handed over so that
+    the worker still sees the packages this process sees."""
+    exe = sys.executable
+    try:
+        with open(exe, "rb") as handle:
+            is_script = handle.read(2) == b"#!"
+    except OSError:
+        is_script = False
+    if not is_script:
+        return exe, []
+    return os.path.realpath(exe), [p for p in sys.path if p and os.path.isdir(p)]
 
 
 def _data_key(config: RunConfig) -> str:
@@ -141,20 +156,24 @@ def count_instructions(configs: Sequence[RunConfig], *, workdir: str | Path | No
     env = {"valgrind_version": version, "torch_version": torch.__version__,
            "cpu_capability_under_valgrind": result["cpu_capability"],
            "torch_threads_under_valgrind": result["torch_threads"],
-           "instrumentation": result["instrumentation"]}
+           "instrumentation": result["instrumentation"],
+           # which environment ran under valgrind (a virtualenv's prefix when started from one)
+           "python_prefix_under_valgrind": result.get("python_prefix")}
     return CountOutcome(counts, env)
 
 
 def _run_valgrind(exe: str, tmp: Path, *, instrument_at_start: bool) -> dict[str, Any]:
     for old in tmp.glob("callgrind.out*"):
         old.unlink()
+    interpreter, extra_path = _interpreter()
     command = [exe, "--tool=callgrind", f"--callgrind-out-file={tmp / 'callgrind.out'}",
                f"--instr-atstart={'yes' if instrument_at_start else 'no'}", "--collect-atstart=no",
-               "--vgdb=yes", _interpreter(), "-m", "minibatch_core.running.counting",
+               "--vgdb=yes", interpreter, "-m", "minibatch_core.running.counting",
                str(tmp / "plan.json"), str(tmp / "result.json"), "atstart" if instrument_at_start else "control"]
     # a fixed hash seed: str hashes decide dict and set layouts, and so some of the instructions
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
-           "PYTHONPATH": os.pathsep.join([str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+           "PYTHONPATH": os.pathsep.join([str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH", ""), *extra_path]
+                                         ).strip(os.pathsep)}
     log = tmp / "valgrind.log"
     with open(log, "wb") as out:
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
@@ -196,7 +215,7 @@ def _worker(plan_path: str, result_path: str, mode: str) -> int:
     from minibatch_core.engines import get_engine
 
     torch.set_num_threads(1)
-    result: dict[str, Any] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    result: dict[str, Any] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "python_prefix": sys.prefix,
                               "torch_threads": torch.get_num_threads(), "instrumentation": mode, "jobs": []}
     if mode == "control" and not _instrumentation_on():
         result["instrumentation"] = "unavailable"
