@@ -20,6 +20,17 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def seed_arg(text: str) -> int:
+    """argparse type of a seed: checked when the command line is parsed (torch takes 0 to 2**63-1)."""
+    from minibatch_core.input.config import check_seed
+
+    try:
+        return check_seed(int(text.strip()))
+    except ValueError as err:  # int() of a non-number, or check_seed's MinibatchError (a ValueError)
+        raise argparse.ArgumentTypeError(str(err) if isinstance(err, MinibatchError) else
+                                         f"{text!r} is not an integer seed") from None
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument("--target", metavar="COLUMN",
@@ -32,7 +43,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help=f"synthetic: features (default {D['n_features']})")
     g.add_argument("--n-classes", type=int, default=D["n_classes"], metavar="K",
                    help=f"synthetic: classes (default {D['n_classes']})")
-    g.add_argument("--data-seed", type=int, default=D["data_seed"], metavar="S",
+    g.add_argument("--data-seed", type=seed_arg, default=D["data_seed"], metavar="S",
                    help=f"synthetic: seed of the generated data (default {D['data_seed']}; training seeds do not "
                    "change it)")
 

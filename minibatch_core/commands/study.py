@@ -80,8 +80,12 @@ def add_parser(sub) -> None:
         if action.dest == "data_seed":
             action.help = "seed of the train/validation split, and of generated (synthetic) data (default 0)"
     o = p.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
-                   "folder that already holds a study.csv is refused")
+    o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>): a "
+                   "folder that does not exist, is empty, or was made by `study`; one that already holds a "
+                   "study.csv, or files study did not make, is refused")
+    o.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds a study or other files: study's own files are "
+                        "replaced, any other file stays")
     o.add_argument("--quiet", action="store_true", help="no progress; print only the output folder")
     p.set_defaults(handler=run)
 
@@ -100,15 +104,21 @@ def study_from_args(args: argparse.Namespace):
     )
 
 
-def choose_folder(out: str | Path | None) -> Path:
+# what `study` writes into its folder: the only files --overwrite replaces
+OWN_FILES = ("study.csv", "runs.csv", "checks.csv", "best_lr.csv", "noise.csv", "critical_batch.json",
+             "study.json", "report.md", "report.html")
+
+
+def choose_folder(out: str | Path | None, overwrite: bool = False) -> Path:
+    from minibatch_core.fsio import claim_out_folder
+
     if out:
         folder = Path(out)
-        if folder.exists() and not folder.is_dir():
-            raise MinibatchError(f"--out {str(out)!r} exists and is not a folder")
-        if (folder / "study.csv").exists():
+        if (folder / "study.csv").exists() and not overwrite:
             raise MinibatchError(f"--out {str(out)!r} already holds a study (study.csv); refusing to overwrite "
-                                 "it: choose a new folder")
-        return folder
+                                 "it: choose a new folder, or add --overwrite")
+        return claim_out_folder(folder, "study", marker_files=("study.json",), overwrite=overwrite,
+                                legacy=lambda meta: isinstance(meta.get("study"), dict))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder, n = DEFAULT_ROOT / f"study-{stamp}", 1
     while folder.exists():
@@ -117,21 +127,23 @@ def choose_folder(out: str | Path | None) -> Path:
     return folder
 
 
-def run_study(study, out: str | Path | None = None, *, on_progress=None) -> StudyOutcome:
+def run_study(study, out: str | Path | None = None, *, on_progress=None, overwrite: bool = False) -> StudyOutcome:
     """Plan (every value checked before a folder exists), train, analyse, predict, report."""
     import pandas as pd
 
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
-    from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+    from minibatch_core.fsio import atomic_write_csv, atomic_write_text, out_marker, remove_own_files
     from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
     from minibatch_core.records.study_rows import STUDY_CSV
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.study import execute, measure_noise, plan
 
     the_plan = plan(study)
-    folder = choose_folder(out)
+    folder = choose_folder(out, overwrite)
+    if overwrite:
+        remove_own_files(folder, OWN_FILES)
     folder.mkdir(parents=True, exist_ok=True)
-    wall = execute(the_plan, folder, collect(study.to_dict()), on_progress=on_progress)
+    wall = execute(the_plan, folder, {**collect(study.to_dict()), **out_marker("study")}, on_progress=on_progress)
     frame = pd.read_csv(folder / STUDY_CSV)
     best = best_lrs(frame)
     atomic_write_csv(folder / BEST_LR_CSV, best)
@@ -168,12 +180,14 @@ def _json_default(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:  # a folder that is not ours is refused before anything is planned or loaded
+        choose_folder(args.out, args.overwrite)
     study = study_from_args(args)
 
     def show(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-    outcome = run_study(study, args.out, on_progress=None if args.quiet else show)
+    outcome = run_study(study, args.out, on_progress=None if args.quiet else show, overwrite=args.overwrite)
     if args.quiet:
         print(outcome.folder)
         return 0

@@ -9,7 +9,7 @@ import statistics
 import sys
 from typing import TYPE_CHECKING, Any
 
-from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden
+from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, parse_hidden, seed_arg
 from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.input.config import RunConfig, config_defaults
 from minibatch_core.input.devices import BACKENDS
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
                    help=f"positive integer or 'full' (= N); a size above N acts as full (default {D['batch_size']})")
     p.add_argument("--epochs", type=int, default=D["epochs"],
                    help=f"epochs, >= 1 (default {D['epochs']}, the lesson's)")
-    p.add_argument("--seed", type=int, default=D["seed"],
+    p.add_argument("--seed", type=seed_arg, default=D["seed"],
                    help=f"torch.manual_seed before the model is built (default {D['seed']})")
     p.add_argument("--device", default=D["device"], help=f"cpu, cuda, cuda:N or auto (default {D['device']})")
     p.add_argument("--engine", default=D["engine"],

@@ -224,12 +224,14 @@ class SweepOutcome:
     completed: bool
 
 
-def calibrate(devices: Iterable[str], *, isolate: bool = True) -> list[dict[str, Any]]:
-    """The fixed calibration workload once per device, in a fresh worker like the runs themselves."""
+def calibrate(devices: Iterable[str], *, isolate: bool = True, threads: int | None = 1) -> list[dict[str, Any]]:
+    """The fixed calibration workload once per device, in a fresh worker like the runs themselves, at the
+    runs' torch threads."""
     from minibatch_core.running.calibration import measure_calibration
     from minibatch_core.running.isolation import run_isolated
 
-    return [(run_isolated(measure_calibration, d) if isolate else measure_calibration(d)).to_dict()
+    return [(run_isolated(measure_calibration, d, 200, 7, threads) if isolate
+             else measure_calibration(d, threads=threads)).to_dict()
             for d in devices]
 
 
@@ -261,7 +263,7 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
     try:
         if calibration is None:
             report(done, total, "calibration workload")
-            calibration = calibrate(the_plan.devices, isolate=isolate)
+            calibration = calibrate(the_plan.devices, isolate=isolate, threads=the_plan.sweep.threads)
             atomic_write_text(out / CALIBRATION_JSON, json.dumps(calibration, indent=2) + "\n")
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
         runs: list[pd.DataFrame] = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
