@@ -84,7 +84,7 @@ def file_problem(path: str | os.PathLike) -> str | None:
 # of 100 epochs is about 300 MB; a symlink to /dev/zero or a 2 GB file would otherwise exhaust memory.
 MAX_RESULTS_BYTES = 512 * 2**20
 MAX_SMALL_BYTES = 16 * 2**20  # JSON and TOML settings files
-MAX_DATA_BYTES = 2 * 2**30  # a user's CSV/Parquet data file; MINIBATCH_MAX_DATA_BYTES overrides it
+MAX_DATA_BYTES = 2**30  # a user's CSV/Parquet data file; MINIBATCH_MAX_DATA_BYTES overrides it
 DATA_LIMIT_ENV = "MINIBATCH_MAX_DATA_BYTES"
 
 
@@ -142,7 +142,8 @@ def read_text_checked(path: str | os.PathLike, *, limit: int = MAX_SMALL_BYTES, 
             from None
 
 
-def read_json_checked(path: str | os.PathLike, *, what: str = "JSON file", expect: type | None = dict) -> Any:
+def read_json_checked(path: str | os.PathLike, *, what: str = "JSON file",
+                      expect: type | tuple[type, ...] | None = dict) -> Any:
     """A JSON file of at most MAX_SMALL_BYTES, whose top level is ``expect`` (a dict unless told)."""
     import json
 
@@ -150,11 +151,17 @@ def read_json_checked(path: str | os.PathLike, *, what: str = "JSON file", expec
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as err:
-        raise FileRefused(f"{what} {str(path)!r} is not valid JSON ({err})") from None
+        raise FileRefused(f"{what} {str(path)!r}: unreadable JSON, not valid ({err})") from None
     if expect is not None and not isinstance(value, expect):
-        raise FileRefused(f"{what} {str(path)!r} holds a JSON {type(value).__name__}, where a JSON "
-                          f"{'object' if expect is dict else expect.__name__} is expected: refused")
+        kinds = expect if isinstance(expect, tuple) else (expect,)
+        wanted = " or ".join(_JSON_NAMES.get(t, t.__name__) for t in kinds)
+        raise FileRefused(f"{what} {str(path)!r} holds a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, "
+                          f"where a JSON {wanted} is expected: refused")
     return value
+
+
+_JSON_NAMES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
 
 
 def data_limit() -> int:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.fsio import MAX_SMALL_BYTES, atomic_write_csv, atomic_write_text, read_bytes_checked
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.devices import expand_devices
 from minibatch_core.records.axes import AXES, AXIS_BY_KEY
@@ -99,12 +99,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise MinibatchError(f"config file {str(path)!r} does not exist") from None
-    except OSError as err:
-        raise MinibatchError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        data = tomllib.loads(read_bytes_checked(path, limit=MAX_SMALL_BYTES, what="config file").decode("utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise MinibatchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     except UnicodeDecodeError as err:
@@ -263,7 +258,10 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
     try:
         if calibration is None:
             report(done, total, "calibration workload")
-            calibration = calibrate(the_plan.devices, isolate=isolate, threads=the_plan.sweep.threads)
+            # at the runs' thread count; calibrate's default is the sweep's default (one thread), so the
+            # keyword is passed only for another count (callers that stand in for calibrate take none)
+            threads = the_plan.sweep.threads
+            calibration = calibrate(the_plan.devices, isolate=isolate, **({} if threads == 1 else {"threads": threads}))
             atomic_write_text(out / CALIBRATION_JSON, json.dumps(calibration, indent=2) + "\n")
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
         runs: list[pd.DataFrame] = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
