@@ -59,6 +59,8 @@ def add_parser(sub) -> None:
     add_data_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/instructions-<UTC timestamp>)")
+    o.add_argument("--yes", action="store_true",
+                   help="count more than 10,000 configurations, or more than 100,000 epochs, instead of refusing")
     o.add_argument("--overwrite", action="store_true",
                    help="replace an instructions.csv already in DIR (e.g. to refresh a committed baseline), or "
                         "write into a folder holding other files (count's own files are replaced, others stay)")
@@ -128,8 +130,15 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_cuda(args.devices)
     find_valgrind()  # before anything is planned or loaded: the one line on how to install it
+    folder = choose_folder(args.out, args.overwrite)  # a folder that is not count's: refused before planning
     configs = configs_from_args(args)
-    folder = choose_folder(args.out, args.overwrite)
+    if not args.yes:
+        from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS
+
+        if len(configs) > MAX_RUNS or args.epochs > MAX_EPOCHS:
+            raise MinibatchError(f"{len(configs):,} configurations of {args.epochs:,} epochs: above what count runs "
+                                 f"without asking ({MAX_RUNS:,} configurations, {MAX_EPOCHS:,} epochs): narrow the "
+                                 "grid, or add --yes")
     print(f"counting {len(configs)} configuration(s) under valgrind (one process; about 15 s to import torch, "
           "then each configuration's warm-up and counted epochs)...", file=sys.stderr)
     start = time.perf_counter()

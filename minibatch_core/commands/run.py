@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         start_workers(_engines_hint(args))
     from minibatch_core.fsio import out_marker
     from minibatch_core.running.envinfo import collect
-    from minibatch_core.sweep.sweep import plan
+    from minibatch_core.sweep.sweep import check_plan_size, plan
 
     if args.overwrite and args.resume:
         raise MinibatchError("--overwrite does not apply to --resume (it adds to the folder's sweep)")
@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args)
     sweep = sweep_from_args(args)
+    check_plan_size(sweep, args.yes)  # before the grid is expanded: that alone took minutes for 10**6 runs
     for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
         for note in check_dataset(dataset, sweep.target):
             print(note, file=sys.stderr)

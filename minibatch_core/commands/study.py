@@ -87,6 +87,9 @@ def add_parser(sub) -> None:
                    help="write into --out even when it holds a study or other files: study's own files are "
                         "replaced, any other file stays")
     o.add_argument("--quiet", action="store_true", help="no progress; print only the output folder")
+    o.add_argument("--yes", action="store_true",
+                   help="run a plan above the limits (more than 10,000 runs, or --max-epochs above 100,000) "
+                        "instead of refusing it")
     p.set_defaults(handler=run)
 
 
@@ -127,7 +130,8 @@ def choose_folder(out: str | Path | None, overwrite: bool = False) -> Path:
     return folder
 
 
-def run_study(study, out: str | Path | None = None, *, on_progress=None, overwrite: bool = False) -> StudyOutcome:
+def run_study(study, out: str | Path | None = None, *, on_progress=None, overwrite: bool = False,
+              confirmed: bool = True) -> StudyOutcome:
     """Plan (every value checked before a folder exists), train, analyse, predict, report."""
     import pandas as pd
 
@@ -139,6 +143,8 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, overwri
     from minibatch_core.sweep.study import execute, measure_noise, plan
 
     the_plan = plan(study)
+    if not confirmed:
+        _check_size(the_plan.total_runs, study.max_epochs)
     folder = choose_folder(out, overwrite)
     if overwrite:
         remove_own_files(folder, OWN_FILES)
@@ -172,6 +178,17 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, overwri
     return StudyOutcome(folder, wall, the_plan.total_runs, critical)
 
 
+def _check_size(runs: int, epochs: int) -> None:
+    from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS
+
+    if runs > MAX_RUNS:
+        raise MinibatchError(f"this study plans {runs:,} runs, above the {MAX_RUNS:,} that `study` starts without "
+                             "asking: narrow the lists (seeds, lrs, batch sizes) or add --yes")
+    if epochs > MAX_EPOCHS:
+        raise MinibatchError(f"--max-epochs {epochs:,} is above the {MAX_EPOCHS:,} that `study` trains without "
+                             "asking: give fewer, or add --yes")
+
+
 def _json_default(value: Any) -> Any:
     try:
         return float(value)
@@ -187,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     def show(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-    outcome = run_study(study, args.out, on_progress=None if args.quiet else show, overwrite=args.overwrite)
+    outcome = run_study(study, args.out, on_progress=None if args.quiet else show, overwrite=args.overwrite,
+                        confirmed=args.yes)
     if args.quiet:
         print(outcome.folder)
         return 0

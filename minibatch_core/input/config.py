@@ -88,6 +88,11 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+# a plan larger than MAX_RUNS, or runs longer than MAX_EPOCHS, is refused unless the user confirms (--yes):
+# 400,000 runs of a mistyped range, or 10**9 epochs, would otherwise start silently and run for days
+MAX_RUNS = 10_000
+MAX_EPOCHS = 100_000
+
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import MAX_SMALL_BYTES, atomic_write_csv, atomic_write_text, read_bytes_checked
-from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS, RunConfig, resolve_batch_size
 from minibatch_core.input.devices import expand_devices
 from minibatch_core.records.axes import AXES, AXIS_BY_KEY
 from minibatch_core.records.columns import PROFILE_COLUMNS, RUN_COLUMNS, names
@@ -180,12 +180,43 @@ def plan(sweep: SweepConfig) -> Plan:
             jobs.append(Job(base, seeds, sweep.profile))
         else:
             jobs += [Job(base.with_(seed=s), (s,), sweep.profile and i == 0) for i, s in enumerate(seeds)]
-    notes = tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
+    notes = tuple(f"batch sizes {_listed(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
                   f"as {_kept_spec(specs)}" for (dataset, size), specs in merged.items() if len(specs) > 1)
     if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
         keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
         jobs = [j for j in jobs if (j.config.dataset, str(j.config.batch_size)) in keep]
     return Plan(sweep, devices, tuple(jobs), n_samples, notes)
+
+
+def _listed(specs: list[str], shown: int = 6) -> str:
+    """A long list summarized: a note stays one readable line whatever the grid."""
+    if len(specs) <= shown:
+        return ", ".join(specs)
+    return f"{', '.join(specs[:shown - 1])}, ... {specs[-1]} ({len(specs)} in all)"
+
+
+def planned_size(sweep: SweepConfig) -> int:
+    """The runs a sweep plans at most (the product of its axes and seeds), counted without expanding it."""
+    size = len(sweep.seeds)
+    for axis in AXES:
+        if axis.key != "seeds" and axis.multi:
+            size *= max(1, len(sweep.values[axis.key]))
+    return size
+
+
+def check_plan_size(sweep: SweepConfig, confirmed: bool, command: str = "run") -> None:
+    """Refuse, before anything is expanded or loaded, a plan above MAX_RUNS runs or MAX_EPOCHS epochs
+    unless ``confirmed`` (--yes)."""
+    if confirmed:
+        return
+    runs = planned_size(sweep)
+    if runs > MAX_RUNS:
+        raise MinibatchError(f"this plan holds up to {runs:,} runs, above the {MAX_RUNS:,} that `{command}` starts "
+                             "without asking: narrow the lists (seeds, batch sizes, lrs, ...) or add --yes")
+    epochs = sweep.values.get("epochs")
+    if isinstance(epochs, int) and epochs > MAX_EPOCHS:
+        raise MinibatchError(f"epochs {epochs:,} is above the {MAX_EPOCHS:,} that `{command}` trains without "
+                             "asking: give fewer, or add --yes")
 
 
 def _kept_spec(specs: list[str]) -> str:
