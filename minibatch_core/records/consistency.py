@@ -36,6 +36,10 @@ def check_values(frame: pd.DataFrame, source: str) -> None:
     left to the schema (some columns are optional)."""
     diverged = frame["diverged"].fillna(False).astype(bool) if "diverged" in frame else \
         pd.Series(False, index=frame.index)
+    if "epoch_time_s" in frame:  # every epoch that ran took a time: NaN is not a measurement
+        times = pd.to_numeric(frame["epoch_time_s"], errors="coerce")
+        if times.isna().any():
+            _raise(frame, "epoch_time_s", source, times.isna(), "an empty or NaN time")
     for column in TIME_COLUMNS:
         _refuse(frame, column, source, lambda v: ~np.isfinite(v), "a non-finite time")
         _refuse(frame, column, source, lambda v: v < 0, "a negative time")
