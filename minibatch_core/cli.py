@@ -6,6 +6,7 @@ Every user-facing failure is one line on stderr and a non-zero exit, never a tra
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    _interrupt_on_termination()
     try:
         return int(args.handler(args) or 0)
     except MinibatchError as err:
@@ -84,12 +86,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as err:  # noqa: BLE001 - a bug must not exit 1, which means "regressed" to compare
-        if os.environ.get("MINIBATCH_DEBUG"):
-            traceback.print_exc()
-        print(f"minibatch-bench {args.command}: internal error: {type(err).__name__}: {err} (a bug: please "
-              "report it; MINIBATCH_DEBUG=1 shows the traceback)", file=sys.stderr)
+    except OSError as err:  # disk full, stdout to /dev/full, a folder made unreadable meanwhile: no bug
+        if err.errno not in _ENVIRONMENT_ERRNOS:
+            return _internal_error(args.command, err)
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"minibatch-bench {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MemoryError:
+        print(f"minibatch-bench {args.command}: error: out of memory (the input or plan is too large for this "
+              "machine)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - a bug must not exit 1, which means "regressed" to compare
+        return _internal_error(args.command, err)
+
+
+def _internal_error(command: str, err: BaseException) -> int:
+    if os.environ.get("MINIBATCH_DEBUG"):
+        traceback.print_exc()
+    print(f"minibatch-bench {command}: internal error: {type(err).__name__}: {err} (a bug: please "
+          "report it; MINIBATCH_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+# errors the machine or the user's files cause, not the code: disk full, read-only, no permission, ...
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                       errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EFBIG, errno.ENAMETOOLONG, errno.ELOOP}
+
+
+def _interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP (a `kill`, a closed terminal) end a command the way Ctrl-C does: through
+    KeyboardInterrupt, so that every cleanup a Ctrl-C runs (env.json's "interrupted", worker processes,
+    valgrind, temporary folders) runs for them too."""
+    import signal
+
+    def interrupt(signum, frame):  # noqa: ARG001 - the signal handler's signature
+        signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup itself
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    try:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) in (signal.SIG_DFL, None):
+                signal.signal(signum, interrupt)
+    except (ValueError, AttributeError):  # not the main thread, or a platform without SIGHUP
+        pass
 
 
 if __name__ == "__main__":

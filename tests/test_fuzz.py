@@ -209,3 +209,88 @@ def test_data_loader_survives_corrupted_csv(wine_csv: Path, tmp_path: Path, caps
 @pytest.mark.slow
 def test_data_loader_survives_corrupted_csv_big(wine_csv: Path, tmp_path: Path, capsys) -> None:
     _fuzz_data(wine_csv, tmp_path, 150, seed=21, capsys=capsys)
+
+
+# --- shapes no byte-level corruption makes: devices, FIFOs, huge files, JSON of the wrong type, impossible
+# times. Each is refused in one line (exit 2) by compare and report, without reading the file to the end ---
+
+def _shape_cases(valid: Path, tmp_path: Path):
+    """(name, folder) pairs: a copy of ``valid`` with one shape put in place of one of its files."""
+    import os
+
+    from minibatch_core.fsio import MAX_RESULTS_BYTES
+
+    def copy(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(valid, folder)
+        return folder
+
+    folder = copy("device")
+    (folder / "runs.csv").unlink()
+    os.symlink("/dev/zero", folder / "runs.csv")
+    yield "runs.csv -> /dev/zero", folder
+    folder = copy("fifo")
+    (folder / "runs.csv").unlink()
+    os.mkfifo(folder / "runs.csv")
+    yield "runs.csv a FIFO", folder
+    folder = copy("sparse")
+    with open(folder / "runs.csv", "r+b") as fh:  # a hole: no disk used, above the limit
+        fh.truncate(MAX_RESULTS_BYTES + 1)
+    yield "runs.csv sparse and huge", folder
+    for what, text in (("a list", "[1, 2]"), ("a string", '"x"'), ("a number", "3")):
+        folder = copy(f"env-{what.split()[1]}")
+        (folder / "env.json").write_text(text)
+        yield f"env.json {what}", folder
+    folder = copy("calibration")
+    (folder / "calibration.json").write_text('[{"device": "cpu", "step_s": "fast", "workload": "x"}]')
+    yield "calibration.json with a string step_s", folder
+    for label, value in (("negative", "-0.5"), ("inf", "inf"), ("nan", "nan"), ("1e308", "1e308")):
+        folder = copy(f"time-{label}")
+        frame = pd.read_csv(folder / "runs.csv", dtype=str, keep_default_na=False)
+        frame["epoch_time_s"] = value
+        frame.to_csv(folder / "runs.csv", index=False)
+        yield f"every epoch_time_s {label}", folder
+    folder = copy("memory")
+    frame = pd.read_csv(folder / "runs.csv", dtype=str, keep_default_na=False)
+    frame["peak_memory_bytes"] = "-1"
+    frame.to_csv(folder / "runs.csv", index=False)
+    yield "negative peak memory", folder
+
+
+def test_compare_and_report_refuse_special_files_wrong_json_and_impossible_times(valid: Path, tmp_path: Path,
+                                                                                  capsys) -> None:
+    for name, folder in _shape_cases(valid, tmp_path):
+        code = main(["compare", str(valid), str(folder), "--bootstrap", "100", "--normalize", "calibration"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "internal error" not in err, f"{name}: {err}"
+        code = main(["report", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "internal error" not in err, f"{name}: {err}"
+
+
+def test_data_files_that_are_devices_fifos_sparse_or_beyond_float32_are_refused(wine_csv: Path, tmp_path: Path,
+                                                                                 capsys) -> None:
+    import os
+
+    cases = {}
+    os.symlink("/dev/zero", tmp_path / "zero.csv")
+    cases["a symlink to /dev/zero"] = tmp_path / "zero.csv"
+    os.mkfifo(tmp_path / "fifo.csv")
+    cases["a FIFO"] = tmp_path / "fifo.csv"
+    sparse = tmp_path / "sparse.csv"
+    with open(sparse, "wb") as fh:
+        fh.write(wine_csv.read_bytes())
+        fh.truncate(3 * 2**30)  # above the data limit, a hole on disk
+    cases["sparse, 3 GiB"] = sparse
+    holes = tmp_path / "holes.csv"
+    with open(holes, "wb") as fh:
+        fh.truncate(2**20)  # within the limit, but NUL bytes
+    cases["NUL bytes"] = holes
+    frame = pd.read_csv(wine_csv)
+    frame.loc[3, "alcohol"] = 1e308
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    cases["a 1e308 value"] = tmp_path / "huge.csv"
+    for name, path in cases.items():
+        code = main(["train", "--dataset", str(path), "--target", "target", "--epochs", "1", "--no-isolate"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "internal error" not in err, f"{name}: {err}"

@@ -3,7 +3,8 @@ loader into one runs.csv-shaped frame, with the environment and calibration besi
 
 from __future__ import annotations
 
-import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import MAX_RESULTS_BYTES, read_json_checked, regular_file
 from minibatch_core.records.io import load_runs, rows_frame
 
 
@@ -71,11 +73,9 @@ def load_results(path: str | Path) -> ResultSet:
     raise MinibatchError(f"{path}: not a results folder, runs.csv or pytest-benchmark .json file")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MinibatchError(f"{path}: unreadable JSON ({err.__class__.__name__}: {err})") from None
+def _read_json(path: Path, expect: type | tuple | None = None) -> Any:
+    """Bounded (fsio's limit for JSON), a regular file only, and of the ``expect`` type where given."""
+    return read_json_checked(path, what="JSON file", expect=expect)
 
 
 def _find(d: Any, names: tuple[str, ...]) -> Any:
@@ -118,11 +118,13 @@ def _calibration_entries(data: Any) -> dict[str, list[float]]:
     entries: dict[str, list[float]] = {}
 
     def add(device: str, item: Any) -> None:
-        if isinstance(item, (int, float)):
-            entries[device] = [float(item)]
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            entries[device] = [_step_seconds(item)]
         elif isinstance(item, dict) and item.get("step_s") is not None:
             repeats = item.get("repeats_step_s") or [item["step_s"]]
-            entries[str(item.get("device", device))] = [float(x) for x in repeats]
+            if not isinstance(repeats, list):
+                raise MinibatchError(f"calibration: repeats_step_s {repeats!r} is not a list of seconds")
+            entries[str(item.get("device", device))] = [_step_seconds(x) for x in repeats]
 
     if isinstance(data, list):
         for item in data:
@@ -137,15 +139,25 @@ def _calibration_entries(data: Any) -> dict[str, list[float]]:
     return entries
 
 
+def _step_seconds(value: Any) -> float:
+    """A calibration time: a finite positive number of seconds (a string or NaN is a damaged file)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise MinibatchError(f"calibration.json: step time {value!r} is not a positive, finite number of seconds "
+                             "(a damaged file)")
+    return float(value)
+
+
 def _load_folder(folder: Path, runs: Path | None = None) -> ResultSet:
     runs = runs or folder / "runs.csv"
+    if os.path.lexists(runs) and not runs.is_file():  # a device, FIFO or dangling link: say which
+        regular_file(runs, limit=MAX_RESULTS_BYTES, what="results file")
     if not runs.is_file():
         raise MinibatchError(f"{folder}: no runs.csv here (give a results folder or a pytest-benchmark JSON)")
     frame = load_runs(runs)
     env_path = folder / "env.json"
-    env_data = _read_json(env_path) if env_path.is_file() else {}
+    env_data = _read_json(env_path, dict) if env_path.is_file() else {}
     cal_path = folder / "calibration.json"
-    calibration = _calibration_entries(_read_json(cal_path)) if cal_path.is_file() else {}
+    calibration = _calibration_entries(_read_json(cal_path, (list, dict))) if cal_path.is_file() else {}
     if "calibration_step_s" in frame.columns:
         # runs.csv's column is the contract; calibration.json only adds the repeats behind it
         for device, steps in frame.groupby("device")["calibration_step_s"]:

@@ -59,8 +59,11 @@ def add_parser(sub) -> None:
     add_data_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/instructions-<UTC timestamp>)")
+    o.add_argument("--yes", action="store_true",
+                   help="count more than 10,000 configurations, or more than 100,000 epochs, instead of refusing")
     o.add_argument("--overwrite", action="store_true",
-                   help="replace an instructions.csv already in DIR (e.g. to refresh a committed baseline)")
+                   help="replace an instructions.csv already in DIR (e.g. to refresh a committed baseline), or "
+                        "write into a folder holding other files (count's own files are replaced, others stay)")
     p.set_defaults(handler=run)
 
 
@@ -99,29 +102,43 @@ def configs_from_args(args: argparse.Namespace) -> list:
 
 
 def choose_folder(out: str | None, overwrite: bool) -> Path:
+    from minibatch_core.records import instructions
     from minibatch_core.records.instructions import INSTRUCTIONS_CSV
 
     if out is None:
         return Path("results") / ("instructions-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    from minibatch_core.fsio import claim_out_folder
+
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise MinibatchError(f"--out {out!r} exists and is not a folder")
+    if (folder / "runs.csv").exists():
+        raise MinibatchError(f"--out {out!r} holds a sweep (runs.csv): give count a folder of its own")
     if (folder / INSTRUCTIONS_CSV).exists() and not overwrite:
         raise MinibatchError(f"--out {out!r} already holds {INSTRUCTIONS_CSV}; refusing to overwrite it: choose a "
                              "new folder, or add --overwrite")
-    if (folder / "runs.csv").exists():
-        raise MinibatchError(f"--out {out!r} holds a sweep (runs.csv): give count a folder of its own")
-    return folder
+    # instructions.write replaces count's two files whole; a user's other files stay
+    return claim_out_folder(folder, "count", marker_files=(instructions.ENV_JSON,), overwrite=overwrite,
+                            legacy=lambda env: env.get("kind") == instructions.KIND)
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibatch_core.fsio import out_marker
     from minibatch_core.records import instructions
     from minibatch_core.running.counting import count_instructions, find_valgrind
     from minibatch_core.running.envinfo import collect
 
     refuse_cuda(args.devices)
     find_valgrind()  # before anything is planned or loaded: the one line on how to install it
+    folder = choose_folder(args.out, args.overwrite)  # a folder that is not count's: refused before planning
     configs = configs_from_args(args)
+    if not args.yes:
+        from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS
+
+        if len(configs) > MAX_RUNS or args.epochs > MAX_EPOCHS:
+            raise MinibatchError(f"{len(configs):,} configurations of {args.epochs:,} epochs: above what count runs "
+                                 f"without asking ({MAX_RUNS:,} configurations, {MAX_EPOCHS:,} epochs): narrow the "
+                                 "grid, or add --yes")
     folder = choose_folder(args.out, args.overwrite)
     from minibatch_core.presentation.plan_text import count_plan_lines
 
@@ -134,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     machine = collect({"command": "count", "configurations": len(configs)})
     wall_s = round(time.perf_counter() - start, 1)
     path = instructions.write(folder, outcome, {"wall_s": wall_s, "argv": machine.pop("argv"),
-                                                "machine": machine})
+                                                "machine": machine, **out_marker("count")})
     for c in outcome.counts:
         print(f"{c.config.engine:>10} {c.config.dataset} batch {c.config.batch_spec:>4} seed {c.config.seed}: "
               f"{c.instructions:>14,} instructions, {c.instructions_per_step:>12,.0f} per step")

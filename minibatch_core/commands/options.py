@@ -5,10 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS, config_defaults
 from minibatch_core.records.axes import AXES
 
 D = config_defaults()
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of a seed: checked when the command line is parsed (torch takes 0 to 2**63-1)."""
+    from minibatch_core.input.config import check_seed
+
+    try:
+        return check_seed(int(text.strip()))
+    except ValueError as err:  # int() of a non-number, or check_seed's MinibatchError (a ValueError)
+        raise argparse.ArgumentTypeError(str(err) if isinstance(err, MinibatchError) else
+                                         f"{text!r} is not an integer seed") from None
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +35,7 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                    help=f"synthetic: features (default {D['n_features']})")
     g.add_argument("--n-classes", type=int, default=D["n_classes"], metavar="K",
                    help=f"synthetic: classes (default {D['n_classes']})")
-    g.add_argument("--data-seed", type=int, default=D["data_seed"], metavar="S",
+    g.add_argument("--data-seed", type=seed_arg, default=D["data_seed"], metavar="S",
                    help=f"synthetic: seed of the generated data (default {D['data_seed']}; training seeds do not "
                    "change it)")
 

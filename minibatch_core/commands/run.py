@@ -30,7 +30,14 @@ def add_parser(sub) -> None:
     add_executor_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/<UTC timestamp>/ with "
-                   "results/latest pointing to it); a folder that already holds a runs.csv is refused")
+                   "results/latest pointing to it): a folder that does not exist, is empty, or was made by `run`; "
+                   "one that already holds a runs.csv, or files run did not make, is refused")
+    o.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds a finished sweep or other files: run's own files "
+                        "(runs.csv, env.json, ...) are replaced, any other file stays")
+    o.add_argument("--yes", action="store_true",
+                   help="run a plan above the limits (more than 10,000 runs, or more than 100,000 epochs a run) "
+                        "instead of refusing it")
     o.add_argument("--resume", metavar="DIR",
                    help="finish an interrupted sweep in DIR: re-plan from its recorded settings (env.json), "
                         "skip the runs already in its runs.csv, run the rest, rebuild the report. Refused when "
@@ -62,15 +69,26 @@ def _timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def choose_folder(out: str | None) -> tuple[Path, bool]:
+# what `run` writes into its folder: the only files --overwrite replaces
+OWN_FILES = ("runs.csv", "profile.csv", "calibration.json", "env.json", "summary.csv", "summary.md",
+             "scaling.csv", "report.md", "report.html")
+
+
+def _legacy_run_folder(env: dict) -> bool:
+    """env.json of a sweep written before the folder marker: its settings and argv, not a count's kind."""
+    return isinstance(env.get("sweep"), dict) and "argv" in env and "kind" not in env and "study" not in env
+
+
+def choose_folder(out: str | None, overwrite: bool = False) -> tuple[Path, bool]:
     """The folder to write (not yet created) and whether it is the default, timestamped one."""
+    from minibatch_core.fsio import claim_out_folder
+
     if out:
         folder = Path(out)
-        if folder.exists() and not folder.is_dir():
-            raise MinibatchError(f"--out {out!r} exists and is not a folder")
-        if (folder / "runs.csv").exists():
+        if (folder / "runs.csv").exists() and not overwrite:
             raise MinibatchError(f"--out {out!r} already holds a sweep (runs.csv); refusing to overwrite it: "
-                                 f"choose a new folder, or finish it with --resume {out}")
+                                 f"choose a new folder, finish it with --resume {out}, or add --overwrite")
+        claim_out_folder(folder, "run", marker_files=("env.json",), overwrite=overwrite, legacy=_legacy_run_folder)
         _check_writable(folder, f"--out {out!r}")
         return folder, False
     _check_writable(DEFAULT_ROOT, f"the default output folder {str(DEFAULT_ROOT)!r} (in {Path.cwd()})")
@@ -110,6 +128,8 @@ def point_latest(folder: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     from minibatch_core.running.preflight import check_dataset
 
+    if args.out and not args.resume:  # a folder that is not ours is refused before anything starts
+        choose_folder(args.out, args.overwrite)
     if args.datasets and not args.config:  # a broken file named here fails before torch is imported
         for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
             check_dataset(dataset, args.target)
@@ -121,14 +141,18 @@ def run(args: argparse.Namespace) -> int:
         from minibatch_core.running.isolation import start_workers
 
         start_workers(_engines_hint(args))
+    from minibatch_core.fsio import out_marker
     from minibatch_core.running.envinfo import collect
-    from minibatch_core.sweep.sweep import plan
+    from minibatch_core.sweep.sweep import check_plan_size, plan
 
+    if args.overwrite and args.resume:
+        raise MinibatchError("--overwrite does not apply to --resume (it adds to the folder's sweep)")
     if args.force and not args.resume:
         raise MinibatchError("--force only applies to --resume")
     if args.resume:
         return _resume(args)
     sweep = sweep_from_args(args)
+    check_plan_size(sweep, args.yes)  # before the grid is expanded: that alone took minutes for 10**6 runs
     for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
         for note in check_dataset(dataset, sweep.target):
             print(note, file=sys.stderr)
@@ -136,13 +160,17 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(the_plan)
     options = executor_from_args(args, executor_from_toml(args.config) if args.config else None)
-    folder, default_place = choose_folder(args.out)
+    folder, default_place = choose_folder(args.out, args.overwrite)
     _print_plan(args, the_plan)
     executor = _open(options)  # a cluster that cannot be reached: one line, before anything is written
     try:
+        if args.overwrite:
+            from minibatch_core.fsio import remove_own_files
+
+            remove_own_files(folder, OWN_FILES)
         folder.mkdir(parents=True, exist_ok=True)
         config = {**sweep.to_dict(), "devices_expanded": list(the_plan.devices), "isolate": not args.no_isolate}
-        env = collect(config)
+        env = {**collect(config), **out_marker("run")}
         env["classes"] = class_numbers(sweep)
         # the report's plotting libraries (about 0.4 s after pandas): loaded now, while the worker forkserver
         # still imports torch on the other core, instead of after the last run
@@ -177,6 +205,7 @@ def _engines_hint(args: argparse.Namespace) -> list[str]:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    from minibatch_core.fsio import out_marker
     from minibatch_core.running.envinfo import collect
     from minibatch_core.sweep.resume import differences, read_recorded, remaining
     from minibatch_core.sweep.sweep import plan, utc_now
@@ -186,7 +215,8 @@ def _resume(args: argparse.Namespace) -> int:
     recorded = read_recorded(args.resume)
     sweep = sweep_from_args(args, base=recorded.sweep)
     full_plan = plan(sweep)
-    env = collect({**sweep.to_dict(), "devices_expanded": list(full_plan.devices), "isolate": not args.no_isolate})
+    env = {**collect({**sweep.to_dict(), "devices_expanded": list(full_plan.devices), "isolate": not args.no_isolate}),
+           **out_marker("run")}
     changed = differences(recorded, sweep, not args.no_isolate, full_plan.devices, env)
     if changed and not args.force:
         raise MinibatchError(f"--resume {args.resume!r}: it would run with other code or settings than those "

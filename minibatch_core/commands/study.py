@@ -82,11 +82,18 @@ def add_parser(sub) -> None:
             action.help = "seed of the train/validation split, and of generated (synthetic) data (default 0)"
     add_executor_options(p)
     o = p.add_argument_group("output")
-    o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>); a "
-                   "folder that already holds a study.csv is refused")
+    o.add_argument("--out", metavar="DIR", help="output folder (default results/study-<UTC timestamp>): a "
+                   "folder that does not exist, is empty, or was made by `study`; one that already holds a "
+                   "study.csv, or files study did not make, is refused")
+    o.add_argument("--overwrite", action="store_true",
+                   help="write into --out even when it holds a study or other files: study's own files are "
+                        "replaced, any other file stays")
     o.add_argument("--quiet", action="store_true", help="no progress; print only the output folder")
     o.add_argument("--dry-run", action="store_true",
                    help="print the plan (passes, runs, targets) and exit without training or writing anything")
+    o.add_argument("--yes", action="store_true",
+                   help="run a plan above the limits (more than 10,000 runs, or --max-epochs above 100,000) "
+                        "instead of refusing it")
     p.set_defaults(handler=run)
 
 
@@ -104,15 +111,21 @@ def study_from_args(args: argparse.Namespace):
     )
 
 
-def choose_folder(out: str | Path | None) -> Path:
+# what `study` writes into its folder: the only files --overwrite replaces
+OWN_FILES = ("study.csv", "runs.csv", "checks.csv", "best_lr.csv", "noise.csv", "critical_batch.json",
+             "study.json", "report.md", "report.html")
+
+
+def choose_folder(out: str | Path | None, overwrite: bool = False) -> Path:
+    from minibatch_core.fsio import claim_out_folder
+
     if out:
         folder = Path(out)
-        if folder.exists() and not folder.is_dir():
-            raise MinibatchError(f"--out {str(out)!r} exists and is not a folder")
-        if (folder / "study.csv").exists():
+        if (folder / "study.csv").exists() and not overwrite:
             raise MinibatchError(f"--out {str(out)!r} already holds a study (study.csv); refusing to overwrite "
-                                 "it: choose a new folder")
-        return folder
+                                 "it: choose a new folder, or add --overwrite")
+        return claim_out_folder(folder, "study", marker_files=("study.json",), overwrite=overwrite,
+                                legacy=lambda meta: isinstance(meta.get("study"), dict))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder, n = DEFAULT_ROOT / f"study-{stamp}", 1
     while folder.exists():
@@ -122,14 +135,14 @@ def choose_folder(out: str | Path | None) -> Path:
 
 
 def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan=None,
-              executor=None) -> StudyOutcome:
+              executor=None, overwrite: bool = False, confirmed: bool = True) -> StudyOutcome:
     """Plan (every value checked before a folder exists), train, analyse, predict, report. ``on_plan``
     gets the plan's lines (``presentation.plan_text``) before anything trains; ``executor``:
     ``sweep.executors.ExecutorOptions`` (default local: every pass in this process, one at a time)."""
     import pandas as pd
 
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
-    from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+    from minibatch_core.fsio import atomic_write_csv, atomic_write_text, out_marker, remove_own_files
     from minibatch_core.presentation.study_report import BEST_LR_CSV, CRITICAL_JSON, NOISE_CSV, build_study_report
     from minibatch_core.records.hardware import split_by_hardware
     from minibatch_core.records.study_rows import STUDY_CSV
@@ -138,15 +151,19 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan
     from minibatch_core.sweep.study import execute, measure_noise, plan
 
     the_plan = plan(study)
-    folder = choose_folder(out)
+    if not confirmed:
+        _check_size(the_plan.total_runs, study.max_epochs)
+    folder = choose_folder(out, overwrite)
     if on_plan:
         from minibatch_core.presentation.plan_text import study_plan_lines
 
         on_plan(study_plan_lines(the_plan))
     runner = open_executor(executor)  # a cluster that cannot be reached: one line, before anything is written
     try:
+        if overwrite:
+            remove_own_files(folder, OWN_FILES)
         folder.mkdir(parents=True, exist_ok=True)
-        env = {**collect(study.to_dict()),
+        env = {**collect(study.to_dict()), **out_marker("study"),
                "executor": runner.describe() if hasattr(runner, "describe") else {"kind": runner.name}}
         wall = execute(the_plan, folder, env, on_progress=on_progress, executor=runner)
     finally:  # a local Ray instance stops before the noise measurement and the report's plot workers
@@ -179,6 +196,17 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan
     return StudyOutcome(folder, wall, the_plan.total_runs, critical)
 
 
+def _check_size(runs: int, epochs: int) -> None:
+    from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS
+
+    if runs > MAX_RUNS:
+        raise MinibatchError(f"this study plans {runs:,} runs, above the {MAX_RUNS:,} that `study` starts without "
+                             "asking: narrow the lists (seeds, lrs, batch sizes) or add --yes")
+    if epochs > MAX_EPOCHS:
+        raise MinibatchError(f"--max-epochs {epochs:,} is above the {MAX_EPOCHS:,} that `study` trains without "
+                             "asking: give fewer, or add --yes")
+
+
 def _json_default(value: Any) -> Any:
     try:
         return float(value)
@@ -187,6 +215,8 @@ def _json_default(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:  # a folder that is not ours is refused before anything is planned or loaded
+        choose_folder(args.out, args.overwrite)
     study = study_from_args(args)
     if args.dry_run:
         from minibatch_core.presentation.plan_text import study_plan_lines
@@ -205,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = executor_from_args(args)
     outcome = run_study(study, args.out, on_progress=None if args.quiet else show,
-                        on_plan=None if args.quiet else show_plan, executor=options)
+                        on_plan=None if args.quiet else show_plan, executor=options,
+                        overwrite=args.overwrite, confirmed=args.yes)
     if args.quiet:
         print(outcome.folder)
         return 0

@@ -8,12 +8,15 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options
+from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, seed_arg
 from minibatch_core.engines import engine_names, is_distributed
-from minibatch_core.input.config import RunConfig, config_defaults
+from minibatch_core.errors import MinibatchError
+from minibatch_core.input.config import MAX_EPOCHS, RunConfig, config_defaults
 from minibatch_core.input.devices import BACKENDS
 from minibatch_core.presentation.labels import fmt_bytes
 from minibatch_core.records.axes import parse_widths
+
+LIVE_EVERY_S = 5.0  # a run longer than this prints a progress line on stderr at most this often
 
 if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
     from minibatch_core.running.results import RunResult
@@ -33,7 +36,7 @@ def add_parser(sub) -> None:
                    help=f"positive integer or 'full' (= N); a size above N acts as full (default {D['batch_size']})")
     p.add_argument("--epochs", type=int, default=D["epochs"],
                    help=f"epochs, >= 1 (default {D['epochs']}, the lesson's)")
-    p.add_argument("--seed", type=int, default=D["seed"],
+    p.add_argument("--seed", type=seed_arg, default=D["seed"],
                    help=f"torch.manual_seed before the model is built (default {D['seed']})")
     p.add_argument("--device", default=D["device"], help=f"cpu, cuda, cuda:N or auto (default {D['device']})")
     p.add_argument("--engine", default=D["engine"],
@@ -59,6 +62,8 @@ def add_parser(sub) -> None:
                    help="after training, split the mean step time into data/forward/backward/optimizer")
     g.add_argument("--no-isolate", action="store_true",
                    help="train in this process instead of a fresh worker (memory figures then less exact)")
+    g.add_argument("--yes", action="store_true",
+                   help=f"train more than {MAX_EPOCHS:,} epochs instead of refusing them")
     p.set_defaults(handler=run)
 
 
@@ -89,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     from minibatch_core.running.preflight import check_run_input
 
     config = config_from_args(args)
+    if config.epochs > MAX_EPOCHS and not args.yes:
+        raise MinibatchError(f"--epochs {config.epochs:,} is above the {MAX_EPOCHS:,} that train runs without "
+                             "asking: give fewer, or add --yes")
     for note in check_run_input(config):  # bad input fails here, before torch or a worker starts
         print(note, file=sys.stderr)
     if is_distributed(config.engine) or config.workers > 1:
@@ -99,15 +107,17 @@ def run(args: argparse.Namespace) -> int:
         options = DistributedOptions(backend=args.backend, oversubscribe=args.oversubscribe)
         result = train(config, isolate=not args.no_isolate, profile=args.profile, distributed=options)
     elif args.no_isolate:
+        from minibatch_core.running import trainer
         from minibatch_core.running.trainer import train
 
+        trainer.LIVE_EVERY_S = LIVE_EVERY_S  # a long run shows it is alive (stderr; stdout stays the lesson's)
         result = train(config, isolate=False, profile=args.profile)
     else:
         from minibatch_core.running.isolation import start_workers
         from minibatch_core.running.oneshot import train_in_worker
 
         start_workers([config.engine])  # only the worker imports torch and the engine; this process never does
-        result = train_in_worker(config, profile=args.profile)
+        result = train_in_worker(config, profile=args.profile, live_every_s=LIVE_EVERY_S)
     if args.json:
         print(json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False))
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -66,13 +67,39 @@ def check_lr(value: Any, *, plural: bool = False) -> float:
 
 
 def parse_threads(value: Any) -> int | None:
-    """An integer >= 1, or ``auto``/None for torch's default (one thread per core)."""
+    """An integer from 1 to the cores this process may use, or ``auto``/None for torch's default (one
+    thread per core). More threads than cores only wait for each other (and 100,000 made libgomp crash
+    the worker), so they are refused here, before any worker starts."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MinibatchError(f"threads {value!r} is not valid: use an integer >= 1 or auto (torch's default)")
+    cores = usable_cores()
+    if value > cores:
+        raise MinibatchError(f"threads {value!r} is more than the {cores} core(s) this process may use: use 1 to "
+                             f"{cores}, or auto")
+    return value
+
+
+def usable_cores() -> int:
+    """The cores this process may use (its affinity)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# a plan larger than MAX_RUNS, or runs longer than MAX_EPOCHS, is refused unless the user confirms (--yes):
+# 400,000 runs of a mistyped range, or 10**9 epochs, would otherwise start silently and run for days
+MAX_RUNS = 10_000
+MAX_EPOCHS = 100_000
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed torch accepts: an integer from 0 to 2**63 - 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise MinibatchError(f"{name} {value!r} is not valid: use an integer from 0 to 2**63-1 ({MAX_SEED})")
     return value
 
 
@@ -112,8 +139,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
         _positive_int("epochs", self.epochs)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise MinibatchError(f"seed {self.seed!r} is not valid: use a non-negative integer")
+        check_seed(self.seed)
+        check_seed(self.data_seed, "data seed")
         object.__setattr__(self, "lr", check_lr(self.lr))
         if self.optimizer not in OPTIMIZERS:
             raise MinibatchError(

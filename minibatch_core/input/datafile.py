@@ -36,11 +36,12 @@ def read_table(path: str | Path, target: str | None) -> Table:
 
     path = Path(path)
     where = repr(str(path))
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise MinibatchError(f"data file {where} does not exist")
     if target is None:
         raise MinibatchError(f"data file {where} needs --target COLUMN naming the label column")
     is_csv = path.suffix.lower() not in PARQUET_SUFFIXES
+    check_data_bounds(path, is_csv)
     if is_csv:
         _refuse_duplicate_header(path)
     try:
@@ -79,12 +80,61 @@ def read_table(path: str | Path, target: str | None) -> Table:
     if infinite.any():
         listed = ", ".join(f"{c} ({n})" for c, n in zip(features.columns, infinite, strict=True) if n)
         raise MinibatchError(f"data file {where} has infinite values (inf/-inf) in: {listed}")
+    huge = (np.abs(values) > FLOAT32_MAX).sum(axis=0)
+    if huge.any():  # finite in float64, inf in the models' float32: the run would diverge at once
+        listed = ", ".join(f"{c} ({n})" for c, n in zip(features.columns, huge, strict=True) if n)
+        raise MinibatchError(f"data file {where} has values beyond float32's range (|x| > 3.4e38, infinite in "
+                             f"the models' dtype) in: {listed}")
     # label-encode every target (numeric ones too) so that classes are exactly 0..k-1
     classes, codes = np.unique(frame[target].to_numpy(), return_inverse=True)
     if len(classes) < 2:
         raise MinibatchError(f"target column {target!r} in {where} has {len(classes)} class; at least 2 are needed")
     return Table(path.name, values, codes.reshape(-1).astype(np.int64), tuple(map(str, features.columns)),
                  tuple(map(str, classes)), tuple(notes))
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# bytes of memory per feature value while a file is read and prepared: pandas' frame, the float64 array,
+# the float32 tensor and scaling copies
+BYTES_PER_VALUE = 32
+
+
+def check_data_bounds(path: Path, is_csv: bool) -> None:
+    """Before the file is parsed: a regular file (no device, FIFO; symlinks followed) of at most
+    ``fsio.data_limit()`` bytes, whose estimated size in memory fits what the machine has free."""
+    from minibatch_core.fsio import DATA_LIMIT_ENV, available_memory, data_limit, regular_file, size_text
+
+    real = regular_file(path, limit=data_limit(), what="data file", override=DATA_LIMIT_ENV)
+    rows, columns = _estimated_shape(real, is_csv)
+    need = rows * columns * BYTES_PER_VALUE
+    free = available_memory()
+    if need > free:
+        raise MinibatchError(f"data file {str(path)!r}: about {rows:,} rows x {columns:,} columns would need about "
+                             f"{size_text(need)} of memory to load, and {size_text(free)} is available: refused "
+                             "(use a sample of the file)")
+
+
+def _estimated_shape(path: Path, is_csv: bool) -> tuple[int, int]:
+    """(rows, columns): exact for Parquet (its footer), estimated for CSV from its first 64 KiB."""
+    if not is_csv:
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+            return int(meta.num_rows), int(meta.num_columns)
+        except Exception:  # noqa: BLE001 - not readable as Parquet: pandas says why, in its own words
+            return 0, 0
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(65536)
+    if b"\0" in head:  # a sparse or binary file: no text CSV holds NUL bytes
+        raise MinibatchError(f"data file {str(path)!r} holds NUL bytes: not a text CSV")
+    lines = head.count(b"\n")
+    first = head.split(b"\n", 1)[0]
+    columns = first.count(b",") + 1
+    if lines == 0:  # one line without end in 64 KiB: no row shorter than it
+        return max(1, size // max(1, len(head))), columns
+    return max(1, int(size / (len(head) / lines))), columns
 
 
 def _refuse_duplicate_header(path: Path) -> None:

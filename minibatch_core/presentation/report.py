@@ -8,7 +8,7 @@ code. The report opens with the answer (``presentation.answer``), then one table
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from minibatch_core.analysis import outcomes, tables
 from minibatch_core.analysis.contention import Contention, contention
 from minibatch_core.analysis.scaling import scaling
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text, read_json_checked
 from minibatch_core.presentation import findings, scaling_plot, summary_tables
 from minibatch_core.presentation import plots as plotting
 from minibatch_core.presentation.answer import answer_paragraphs
@@ -34,6 +34,7 @@ from minibatch_core.presentation.document import (
     render_markdown,
 )
 from minibatch_core.presentation.labels import fmt_seconds
+from minibatch_core.records.consistency import check_against_settings, check_calibration
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV, load_profile
 from minibatch_core.running.envinfo import describe_machine, executor_notes
 
@@ -46,12 +47,9 @@ PLOTS_DIR = "plots"
 
 
 def _read_json(path: Path) -> Any:
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise MinibatchError(f"{str(path)!r} is not readable JSON: {err}") from None
+    return read_json_checked(path, what="record", expect=None)  # bounded: a regular file of at most 16 MiB
 
 
 def setup_items(runs: pd.DataFrame, env: dict[str, Any]) -> list[str]:
@@ -131,7 +129,11 @@ def build(folder: str | Path) -> dict[str, Path]:
     runs = tables.read_runs(folder / RUNS_CSV)
     profile = load_profile(folder / PROFILE_CSV)
     env = _read_json(folder / ENV_JSON) or {}
-    calibration = _read_json(folder / CALIBRATION_JSON)
+    if not isinstance(env, dict):
+        raise MinibatchError(f"{folder / ENV_JSON}: holds a JSON {type(env).__name__}, not the object a sweep "
+                             "writes: a damaged file")
+    calibration = check_calibration(_read_json(folder / CALIBRATION_JSON), str(folder / CALIBRATION_JSON))
+    check_against_settings(runs, env, str(folder / RUNS_CSV))
     machine = describe_machine(env)
     warn = contention(runs, env)
 

@@ -3,7 +3,7 @@ plot, then the details. Reads study.csv, critical_batch.json, noise.csv and stud
 
 from __future__ import annotations
 
-import json
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import pandas as pd
 
 from minibatch_core.analysis.study import best_lrs, fastest
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_text
+from minibatch_core.fsio import MAX_RESULTS_BYTES, atomic_write_text, read_bytes_checked, read_json_checked
 from minibatch_core.presentation import study_plots
 from minibatch_core.presentation.labels import fmt_seconds
 from minibatch_core.presentation.report import Bullets, Heading, Image, Para, Table, render_html, render_markdown
@@ -31,9 +31,18 @@ PLOTS_DIR = "plots"
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json_checked(path, what="record", expect=None)
+    except MinibatchError:
         return None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A study's own CSV, bounded like every results file."""
+    try:
+        return pd.read_csv(io.BytesIO(read_bytes_checked(path, limit=MAX_RESULTS_BYTES, what="study file")))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise MinibatchError(f"{path}: not a readable CSV ({str(err).splitlines()[0] if str(err) else err})") \
+            from None
 
 
 def _g(x: float | None, digits: int = 3) -> str:
@@ -192,7 +201,7 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     if not (folder / STUDY_CSV).exists():
         raise MinibatchError(f"{str(folder)!r} holds no {STUDY_CSV}: not a study folder")
-    study = split_by_hardware(pd.read_csv(folder / STUDY_CSV))
+    study = split_by_hardware(_read_csv(folder / STUDY_CSV))
     meta = _read_json(folder / STUDY_JSON) or {}
     critical = _read_json(folder / CRITICAL_JSON) or []
     best = best_lrs(study)
@@ -204,7 +213,7 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     }
     noise_path = folder / NOISE_CSV
     if noise_path.exists():
-        noise = pd.read_csv(noise_path)
+        noise = _read_csv(noise_path)
         if not noise.empty:
             written["noise"] = study_plots.plot_noise_scale(noise, critical, plots / "noise_scale.png")
     blocks: list = [Heading(1, f"Batch-size study: {folder.name}"), Heading(2, "The answer")]

@@ -19,6 +19,7 @@ from typing import Any
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import (
+    MAX_SEED,
     OPTIMIZERS,
     SCALERS,
     RunConfig,
@@ -26,6 +27,8 @@ from minibatch_core.input.config import (
     parse_batch_size,
     parse_threads,
 )
+
+MAX_SEEDS = 1_000_000  # seeds one list may expand to (far above any plan run without --yes)
 
 # --- list parsing: a CLI string "a,b" or a TOML list -> validated values --------------------------------
 
@@ -76,8 +79,8 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
         if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
             raise MinibatchError(f"seed {item!r} is not valid: {bad}")
         if isinstance(item, (int, float)):
-            if item < 0:
-                raise MinibatchError(f"seed {item!r} is not valid: {bad}")
+            if not 0 <= item <= MAX_SEED:
+                raise MinibatchError(f"seed {item!r} is not valid: {bad}, at most 2**63-1")
             seeds.append(int(item))
             continue
         match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", str(item).strip())
@@ -86,7 +89,14 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
         lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
         if hi < lo:
             raise MinibatchError(f"seed range {item!r} is empty: write it low-high, e.g. 0-9")
+        if hi > MAX_SEED:
+            raise MinibatchError(f"seed {hi} is not valid: seeds go from 0 to 2**63-1 ({MAX_SEED})")
+        if hi - lo + 1 > MAX_SEEDS:  # never expanded: a range of 10**12 seeds would fill the memory first
+            raise MinibatchError(f"seed range {item!r} holds {hi - lo + 1:,} seeds, more than the {MAX_SEEDS:,} "
+                                 "a plan may hold")
         seeds.extend(range(lo, hi + 1))
+        if len(seeds) > MAX_SEEDS:
+            raise MinibatchError(f"seeds {value!r} hold more than the {MAX_SEEDS:,} seeds a plan may hold")
     return unique(seeds)
 
 

@@ -8,8 +8,10 @@ same configuration twice), because a gate that silently compares half a file is 
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,13 @@ from typing import Any
 import pandas as pd
 
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text
+from minibatch_core.fsio import (
+    MAX_RESULTS_BYTES,
+    atomic_write_csv,
+    atomic_write_text,
+    read_bytes_checked,
+    read_json_checked,
+)
 from minibatch_core.records.identity import IDENTITY_COLUMNS, config_id, identity, run_id
 from minibatch_core.running.counting import CountOutcome, InstructionCount
 
@@ -93,7 +101,8 @@ def load(folder: str | Path) -> CountSet:
     if not path.is_file():
         raise MinibatchError(f"{folder}: no {INSTRUCTIONS_CSV} here (make one with `minibatch-bench count`)")
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+        text = read_bytes_checked(path, limit=MAX_RESULTS_BYTES, what="count file").decode("utf-8")
+        frame = pd.read_csv(io.StringIO(text), dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
                             na_values={c: [""] for c in COUNT_COLUMNS})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise MinibatchError(f"{path}: unreadable CSV ({err.__class__.__name__})") from None
@@ -103,10 +112,7 @@ def load(folder: str | Path) -> CountSet:
     if frame.empty:
         raise MinibatchError(f"{path}: no rows")
     env_path = folder / ENV_JSON
-    try:
-        env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MinibatchError(f"{env_path}: unreadable JSON ({err.__class__.__name__})") from None
+    env = read_json_checked(env_path, what="count record", expect=None) if os.path.lexists(env_path) else {}
     if not isinstance(env, dict):
         raise MinibatchError(f"{env_path}: not a JSON object")
     if isinstance(env.get("rows"), int) and env["rows"] != len(frame):

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import MAX_RESULTS_BYTES, read_bytes_checked
+from minibatch_core.records import consistency
 from minibatch_core.records import identity as ident
 from minibatch_core.records.axes import parse_widths
 from minibatch_core.records.columns import BOOL, FLOAT, INT, PROFILE_COLUMNS, RUN_COLUMNS, STR, Column
@@ -96,6 +98,7 @@ def check_runs(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         frame["warmup"] = frame["warmup"].where(frame["warmup"].notna(), frame["epoch"] == 1).astype(bool)
     # recomputed rather than trusted: the identity is the columns, and older files had no config_id
     frame["config_id"] = [ident.config_id(row) for row in frame[list(ident.IDENTITY_COLUMNS)].to_dict("records")]
+    consistency.check_values(frame, source)
     split = split_by_hardware(frame)
     if split is not frame:  # runs of one configuration on two kinds of hardware (a ray sweep): kept apart
         split["config_id"] = [ident.config_id(row) for row in split[list(ident.IDENTITY_COLUMNS)].to_dict("records")]
@@ -103,12 +106,11 @@ def check_runs(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, columns: Iterable[Column]) -> pd.DataFrame:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise MinibatchError(f"{path}: no such file") from None
-    except OSError as err:
-        raise MinibatchError(f"{path}: cannot be read ({err.strerror})") from None
+    if not path.exists() and not path.is_symlink():
+        raise MinibatchError(f"{path}: no such file")
+    # a regular file of at most fsio.MAX_RESULTS_BYTES: a symlink to /dev/zero or a 2 GB file is refused
+    # before it is read, not read until the memory runs out
+    raw = read_bytes_checked(path, limit=MAX_RESULTS_BYTES, what="results file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

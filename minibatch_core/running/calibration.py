@@ -31,7 +31,21 @@ class Calibration:
         return asdict(self)
 
 
-def measure_calibration(device: str = "cpu", steps: int = 200, repeats: int = 7) -> Calibration:
+def measure_calibration(device: str = "cpu", steps: int = 200, repeats: int = 7,
+                        threads: int | None = None) -> Calibration:
+    """``threads``: the sweep's torch threads (None: torch's default). The workload runs at the runs' own
+    count: at torch's default (a thread per core) four sweeps started together on two cores spun in an
+    OpenMP barrier for minutes, and a calibration at another count than the runs describes other work."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _measure(device, steps, repeats)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _measure(device: str, steps: int, repeats: int) -> Calibration:
     dev = resolve_device(device)
     gen = torch.Generator().manual_seed(1234)
     X = torch.randn(32, 13, generator=gen).to(dev)

@@ -176,13 +176,32 @@ def _run_valgrind(exe: str, tmp: Path, *, instrument_at_start: bool) -> dict[str
                                          ).strip(os.pathsep)}
     log = tmp / "valgrind.log"
     with open(log, "wb") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+        done = _run_to_end(command, out, env, tmp)
     result_path = tmp / "result.json"
     if done.returncode != 0 or not result_path.is_file():
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip() and not ln.startswith("==")]
         last = lines[-1] if lines else "no output"
         raise MinibatchError(f"the run under valgrind failed (exit {done.returncode}): {last}")
     return json.loads(result_path.read_text(encoding="utf-8"))
+
+
+def _run_to_end(command: list[str], out, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """valgrind to its end; interrupted (Ctrl-C, or SIGTERM/SIGHUP, which the CLI turns into the same),
+    it is asked to stop (it then removes its vgdb FIFOs from the temporary folder), killed if it does not
+    within 10 s, and any FIFO it left is removed: nothing of ours stays behind."""
+    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    try:
+        return subprocess.CompletedProcess(command, proc.wait())
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for fifo in Path(tempfile.gettempdir()).glob(f"vgdb-pipe-*-from-{proc.pid}-*"):
+            fifo.unlink(missing_ok=True)
+        raise
 
 
 _PART = re.compile(r"^part:\s*(\d+)", re.M)

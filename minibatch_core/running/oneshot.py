@@ -18,11 +18,15 @@ if TYPE_CHECKING:
     from minibatch_core.running.results import RunResult
 
 
-def train_in_worker(config: RunConfig, *, profile: bool = False) -> RunResult:
-    return run_isolated(_train_here, config, profile)
+def train_in_worker(config: RunConfig, *, profile: bool = False, live_every_s: float | None = None) -> RunResult:
+    """``live_every_s``: a long run prints a progress line on stderr at most this often (None: silent)."""
+    return run_isolated(_train_here, config, profile, live_every_s)
 
 
-def _train_here(config: RunConfig, profile: bool) -> RunResult:
+def _train_here(config: RunConfig, profile: bool, live_every_s: float | None = None) -> RunResult:
+    from minibatch_core.running import trainer
     from minibatch_core.running.trainer import train
+
+    trainer.LIVE_EVERY_S = live_every_s
 
     return train(config, isolate=False, profile=profile, fresh_process=True)  # already in the fresh worker

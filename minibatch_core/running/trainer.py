@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -106,13 +108,23 @@ def _measure(config: RunConfig, seeds: list[int], profile: bool, isolated: bool 
         return _measure_run(config, seeds, profile, isolated)
 
 
+# set by `train` (in its worker): a run longer than this many seconds prints a line on stderr at most this
+# often, so that a long run is visibly alive; None (sweeps, tests): silent
+LIVE_EVERY_S: float | None = None
+
+
 def _measure_run(config: RunConfig, seeds: list[int], profile: bool, isolated: bool) -> list[RunResult]:
     run = open_run(config, seeds, isolated=isolated)
-    for _ in range(config.epochs):
+    started = last = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
         run.train_epoch()
         run.finish_epoch()
         if run.all_diverged:  # nothing left to train: a diverged model stays non-finite
             break
+        if LIVE_EVERY_S is not None and time.perf_counter() - last >= LIVE_EVERY_S:
+            last = time.perf_counter()
+            print(f"minibatch-bench train: epoch {epoch:,}/{config.epochs:,} done, {last - started:.0f} s elapsed",
+                  file=sys.stderr, flush=True)
     return run.results(profile=profile)
 
 

@@ -8,7 +8,7 @@ mix two experiments under one name), unless the caller forces it. Nothing here t
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 
 from minibatch_core.errors import MinibatchError
+from minibatch_core.fsio import read_json_checked
 from minibatch_core.records.axes import AXES, hidden_label, parse_widths
+from minibatch_core.records.consistency import check_against_settings, check_calibration
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV, load_profile, load_runs
 from minibatch_core.sweep.sweep import Job, Plan, SweepConfig
 
@@ -56,21 +58,20 @@ def read_recorded(folder: str | Path) -> Recorded:
         sweep = SweepConfig.from_mapping(settings)
     except MinibatchError as err:
         raise MinibatchError(f"--resume {str(folder)!r}: the recorded settings are not valid here: {err}") from None
-    runs = load_runs(path) if (path / RUNS_CSV).exists() else None
+    runs = load_runs(path) if os.path.lexists(path / RUNS_CSV) else None
+    if runs is not None:  # before anything is appended: rows of another experiment are not resumed
+        check_against_settings(runs, env, str(path / RUNS_CSV))
     profiles = load_profile(path) if (path / PROFILE_CSV).exists() else None
-    calibration = _json(path / CALIBRATION_JSON) if (path / CALIBRATION_JSON).exists() else None
+    calibration = check_calibration(_json(path / CALIBRATION_JSON), str(path / CALIBRATION_JSON)) \
+        if os.path.lexists(path / CALIBRATION_JSON) else None
     return Recorded(path, env, sweep, bool(env["sweep"].get("isolate", True)),
-                    tuple(env["sweep"].get("devices_expanded") or ()), runs, profiles,
-                    calibration if isinstance(calibration, list) else None)
+                    tuple(env["sweep"].get("devices_expanded") or ()), runs, profiles, calibration)
 
 
 def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MinibatchError(f"{path}: no such file (is it a results folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MinibatchError(f"{path}: unreadable ({type(err).__name__}: {err})") from None
+    if not os.path.lexists(path):
+        raise MinibatchError(f"{path}: no such file (is it a results folder?)")
+    return read_json_checked(path, what="record", expect=None)  # bounded; the callers check the type
 
 
 def differences(recorded: Recorded, sweep: SweepConfig, isolate: bool, devices: tuple[str, ...],

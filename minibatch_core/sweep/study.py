@@ -249,7 +249,13 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
     steps = max(1, int(median_steps))
     every = max(1, steps // NOISE_MEASUREMENTS_BEFORE_TARGET)
     spe = -(-split.train.n_samples // batch_size)
-    return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
-                               optimizer=study.optimizer, train_batch=batch_size, lr=lr,
-                               seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
-                               max_steps=min(2 * steps + every, study.max_epochs * spe))
+    previous = torch.get_num_threads()
+    if study.threads is not None:  # the study's thread count, as its runs (a helper workload is no exception)
+        torch.set_num_threads(study.threads)
+    try:
+        return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
+                                   optimizer=study.optimizer, train_batch=batch_size, lr=lr,
+                                   seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
+                                   max_steps=min(2 * steps + every, study.max_epochs * spe))
+    finally:
+        torch.set_num_threads(previous)

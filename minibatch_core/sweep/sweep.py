@@ -22,8 +22,8 @@ import pandas as pd
 
 from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text
-from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.fsio import MAX_SMALL_BYTES, atomic_write_csv, atomic_write_text, read_bytes_checked
+from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS, RunConfig, resolve_batch_size
 from minibatch_core.input.devices import expand_devices
 from minibatch_core.records.axes import AXES, AXIS_BY_KEY
 from minibatch_core.records.columns import PROFILE_COLUMNS, RUN_COLUMNS, names
@@ -113,12 +113,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise MinibatchError(f"config file {str(path)!r} does not exist") from None
-    except OSError as err:
-        raise MinibatchError(f"config file {str(path)!r} cannot be read: {err.strerror}") from None
+        data = tomllib.loads(read_bytes_checked(path, limit=MAX_SMALL_BYTES, what="config file").decode("utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise MinibatchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     except UnicodeDecodeError as err:
@@ -202,7 +197,7 @@ def plan(sweep: SweepConfig) -> Plan:
             jobs.append(Job(base, seeds, sweep.profile))
         else:
             jobs += [Job(base.with_(seed=s), (s,), sweep.profile and i == 0) for i, s in enumerate(seeds)]
-    notes = tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
+    notes = tuple(f"batch sizes {_listed(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
                   f"as {_kept_spec(specs)}" for (dataset, size), specs in merged.items() if len(specs) > 1)
     if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
         keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
@@ -210,6 +205,37 @@ def plan(sweep: SweepConfig) -> Plan:
     if not jobs and left.result():
         raise MinibatchError("nothing to run on this machine: " + "; ".join(x.describe() for x in left.result()))
     return Plan(sweep, devices, tuple(jobs), n_samples, notes, left.result())
+
+
+def _listed(specs: list[str], shown: int = 6) -> str:
+    """A long list summarized: a note stays one readable line whatever the grid."""
+    if len(specs) <= shown:
+        return ", ".join(specs)
+    return f"{', '.join(specs[:shown - 1])}, ... {specs[-1]} ({len(specs)} in all)"
+
+
+def planned_size(sweep: SweepConfig) -> int:
+    """The runs a sweep plans at most (the product of its axes and seeds), counted without expanding it."""
+    size = len(sweep.seeds)
+    for axis in AXES:
+        if axis.key != "seeds" and axis.multi:
+            size *= max(1, len(sweep.values[axis.key]))
+    return size
+
+
+def check_plan_size(sweep: SweepConfig, confirmed: bool, command: str = "run") -> None:
+    """Refuse, before anything is expanded or loaded, a plan above MAX_RUNS runs or MAX_EPOCHS epochs
+    unless ``confirmed`` (--yes)."""
+    if confirmed:
+        return
+    runs = planned_size(sweep)
+    if runs > MAX_RUNS:
+        raise MinibatchError(f"this plan holds up to {runs:,} runs, above the {MAX_RUNS:,} that `{command}` starts "
+                             "without asking: narrow the lists (seeds, batch sizes, lrs, ...) or add --yes")
+    epochs = sweep.values.get("epochs")
+    if isinstance(epochs, int) and epochs > MAX_EPOCHS:
+        raise MinibatchError(f"epochs {epochs:,} is above the {MAX_EPOCHS:,} that `{command}` trains without "
+                             "asking: give fewer, or add --yes")
 
 
 def _kept_spec(specs: list[str]) -> str:
@@ -243,12 +269,14 @@ class SweepOutcome:
     completed: bool
 
 
-def calibrate(devices: Iterable[str], *, isolate: bool = True) -> list[dict[str, Any]]:
-    """The fixed calibration workload once per device, in a fresh worker like the runs themselves."""
+def calibrate(devices: Iterable[str], *, isolate: bool = True, threads: int | None = 1) -> list[dict[str, Any]]:
+    """The fixed calibration workload once per device, in a fresh worker like the runs themselves, at the
+    runs' torch threads."""
     from minibatch_core.running.calibration import measure_calibration
     from minibatch_core.running.isolation import run_isolated
 
-    return [(run_isolated(measure_calibration, d) if isolate else measure_calibration(d)).to_dict()
+    return [(run_isolated(measure_calibration, d, 200, 7, threads) if isolate
+             else measure_calibration(d, threads=threads)).to_dict()
             for d in devices]
 
 
@@ -305,7 +333,10 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
     try:
         if calibration is None:
             report(done, total, "calibration workload")
-            calibration = calibrate(the_plan.devices, isolate=isolate)
+            # at the runs' thread count; calibrate's default is the sweep's default (one thread), so the
+            # keyword is passed only for another count (callers that stand in for calibrate take none)
+            threads = the_plan.sweep.threads
+            calibration = calibrate(the_plan.devices, isolate=isolate, **({} if threads == 1 else {"threads": threads}))
             atomic_write_text(out / CALIBRATION_JSON, json.dumps(calibration, indent=2) + "\n")
         step_by_device = {c["device"]: c["step_s"] for c in calibration}
         first_runs = [] if kept_runs is None else [kept_runs[names(RUN_COLUMNS)]]
