@@ -57,7 +57,7 @@ def test_toml_executor_table_is_read_apart_from_the_sweep(tmp_path):
 
 def test_ray_flags_without_the_ray_executor_are_refused(tmp_path, capsys):
     rc = main(["run", "--engines", "reference", "--batch-sizes", "32", "--seeds", "0", "--epochs", "1",
-               "--runs-per-node", "2", "--out", str(tmp_path / "o"), "--no-isolate", "--quiet"], serve=False)
+               "--runs-per-node", "2", "--out", str(tmp_path / "o"), "--no-isolate", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--executor ray" in err[0]
     assert not (tmp_path / "o").exists()
@@ -68,7 +68,7 @@ def test_missing_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     with pytest.raises(MinibatchError, match=r"pip install .*minibatch-bench\[ray\]"):
         open_executor(ExecutorOptions("ray"))
     rc = main(["run", "--engines", "reference", "--batch-sizes", "32", "--seeds", "0", "--epochs", "1",
-               "--executor", "ray", "--out", str(tmp_path / "o"), "--no-isolate", "--quiet"], serve=False)
+               "--executor", "ray", "--out", str(tmp_path / "o"), "--no-isolate", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "pip install" in err[0] and "[ray]" in err[0]
     assert not (tmp_path / "o").exists()

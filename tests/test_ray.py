@@ -37,13 +37,13 @@ def _curves(folder: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def local_grid(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "grid"
-    assert main(["run", *GRID, "--out", str(out)], serve=False) == 0
+    assert main(["run", *GRID, "--out", str(out)]) == 0
     return out
 
 
 def test_ray_grid_is_bit_identical_to_local_and_resumes(local_grid, tmp_path):
     out = tmp_path / "ray"
-    assert main(["run", *GRID, "--executor", "ray", "--out", str(out)], serve=False) == 0
+    assert main(["run", *GRID, "--executor", "ray", "--out", str(out)]) == 0
     pd.testing.assert_frame_equal(_curves(local_grid), _curves(out))  # exact: same values, bit for bit
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs["executor"]) == {"ray"} and runs["host"].notna().all()
@@ -59,7 +59,7 @@ def test_ray_grid_is_bit_identical_to_local_and_resumes(local_grid, tmp_path):
     kept.to_csv(cut / "runs.csv", index=False)
     env["status"] = "interrupted"
     (cut / "env.json").write_text(json.dumps(env))
-    assert main(["run", "--resume", str(cut), "--quiet"], serve=False) == 0
+    assert main(["run", "--resume", str(cut), "--quiet"]) == 0
     pd.testing.assert_frame_equal(_curves(local_grid), _curves(cut))
     assert json.loads((cut / "env.json").read_text())["executor"]["kind"] == "ray"
 
@@ -79,8 +79,7 @@ def test_joins_a_cluster_started_separately(local_grid, tmp_path):
     try:
         assert started.returncode == 0, started.stderr
         out = tmp_path / "joined"
-        assert main(["run", *GRID, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(out)],
-                    serve=False) == 0
+        assert main(["run", *GRID, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(out)]) == 0
         pd.testing.assert_frame_equal(_curves(local_grid), _curves(out))
         assert json.loads((out / "env.json").read_text())["executor"]["address"] == f"127.0.0.1:{port}"
     finally:
@@ -90,8 +89,7 @@ def test_joins_a_cluster_started_separately(local_grid, tmp_path):
 def test_an_unreachable_cluster_is_one_line_before_anything_is_written(tmp_path, capsys):
     port = _free_port()  # nothing listens there
     out = tmp_path / "never"
-    rc = main(["run", *GRID, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(out)],
-              serve=False)
+    rc = main(["run", *GRID, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "cannot be reached" in err[0]
     assert not out.exists()
