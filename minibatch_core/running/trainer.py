@@ -198,6 +198,8 @@ class Run:
         # a profile times steps on the weights as they are: non-finite ones would time NaN arithmetic
         split = (self.session.profile(profile_steps(self.per_seed[0][-1].steps))
                  if profile and not self.all_diverged else None)
+        counts = torch.bincount(self.data.y, minlength=self.data.n_classes)
+        majority = float(counts.max()) / max(1, self.data.n_samples)
         return [
             RunResult(
                 config=self.config.with_(seed=seed),
@@ -224,6 +226,7 @@ class Run:
                 worker_peak_memory_bytes=[self.probe.peak, *(report.other_peak_memory_bytes if report else [])],
                 extra=dict(report.extra) if report else {},
                 class_names=self.data.class_names,
+                majority_accuracy=majority,
             )
             for k, seed in enumerate(self.seeds)
         ]
