@@ -141,7 +141,7 @@ def summary_lines(cases: list[CaseSummary]) -> list[str]:
         if len(c.final_losses) > 1:
             loss += f" (mean {fmt_num(sum(c.final_losses) / len(c.final_losses))})"
         seeds = ",".join(str(s) for s in c.seeds)
-        models = str(len(c.seeds)) + (" (multi-replica: per model = time / models)" if len(c.seeds) > 1 else "")
+        models = str(len(c.seeds)) + (f" (per model: time / {len(c.seeds)})" if len(c.seeds) > 1 else "")
         rows.append((c.case, seeds, models, loss, fmt_bytes(c.peak_memory_bytes), fmt_bytes(c.tensor_bytes),
                      c.memory_source))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
