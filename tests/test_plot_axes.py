@@ -93,6 +93,7 @@ def test_curves_that_never_share_a_time_are_named() -> None:
     assert overlap_note({"1": (0.1, 2.0), "32": (0.01, 0.125)}) is None
 
 
+@pytest.mark.slow  # draws every registered plot twice
 @pytest.mark.parametrize("frame", ["twelve", "twelve_two_lrs"])
 def test_no_two_tick_labels_overlap_in_any_plot(frame: str) -> None:
     runs = _twelve_batches() if frame == "twelve" else _two_lrs(_twelve_batches())
