@@ -2,9 +2,11 @@
 ``pytest bench --benchmark-only``.
 
 --mb-dataset, --mb-epochs, --mb-seed and --mb-replicas are read by every benchmark module here (through
-the ``mb_options`` fixture). The machine info pytest-benchmark saves gains ``minibatch_calibration``: the
-fixed calibration workload per device, measured once per session (the same figures go into every case's
-``calibration_step_s`` column), so ``minibatch-bench compare`` can normalize saved JSON across machines.
+the ``mb_options`` fixture). The saved JSON gains a top-level ``minibatch_calibration``: the fixed
+calibration workload per device, measured once per session (the same figures go into every case's
+``calibration_step_s`` column), so ``minibatch-bench compare`` can normalize saved JSON across machines. It
+is not in ``machine_info``: pytest-benchmark warns whenever two runs' machine_info differ, and a timing always
+does.
 After pytest-benchmark's timing table, a second table lists each case's final loss and peak memory.
 """
 
@@ -101,8 +103,9 @@ def mb_record_case(request: pytest.FixtureRequest):
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    """Add the calibration workload (per device) and the torch build to the saved machine info."""
-    machine_info["minibatch_calibration"] = calibrations(config)
+    """Add the torch build and the core count to the saved machine info: facts of the machine only, so
+    that two runs on one machine compare without pytest-benchmark's "machine_info is different" warning
+    (the calibration, a timing, is saved beside it: ``pytest_benchmark_update_json``)."""
     import numpy
     import sklearn
 
@@ -115,26 +118,38 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
                              "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     machine_info["numpy_version"] = numpy.__version__
     machine_info["sklearn_version"] = sklearn.__version__
+    machine_info["cpu_cores"] = os.cpu_count()  # judges the runs' load_1m (contention) in `compare`
+    cpu = machine_info.get("cpu")
+    if isinstance(cpu, dict):  # the clock py-cpuinfo reads now, not a property of the machine
+        for key in ("hz_actual", "hz_actual_friendly"):
+            cpu.pop(key, None)
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """The calibration workload per device, measured in this session, saved as its own top-level key
+    (``minibatch-bench compare`` reads it there, and in machine_info from older files)."""
+    output_json["minibatch_calibration"] = calibrations(config)
 
 
 def summary_lines(cases: list[CaseSummary]) -> list[str]:
     """The terminal table: one line per case, final loss and peak memory beside the tensors' bytes."""
     from minibatch_core.presentation.labels import fmt_bytes, fmt_num
 
-    header = ("case", "seeds", "final loss", "peak memory", "tensor bytes", "peak measured")
+    header = ("case", "seeds", "models per round", "final loss", "peak memory", "tensor bytes", "peak measured")
     rows = []
     for c in cases:
         loss = fmt_num(c.final_losses[0])
         if len(c.final_losses) > 1:
             loss += f" (mean {fmt_num(sum(c.final_losses) / len(c.final_losses))})"
         seeds = ",".join(str(s) for s in c.seeds)
-        rows.append((c.case, seeds, loss, fmt_bytes(c.peak_memory_bytes), fmt_bytes(c.tensor_bytes),
+        models = str(len(c.seeds)) + (f" (per model: time / {len(c.seeds)})" if len(c.seeds) > 1 else "")
+        rows.append((c.case, seeds, models, loss, fmt_bytes(c.peak_memory_bytes), fmt_bytes(c.tensor_bytes),
                      c.memory_source))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
 
     def line(cells: tuple[str, ...]) -> str:
         # the case and the source read left to right; numbers line up on the right
-        return "  ".join(cell.ljust(w) if i in (0, 1, 5) else cell.rjust(w)
+        return "  ".join(cell.ljust(w) if i in (0, 1, 2, 6) else cell.rjust(w)
                          for i, (cell, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return [line(header), "  ".join("-" * w for w in widths), *map(line, rows)]

@@ -60,6 +60,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Benchmark mini-batch training of the lesson's MLP: batch size x device x seeds "
         "x datasets x engines. Run a subcommand with --help for its options.",
     )
+    from minibatch_core import __version__
+
+    parser.add_argument("--version", action="version", version=f"minibatch-bench {__version__}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")

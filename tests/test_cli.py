@@ -232,3 +232,14 @@ def test_train_leaves_torch_to_its_worker():
     """`train` reads its result back from the fresh worker without importing torch itself."""
     code = "from minibatch_core.cli import main; assert main(['train', '--epochs', '1']) == 0"
     assert _imports_after(code) == []
+
+
+def test_version_prints_the_installed_version() -> None:
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "minibatch_core", "--version"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "MINIBATCH_BENCH_SERVER": "off"}, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.strip() == f"minibatch-bench {version('minibatch-bench')}"

@@ -220,7 +220,7 @@ def test_html_is_self_contained(folder: Path) -> None:
     parser.close()
     assert text.startswith("<!DOCTYPE html>")
     assert len(parser.srcs) == 6 and not parser.links
-    assert parser.tables == 6  # time, loss, time-to-target, engines, profile split, summary
+    assert parser.tables == 7  # time, loss, time-to-target, engines, did each batch size learn, profile, summary
     for src in parser.srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_SIGNATURE

@@ -83,10 +83,19 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
                            kind="stable").drop(columns=["_e", "_b", "_d", "_v"]).reset_index(drop=True)
 
 
-def target_losses(configs: pd.DataFrame, lesson_batch: str = "32") -> pd.DataFrame:
+def target_losses(configs: pd.DataFrame, lesson_batch: str = "32",
+                  learning: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per group, the loss to race to: the lesson's batch size's median final loss where it has one (so
     the race asks "who gets to where the lesson's choice ends, soonest?"), else the highest median final
-    loss of the group (a loss every converging batch size reached). ``target_from`` names the choice."""
+    loss of the group (a loss every converging batch size reached). ``target_from`` names the choice.
+
+    ``learning`` (``analysis.learning.config_learning``): only a configuration that learned (every seed
+    beat always guessing the largest class, with a loss below ln k) may set the target, so that the race
+    is to a loss that means the model learned; a group where none did gets no target (nobody finished)."""
+    if learning is not None:
+        keep = learning.loc[learning["verdict"] == "learned", [*CONFIG_KEYS, "uniform_loss"]]
+        configs = configs.merge(keep, on=CONFIG_KEYS, how="inner")
+        configs = configs[configs["final_loss_median"] < configs["uniform_loss"].fillna(np.inf)]
     picked: list[tuple[int, float, str]] = []  # (a row of the group, target, source)
     for _, group in configs.groupby(GROUP_KEYS, sort=False, dropna=False):
         finite = group.dropna(subset=["final_loss_median"])

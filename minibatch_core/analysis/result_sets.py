@@ -205,9 +205,14 @@ def _load_benchmark_json(path: Path) -> ResultSet:
         raise MinibatchError(f"{path}: no minibatch benchmarks in it (none has extra_info['runs'] records: "
                              "made by `pytest bench --benchmark-only` of this version?)")
     machine = data.get("machine_info") or {}
-    calibration = _calibration_entries(machine.get("minibatch_calibration") or {})
+    # the harness saves the calibration beside machine_info (a timing there made pytest-benchmark warn that
+    # every two runs' machines differ); JSONs saved before kept it inside
+    calibration = _calibration_entries(data.get("minibatch_calibration") or machine.get("minibatch_calibration")
+                                       or {})
+    # the core count judges the per-run load_1m for contention, as a folder's env.json does
+    cores = machine.get("cpu_cores") or (machine.get("cpu") or {}).get("count")
     return ResultSet(str(path), "pytest-benchmark JSON", _with_seeds(frame), _environment(machine),
-                     calibration, notes)
+                     calibration, notes, {"cpu_cores": cores} if isinstance(cores, int) else {})
 
 
 def _with_seeds(frame: pd.DataFrame) -> pd.DataFrame:

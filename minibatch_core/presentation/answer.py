@@ -12,8 +12,11 @@ import pandas as pd
 
 from minibatch_core.analysis.contention import Contention
 from minibatch_core.analysis.outcomes import GROUP_KEYS
-from minibatch_core.analysis.tables import engine_order
+from minibatch_core.analysis.tables import CONFIG_KEYS, engine_order
 from minibatch_core.presentation import labels as L
+from minibatch_core.presentation.verdict import STUDY_HINT, figures_sentence, settings_sentence, verdict_sentence
+
+_SHAPE = ("n_samples", "n_features", "n_classes")  # follow the dataset: never a setting of their own
 
 
 def _batch(r: pd.Series) -> str:
@@ -59,8 +62,14 @@ def _time_sentence(group: pd.DataFrame, engine: str) -> tuple[str, pd.Series | N
     if reached.empty:
         return "", None
     best = reached.loc[reached["time_median_s"].idxmin()]
-    target = (f"{L.fmt_loss(best['target_loss'])} (batch size 32's median final loss)"
-              if best["target_from"] == "32" else f"a loss of {L.fmt_loss(best['target_loss'])}")
+    source = group[group["batch_spec"] == best["target_from"]]
+    if best["target_from"] == "32":
+        target = f"{L.fmt_loss(best['target_loss'])} (batch size 32's median final loss)"
+    elif not source.empty and "verdict" in group:
+        target = (f"{L.fmt_loss(best['target_loss'])} (batch size {_batch(source.iloc[0])}'s median final loss, "
+                  "the highest of the batch sizes that learned)")
+    else:
+        target = f"a loss of {L.fmt_loss(best['target_loss'])}"
     n = int(best["n_reached"])
     of = int(best["n_seeds"])
     span = L.fmt_seconds_range(best["time_min_s"], best["time_max_s"])
@@ -82,9 +91,11 @@ def _time_sentence(group: pd.DataFrame, engine: str) -> tuple[str, pd.Series | N
         else:
             rest.append(f"{L.fmt_times(r['time_median_s'] / best['time_median_s'])} sooner than batch size "
                         f"{_batch(r)}")
-    return (f"Per second of training, batch size {_batch(best)} got to {target} soonest: "
-            f"{L.fmt_seconds_short(best['time_median_s'])} ({spread})" + (", " + "; ".join(rest) if rest else "")
-            + "."), best
+    alone = len(reached) == 1 and len(group) > 1  # a race with one finisher names no winner "soonest"
+    lead = (f"Only batch size {_batch(best)} got to {target} at all, in "
+            if alone else f"Per second of training, batch size {_batch(best)} got to {target} soonest: ")
+    return (lead + f"{L.fmt_seconds_short(best['time_median_s'])} ({spread})"
+            + (", " + "; ".join(rest) if rest else "") + "."), best
 
 
 def _why(group: pd.DataFrame, loss_best: pd.Series, time_best: pd.Series) -> str:
@@ -126,15 +137,38 @@ def _other_engines(frame: pd.DataFrame, headline: str, head_time: pd.Series | No
     return text
 
 
+def headline_groups(configs: pd.DataFrame, learning: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Per setting (dataset, device, lr, ...), the headline engine's configurations with their learning
+    figures, labelled by what varies ("" when one setting): the rows of the answer's table."""
+    extra = [c for c in learning if c not in configs or c in CONFIG_KEYS]
+    frame = configs.merge(learning[extra], on=CONFIG_KEYS, how="left")
+    settings = [k for k in GROUP_KEYS if k != "engine"]
+    varying = [k for k in settings if frame[k].nunique(dropna=False) > 1 and k not in _SHAPE]
+    out = []
+    for key, part in frame.groupby(settings, sort=False, dropna=False):
+        setting = dict(zip(settings, key, strict=True))
+        engines = engine_order(part["engine"].unique().tolist())
+        headline = "reference" if "reference" in engines else engines[0]
+        label = " · ".join(f"{k} {L.axis_value(setting[k])}" for k in varying)
+        out.append((label + (f" · {headline}" if label and headline != "reference" else ""),
+                    part[part["engine"] == headline]))
+    return out
+
+
 def answer_paragraphs(configs: pd.DataFrame, ttl: pd.DataFrame, n_samples: dict[str, int],
-                      contention: Contention | None) -> list[str]:
-    """One paragraph per dataset · device (and lr/optimizer setting), headline engine first."""
+                      contention: Contention | None, learning: pd.DataFrame | None = None) -> list[str]:
+    """One paragraph per dataset · device (and lr/optimizer setting), headline engine first. ``learning``
+    (``analysis.learning.config_learning``): the paragraph then opens with whether each batch size learned,
+    the settings it was judged at and the trivial baselines."""
     keys = [*GROUP_KEYS, "batch_spec", "batch_size"]
+    if learning is not None:
+        extra = [c for c in learning if c not in configs or c in CONFIG_KEYS]
+        configs = configs.merge(learning[extra], on=CONFIG_KEYS, how="left")
     frame = configs.merge(ttl[[*keys, "target_loss", "target_from", "n_reached", "time_median_s", "time_min_s",
                                "time_max_s"]], on=keys, how="left")
     frame["n_reached"] = frame["n_reached"].fillna(0)
     settings = [k for k in GROUP_KEYS if k != "engine"]
-    varying = [k for k in settings if k not in ("dataset", "device") and frame[k].nunique(dropna=False) > 1]
+    varying = [k for k in settings if k not in ("dataset", "device", *_SHAPE) and frame[k].nunique(dropna=False) > 1]
     out = []
     for key, part in frame.groupby(settings, sort=False, dropna=False):
         setting = dict(zip(settings, key, strict=True))
@@ -144,8 +178,15 @@ def answer_paragraphs(configs: pd.DataFrame, ttl: pd.DataFrame, n_samples: dict[
         n = n_samples.get(setting["dataset"])
         where = (f"On {setting['dataset']}" + (f" ({n:,} samples)" if n else "") + f", {setting['device']}"
                  + "".join(f", {k} {L.axis_value(setting[k])}" for k in varying))
-        sentences = [_loss_sentence(group, where, headline)]
+        sentences = []
+        if learning is not None and group["verdict"].notna().all():  # its own paragraph, first
+            out.append(" ".join((verdict_sentence(group), STUDY_HINT, settings_sentence(group),
+                                  figures_sentence(group))))
+        sentences.append(_loss_sentence(group, where, headline))
         time_text, time_best = _time_sentence(group, headline)
+        if not time_text and learning is not None and group["final_loss_median"].notna().any():
+            time_text = ("No batch size learned in every seed, so no time to a target loss is given: a loss that "
+                         "only a model no better than guessing reaches would time a race nobody finished.")
         if time_text:
             if contention is not None:
                 time_text = time_text[:-1] + " (timings contended: see the warning above)."

@@ -183,14 +183,18 @@ def time_to_target_question(configs: pd.DataFrame, ttl: pd.DataFrame) -> Questio
     winners = _winners(frame, "time_median_s")
     sources = frame.dropna(subset=["target_from"]).drop_duplicates(GROUP_KEYS)
     if sources.empty:
-        return Question("Time to a target loss", "No batch size converged, so there is no loss to race to.",
+        return Question("Time to a target loss",
+                        "No batch size learned in every seed (beat always guessing the largest class, with a loss "
+                        "below ln k), so there is no target a learning model reaches and no race is timed.",
                         _pivot(frame, time_cell))
     lesson = (sources["target_from"] == LESSON_BATCH).all()
     what = ("batch size 32's median final loss (the lesson's choice)" if lesson else
-            "the highest median final loss among the batch sizes (one every batch size reached)")
+            "batch size 32's median final loss where it learned, else the highest median final loss among the "
+            "batch sizes that learned (a target only a model that beat the trivial predictors reaches)")
     answer = (f"Soonest in training time to {what}: {_who(winners, frame)}. Cells: median training time over "
               "seeds (fastest–slowest seed that got there); a seed that never got there counts as slower than "
-              "any, so a median needs at least half the seeds.")
+              "any, so a median needs at least half the seeds. Only a batch size that learned (beat always guessing "
+              "the largest class, with a loss below ln k) sets the target.")
     table = _pivot(frame, time_cell)
     row_label = _row_labels(frame)
     targets = {row_label(r): L.fmt_loss(r["target_loss"]) for _, r in sources.iterrows()}

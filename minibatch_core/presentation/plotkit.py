@@ -18,12 +18,13 @@ matplotlib.use("Agg")  # files only: no display needed, identical output everywh
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
 from minibatch_core.analysis.outcomes import run_outcomes  # noqa: E402
 from minibatch_core.analysis.tables import batch_order, engine_order, with_defaults  # noqa: E402
 from minibatch_core.fsio import atomic_write_bytes  # noqa: E402
 from minibatch_core.presentation import labels as L  # noqa: E402
+from minibatch_core.records.identity import IDENTITY_COLUMNS  # noqa: E402
 
 DPI = 120
 PANEL_W, PANEL_H = 5.0, 3.7
@@ -47,9 +48,73 @@ class Style:
     marker: str
 
 
+# line styles for the values of the other swept axes (lr, hidden, ...): solid first, then dashes
+VARIANT_STYLES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (8, 3))]
+# axes that plots facet by (panels) or that follow the dataset; every other identity axis with more than
+# one value in a sweep (lr, hidden, optimizer, workers, a future model axis, ...) is a "variant"
+FACETED = ("engine", "dataset", "device", "batch_spec", "n_samples", "n_features", "n_classes", "target")
+
+
+def palette(n: int) -> list[str]:
+    """n distinct colours: the colour-blind-safe eight, or evenly spaced hues beyond eight."""
+    return BATCH_COLORS[:n] if n <= len(BATCH_COLORS) else list(sns.color_palette("husl", n).as_hex())
+
+
 def batch_styles(specs: list[str]) -> dict[str, Style]:
-    return {s: Style(BATCH_COLORS[i % len(BATCH_COLORS)], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
+    colors = palette(len(specs))
+    return {s: Style(colors[i], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
             for i, s in enumerate(specs)}
+
+
+def varying_axes(frame: pd.DataFrame) -> list[str]:
+    """The identity axes other than those plots facet by that take more than one value in ``frame``."""
+    return [c for c in IDENTITY_COLUMNS if c in frame and c not in FACETED and frame[c].nunique(dropna=False) > 1]
+
+
+def axis_name(column: str) -> str:
+    return {"torch_threads": "threads"}.get(column, column)
+
+
+def variant_labels(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
+    """Per row, the values of ``axes`` as "lr 0.01 · hidden 64-64" ("" when nothing else varies)."""
+    if not axes:
+        return pd.Series("", index=frame.index)
+    return frame[axes].apply(lambda r: " · ".join(f"{axis_name(c)} {L.axis_value(r[c])}" for c in axes), axis=1)
+
+
+def series_styles(order: list[str], first: dict[str, str], variant: dict[str, str]) -> dict[str, Style]:
+    """A style per series (e.g. batch size x lr): colour and marker by its first part (batch size or
+    engine), line style by its variant (or by the first part when nothing else varies), so every
+    combination is told apart and each swept axis maps to one visual channel."""
+    firsts = list(dict.fromkeys(first[s] for s in order))
+    variants = list(dict.fromkeys(variant[s] for s in order))
+    colors = palette(len(firsts))
+    out = {}
+    for s in order:
+        i, j = firsts.index(first[s]), variants.index(variant[s])
+        dash = VARIANT_STYLES[j % len(VARIANT_STYLES)] if len(variants) > 1 else LINESTYLES[i % len(LINESTYLES)]
+        out[s] = Style(colors[i], dash, MARKERS[i % len(MARKERS)])
+    return out
+
+
+HATCHES = {"-": None, "--": "//", ":": "..", "-.": "xx"}
+
+
+def hatch(linestyle) -> str | None:
+    """A bar's hatching for a series' line style (bars have no line style)."""
+    return HATCHES.get(linestyle, "\\\\") if isinstance(linestyle, str) else "++"
+
+
+def variant_count(runs: pd.DataFrame) -> int:
+    return len(runs.attrs.get("variant_order", [""]))
+
+
+def styles_of(runs: pd.DataFrame, kind: str = "series") -> dict[str, Style]:
+    """``kind`` "series" (batch size x variant) or "engine_series" (engine x variant), from ``prepare``."""
+    order = runs.attrs[f"{kind}_order"]
+    head = "batch" if kind == "series" else "engine"
+    pairs = runs.drop_duplicates(kind).set_index(kind)
+    return series_styles(order, pairs[head].to_dict(), pairs["variant"].to_dict())
 
 
 def engine_styles(engines: list[str]) -> dict[str, Style]:
@@ -73,18 +138,32 @@ def prepare(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:
         per_model_time_s=runs["cumulative_time_s"] / runs["replicas"],
         model_samples_per_s=runs["samples_per_s"] * runs["replicas"],
     )
+    axes = varying_axes(runs)
+    out["variant"] = variant_labels(out, axes)
+    variants = list(dict.fromkeys(out.sort_values(axes, kind="stable")["variant"])) if axes else [""]
+    out["series"] = [b + (f" · {v}" if v else "") for b, v in zip(out["batch"], out["variant"], strict=True)]
+    out["engine_series"] = [e + (f" · {v}" if v else "") for e, v in zip(out["engine"], out["variant"], strict=True)]
+    out.attrs["variant_axes"] = axes
+    out.attrs["variant_order"] = variants
     out.attrs["batch_order"] = [label[s] for s in specs]
+    present = set(out["series"])
+    out.attrs["series_order"] = [s for b in out.attrs["batch_order"] for v in variants
+                                 if (s := b + (f" · {v}" if v else "")) in present]
+    engines_present = set(out["engine_series"])
+    out.attrs["engine_series_order"] = [s for e in engine_order(runs["engine"].unique().tolist()) for v in variants
+                                        if (s := e + (f" · {v}" if v else "")) in engines_present]
     out.attrs["engine_order"] = engine_order(runs["engine"].unique().tolist())
     out.attrs["setup_order"] = list(dict.fromkeys(out["setup"]))
     return out
 
 
 def grid(n_panels: int, ncols: int | None = None, sharey: bool = False, width: float = PANEL_W,
-         height: float = PANEL_H) -> tuple[plt.Figure, list]:
+         height: float = PANEL_H, sharex: bool = False) -> tuple[plt.Figure, list]:
     """A figure of ``n_panels`` axes (unused cells hidden), row-major."""
     ncols = ncols or (2 if n_panels == 4 else min(n_panels, 3))
     nrows = -(-n_panels // ncols)
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=sharey, figsize=(width * ncols, height * nrows))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=sharey, sharex=sharex,
+                             figsize=(width * ncols, height * nrows))
     flat = list(axes.flat)
     for ax in flat[n_panels:]:
         ax.set_visible(False)
@@ -96,23 +175,88 @@ def title(fig: plt.Figure, text: str) -> None:
     fig.suptitle("\n".join(textwrap.fill(p, width) for p in text.split("\n")), fontsize=12, fontweight="bold")
 
 
-def legend_right(fig: plt.Figure, axes: list, heading: str) -> None:
-    """One legend for the figure, from the first panel that has labelled artists."""
+def legend_right(fig: plt.Figure, axes: list, heading: str, extra: dict | None = None) -> None:
+    """One legend for the figure, from the first panel that has labelled artists, plus ``extra`` entries
+    (label -> a proxy artist drawn nowhere, e.g. what the faint lines are)."""
     for ax in axes:
         handles, names = ax.get_legend_handles_labels()
         if handles:
-            seen = dict(zip(names, handles, strict=True))
+            seen = {**dict(zip(names, handles, strict=True)), **(extra or {})}
             fig.legend(list(seen.values()), list(seen.keys()), title=heading, loc="center left",
                        bbox_to_anchor=(1.0, 0.5), frameon=False)
             return
 
 
-def finish(fig: plt.Figure, axes: list, legend_heading: str, text: str) -> plt.Figure:
-    """Every multi-panel plot ends the same way: one legend on the right, the title, a tight layout."""
-    legend_right(fig, axes, legend_heading)
+def finish(fig: plt.Figure, axes: list, legend_heading: str, text: str, extra: dict | None = None) -> plt.Figure:
+    """Every multi-panel plot ends the same way: one legend on the right, the title, a tight layout, tick
+    labels that do not run into each other."""
+    legend_right(fig, axes, legend_heading, extra)
     title(fig, text)
     fig.tight_layout()
+    readable_ticks(fig)
     return fig
+
+
+def tick_overlaps(ax, renderer=None) -> list[tuple[str, str]]:
+    """Pairs of visible tick labels of ``ax`` whose drawn boxes overlap (after a draw: positions are set
+    there), on either axis."""
+    renderer = renderer or ax.figure.canvas.get_renderer()
+    pairs = []
+    for axis in (ax.xaxis, ax.yaxis):
+        texts = shown_labels(axis)
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                if boxes[i].overlaps(boxes[j]):
+                    pairs.append((texts[i].get_text(), texts[j].get_text()))
+    return pairs
+
+
+def readable_ticks(fig: plt.Figure) -> None:
+    """Tick labels that run into each other: labels at chosen places (batch sizes) are turned upright;
+    then, on either axis, every other one (every third, ...) is shown until none overlap. Works for any
+    set of batch sizes."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    changed = False
+    for ax in fig.axes:
+        if not ax.get_visible() or not tick_overlaps(ax, renderer):
+            continue
+        changed = True
+        # labels at chosen places (batch sizes, categories) are all needed: turn them first; labels a
+        # locator chose (times, counts) are only a scale: keep them level and thin them first
+        chosen = isinstance(ax.xaxis.get_major_locator(), FixedLocator)
+        if chosen and _axis_overlaps(ax.xaxis, renderer):  # upright: a label's box is then one line wide
+            for t in shown_labels(ax.xaxis):
+                t.set_rotation(90)
+                t.set_horizontalalignment("center")
+            fig.canvas.draw()
+        for axis in (ax.xaxis, ax.yaxis):
+            step = 2
+            labels = shown_labels(axis)
+            while _axis_overlaps(axis, renderer) and step < len(labels):
+                for k, t in enumerate(labels):
+                    t.set_visible(k % step == 0)
+                fig.canvas.draw()
+                step += 1
+    if changed:
+        fig.tight_layout()
+
+
+def shown_labels(axis) -> list:
+    """The tick labels a reader sees: visible, not empty, at a tick inside the axis's view (matplotlib
+    keeps labels of ticks outside it, which are never drawn)."""
+    lo, hi = sorted(axis.get_view_interval())
+    span = (hi - lo) * 1e-9
+    ticks = axis.get_major_ticks(len(axis.get_majorticklocs()))
+    return [t.label1 for t, loc in zip(ticks, axis.get_majorticklocs(), strict=False)
+            if lo - span <= loc <= hi + span and t.label1.get_visible() and t.label1.get_text()]
+
+
+def _axis_overlaps(axis, renderer) -> bool:
+    texts = shown_labels(axis)
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    return any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
 
 
 def plain_log_y(ax, counts: bool = False) -> None:

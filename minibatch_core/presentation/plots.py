@@ -57,9 +57,13 @@ class PlotSpec:
 REGISTRY: tuple[PlotSpec, ...] = (
     PlotSpec("loss_vs_time", "Loss against training time",
              "The hero plot. Median epoch loss over seeds against the training time it took (per model for "
-             "multi-seed engines); one marker per epoch. Read it left to right: the batch size whose curve is "
-             "lowest at a given time had reached the lowest loss by then. A short curve means fast epochs; a "
-             "curve far right means slow ones.", loss_vs_time),
+             "multi-seed engines), every panel on the same time axis; one marker per epoch, the shaded band "
+             "spans the lowest to the highest seed. Where curves overlap in time, the lowest one at a given "
+             "time had reached the lowest loss by then; where they do not (the panel then names the curve that "
+             "ends before another starts), compare the loss each reached and the time it took, not the curves "
+             "at one time. Every swept axis besides batch size (learning rate, hidden widths, ...) has its own "
+             "line style, named in the legend. The loss is the training loss; the answer above says whether it "
+             "means the model learned.", loss_vs_time),
     PlotSpec("loss_vs_epoch", "Loss per epoch",
              "The lesson's epoch loss after each pass over the data. Thick line: median over seeds; thin lines: "
              "each seed on its own (a different initialization and shuffle order), so their spread is how much "

@@ -23,6 +23,10 @@ def _per_setup_x(runs: pd.DataFrame, setup: str) -> tuple[list[int], list[str]]:
                                                       zip(part["batch_spec"], part["batch_size"], strict=True)]
 
 
+def _heading(runs: pd.DataFrame) -> str:
+    return "engine" + "".join(f" · {K.axis_name(a)}" for a in runs.attrs.get("variant_axes", []))
+
+
 def _dodge(x: np.ndarray, i: int, n: int) -> np.ndarray:
     """Nudge engine i of n sideways on a log axis so equal values stay visible as separate markers."""
     return x * 1.07 ** (i - (n - 1) / 2)
@@ -31,8 +35,8 @@ def _dodge(x: np.ndarray, i: int, n: int) -> np.ndarray:
 def epoch_time_vs_batch(data: PlotData) -> plt.Figure:
     runs = data.runs
     timed = timed_epochs(runs)
-    engines = runs.attrs["engine_order"]
-    styles = K.engine_styles(engines)
+    engines = runs.attrs["engine_series_order"]  # engine x every other swept axis (lr, hidden, ...)
+    styles = K.styles_of(runs, "engine_series")
     setups = runs.attrs["setup_order"]
     # a lone panel gets the room of two: the report shows it at full width
     fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3 + (len(setups) == 1),
@@ -40,7 +44,7 @@ def epoch_time_vs_batch(data: PlotData) -> plt.Figure:
     for ax, setup in zip(axes, setups, strict=True):
         sizes, names = _per_setup_x(runs, setup)
         for i, engine in enumerate(engines):
-            rows = timed[(timed["setup"] == setup) & (timed["engine"] == engine)]
+            rows = timed[(timed["setup"] == setup) & (timed["engine_series"] == engine)]
             if rows.empty:
                 continue
             g = rows.groupby("batch_size")["per_model_epoch_s"]
@@ -55,7 +59,7 @@ def epoch_time_vs_batch(data: PlotData) -> plt.Figure:
         ax.set_xlabel(L.axis_label("batch_size"))
         ax.set_ylabel(L.axis_label("epoch_time_per_model" if (runs["replicas"] > 1).any() else "epoch_time"))
         ax.set_title(setup)
-    return K.finish(fig, axes, "engine",
+    return K.finish(fig, axes, _heading(runs),
                     "Epoch time vs batch size (median over seeds and epochs after warm-up; bars: interquartile range)")
 
 
@@ -64,8 +68,8 @@ def peak_memory_vs_batch(data: PlotData) -> plt.Figure:
     per_run = runs.groupby("run_id").first().reset_index()
     tensor_cols = [c for c in ("param_bytes", "grad_bytes", "optimizer_state_bytes", "activation_bytes")
                    if c in per_run]
-    engines = runs.attrs["engine_order"]
-    styles = K.engine_styles(engines)
+    engines = runs.attrs["engine_series_order"]
+    styles = K.styles_of(runs, "engine_series")
     setups = runs.attrs["setup_order"]
     measures = [("peak_memory_bytes", "peak memory, measured (KiB)")]
     if tensor_cols:
@@ -82,7 +86,7 @@ def peak_memory_vs_batch(data: PlotData) -> plt.Figure:
         unresolved = column == "peak_memory_bytes" and rss[part.index].all() and \
             part[column].max() < RSS_RESOLUTION_BYTES
         for i, engine in enumerate(engines):
-            rows = part[part["engine"] == engine]
+            rows = part[part["engine_series"] == engine]
             if rows.empty:
                 continue
             med = rows.groupby("batch_size")[column].median()
@@ -100,35 +104,38 @@ def peak_memory_vs_batch(data: PlotData) -> plt.Figure:
         ax.set_xlabel(L.axis_label("batch_size"))
         ax.set_ylabel(ylabel if len(ylabel) < 32 else ylabel.split(":")[0] + " (KiB)")
         ax.set_title((f"{setup}\n" if len(setups) > 1 else "") + ylabel.replace(" (KiB)", ""), fontsize=10)
-    return K.finish(fig, axes, "engine",
+    return K.finish(fig, axes, _heading(runs),
                     "Memory vs batch size (median over seeds; engines nudged sideways so equal values stay visible)")
 
 
 def throughput(data: PlotData) -> plt.Figure:
     runs = data.runs
     timed = timed_epochs(runs)
-    engines = runs.attrs["engine_order"]
-    styles = K.engine_styles(engines)
+    engines = runs.attrs["engine_series_order"]
+    styles = K.styles_of(runs, "engine_series")
     setups = runs.attrs["setup_order"]
     fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3 + (len(setups) == 1),
-                       width=K.PANEL_W + 1 + 2.5 * (len(setups) == 1))
+                       width=K.PANEL_W + 1 + 2.5 * (len(setups) == 1) + 0.12 * len(engines) * len(batch_order(runs)))
     width = 0.8 / len(engines)
     for ax, setup in zip(axes, setups, strict=True):
         _, names = _per_setup_x(runs, setup)
         specs = batch_order(runs[runs["setup"] == setup])
         for i, engine in enumerate(engines):
-            rows = timed[(timed["setup"] == setup) & (timed["engine"] == engine)]
+            rows = timed[(timed["setup"] == setup) & (timed["engine_series"] == engine)]
             g = rows.groupby("batch_spec")["model_samples_per_s"]
             med = g.median().reindex(specs)
             x = np.arange(len(specs)) + (i - (len(engines) - 1) / 2) * width
-            ax.bar(x, med.values, width=width * 0.95, color=styles[engine].color, label=engine)
+            st = styles[engine]
+            variant = K.variant_count(runs) > 1  # the other axes' values as hatching, so bars differ in print too
+            ax.bar(x, med.values, width=width * 0.95, color=st.color, label=engine,
+                   hatch=K.hatch(st.linestyle) if variant else None, edgecolor="white" if variant else None)
         ax.set_xticks(np.arange(len(specs)))
         ax.set_xticklabels(names)
         K.plain_log_y(ax, counts=True)
         ax.set_xlabel(L.axis_label("batch"))
         ax.set_ylabel(L.axis_label("samples_per_s_replicas" if (runs["replicas"] > 1).any() else "samples_per_s"))
         ax.set_title(setup)
-    return K.finish(fig, axes, "engine", "Training throughput (median over epochs after warm-up)")
+    return K.finish(fig, axes, _heading(runs), "Training throughput (median over epochs after warm-up)")
 
 
 def profile_split(data: PlotData) -> plt.Figure:
@@ -138,27 +145,36 @@ def profile_split(data: PlotData) -> plt.Figure:
                                      zip(data.split["dataset"], data.split["device"], strict=True)])
     if "workers" in split and (split["workers"] > 1).any():  # a data-parallel run: its own panel per W
         split = split.assign(engine=split["engine"] + split["workers"].map(lambda w: f" (W={w})" if w > 1 else ""))
+    # every other swept axis (lr, hidden, ...) names each bar, so no two bars of a panel share a label
+    variant_axes = [a for a in K.varying_axes(split) if a != "workers"]
+    split = split.assign(_variant=K.variant_labels(split, variant_axes))
     engines = engine_order(split["engine"].unique().tolist())
     setups = list(dict.fromkeys(split["setup"]))
     phases = [p for p in PHASES if f"{p}_share" in split]
     colors = K.PHASE_COLORS
     panels = [(s, e) for s in setups for e in engines if ((split["setup"] == s) & (split["engine"] == e)).any()]
-    fig, axes = K.grid(len(panels), sharey=True, height=K.PANEL_H + 0.4)
+    most = max(((split["setup"] == s) & (split["engine"] == e)).sum() for s, e in panels)
+    # a panel grows with its bars (0.55 in each) so that many rows stay bars, not slivers
+    fig, axes = K.grid(len(panels), sharey=True, height=K.PANEL_H + 0.4 + 0.3 * bool(variant_axes),
+                       width=max(K.PANEL_W, 1.5 + (0.8 if variant_axes else 0.55) * most),
+                       ncols=min(len(panels), 3 if most <= 6 else 2))
     for ax, (setup, engine) in zip(axes, panels, strict=True):
         part = split[(split["setup"] == setup) & (split["engine"] == engine)]
-        part = part.assign(_o=part["batch_spec"].map(L.batch_sort_key)).sort_values("_o")
-        names = [L.batch_label(b, n) for b, n in zip(part["batch_spec"], part["batch_size"], strict=True)]
+        part = part.assign(_o=part["batch_spec"].map(L.batch_sort_key)).sort_values(["_o", "_variant"])
+        names = [L.batch_label(b, n) + (f"\n{v}" if v else "")
+                 for b, n, v in zip(part["batch_spec"], part["batch_size"], part["_variant"], strict=True)]
         bottom = np.zeros(len(part))
         for phase, color in zip(phases, colors, strict=False):
             share = part[f"{phase}_share"].fillna(0).to_numpy() * 100
             ax.bar(names, share, bottom=bottom, color=color, label=L.phase_label(phase), width=0.6)
             bottom += share
         for x, total in enumerate(part["total_step_s"]):
-            ax.text(x, 101, L.fmt_seconds_short(total) + "/step", ha="center", va="bottom", fontsize=8)
+            ax.text(x, 101, L.fmt_seconds_short(total) + ("/step" if len(part) <= 4 else ""), ha="center",
+                    va="bottom", fontsize=8 if len(part) <= 6 else 7, rotation=0 if len(part) <= 8 else 90)
         ax.set_ylim(0, 112)
         ax.set_yticks(range(0, 101, 20))
         ax.set_title(f"{engine} | {setup}" if len(setups) > 1 else engine)
-        ax.set_xlabel(L.axis_label("batch"))
+        ax.set_xlabel(L.axis_label("batch") + "".join(f" · {K.axis_name(a)}" for a in variant_axes))
         ax.set_ylabel(L.axis_label("step_share"))
     return K.finish(fig, axes, "phase",
                     "Where a training step's time goes, per batch size (share of the mean step; its length on top)")

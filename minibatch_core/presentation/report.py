@@ -14,14 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from minibatch_core.analysis import outcomes, tables
+from minibatch_core.analysis import learning, outcomes, tables
 from minibatch_core.analysis.contention import Contention, contention
 from minibatch_core.analysis.scaling import scaling
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text, read_json_checked
 from minibatch_core.presentation import findings, scaling_plot, summary_tables
 from minibatch_core.presentation import plots as plotting
-from minibatch_core.presentation.answer import answer_paragraphs
+from minibatch_core.presentation.answer import answer_paragraphs, headline_groups
 from minibatch_core.presentation.document import (
     Block,
     Bullets,
@@ -34,6 +34,7 @@ from minibatch_core.presentation.document import (
     render_markdown,
 )
 from minibatch_core.presentation.labels import fmt_seconds
+from minibatch_core.presentation.verdict import LEARNED_NOTE, verdict_table
 from minibatch_core.records.consistency import check_against_settings, check_calibration
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV, load_profile
 from minibatch_core.running.envinfo import describe_machine, executor_notes
@@ -157,8 +158,10 @@ def build(folder: str | Path) -> dict[str, Path]:
         scaled = scaling(runs, checked=True)  # data-parallel runs at several worker counts; empty otherwise
         if not scaled.empty:
             written["scaling_csv"] = atomic_write_csv(folder / SCALING_CSV, scaled)
-        ttl = outcomes.time_to_loss(runs, outcomes.target_losses(configs), checked=True)
-        answer = answer_paragraphs(configs, ttl, _n_samples(runs), warn)
+        learned = learning.config_learning(runs, checked=True)
+        ttl = outcomes.time_to_loss(runs, outcomes.target_losses(configs, learning=learned), checked=True)
+        answer = answer_paragraphs(configs, ttl, _n_samples(runs), warn, learned)
+        answer_table = verdict_table(headline_groups(configs, learned))
         questions = [(findings.epoch_time_question(configs), warn), (findings.loss_question(configs), None),
                      (findings.time_to_target_question(configs, ttl), warn)]
         engines = findings.engine_question(summary, list(dict.fromkeys(configs["dataset"])))
@@ -184,6 +187,7 @@ def build(folder: str | Path) -> dict[str, Path]:
                                                                           hero=True)]
     for question, question_warn in questions:
         blocks += _question_blocks(question, question_warn)
+    blocks += [Heading(2, "Did each batch size learn?"), Para(LEARNED_NOTE), Table(answer_table)]
     if not scaled.empty:
         p = made[-1]
         blocks += [Heading(2, "Data-parallel scaling (ddp)"),

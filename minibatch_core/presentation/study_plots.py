@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from minibatch_core.fsio import atomic_write_bytes  # noqa: E402
+from minibatch_core.presentation.plotkit import readable_ticks  # noqa: E402
 
 DPI = 110
 PANEL_W, PANEL_H = 5.6, 4.2
@@ -25,6 +26,7 @@ GROUP = ["dataset", "engine", "device"]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
+    readable_ticks(fig)  # many batch sizes on a log axis: no label may run into the next
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)

@@ -90,13 +90,15 @@ def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any
                        "seeds or other learning rates.")
             continue
         seeds = int(w["seeds"])
-        spread = (f"median of {seeds} seeds, range {fmt_seconds(w['min_time_s'])}–{fmt_seconds(w['max_time_s'])}"
-                  if seeds > 1 else "1 seed: no spread measured")
-        passes = int(rows["replicas"].max()) if "replicas" in rows else 1
-        shared = f"; the time of a pass training all {passes} runs of that batch size together" if passes > 1 else ""
+        # a multi-replica pass trains K runs at once: one model's share is the pass's time / K
+        passes = int(rows.loc[rows["batch_size"] == w["batch_size"], "replicas"].max()) if "replicas" in rows else 1
+        spread = (f"median of {seeds} seeds, range {fmt_seconds(w['min_time_s'] / passes)}–"
+                  f"{fmt_seconds(w['max_time_s'] / passes)}" if seeds > 1 else "1 seed: no spread measured")
+        shared = (f"; per model: one pass trained all {passes} runs of that batch size together in "
+                  f"{fmt_seconds(w['median_time_s'])}" if passes > 1 else "")
         text = (f"{where}, with each batch size given its best learning rate, batch size {_batch(w)} reached "
-                f"{target} fastest: {fmt_seconds(w['median_time_s'])} of training ({spread}, lr "
-                f"{w['best_lr']:.3g}{shared})")
+                f"{target} fastest: {fmt_seconds(w['median_time_s'] / passes)} of training"
+                f"{' per model' if passes > 1 else ''} ({spread}, lr {w['best_lr']:.3g}{shared})")
         parts = []
         for which in ("smallest", "largest"):
             size = int(w[f"{which}_batch"])

@@ -7,6 +7,7 @@ import pandas as pd
 from minibatch_core.analysis.tables import BASELINE_ENGINES, PHASES
 from minibatch_core.presentation.labels import (
     DIVERGED,
+    axis_value,
     batch_label,
     diverged_text,
     fmt_bytes,
@@ -15,6 +16,7 @@ from minibatch_core.presentation.labels import (
     fmt_ratio,
     fmt_seconds,
 )
+from minibatch_core.records.identity import IDENTITY_COLUMNS
 
 SUMMARY_NOTE = (
     "One row per configuration across seeds. Epoch time: median over every epoch of every seed with the "
@@ -73,12 +75,16 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_profile(split: pd.DataFrame) -> pd.DataFrame:
+    shown = ("engine", "dataset", "device", "batch_spec", "workers", "n_samples", "n_features", "n_classes")
+    others = [c for c in IDENTITY_COLUMNS if c in split and c not in shown and split[c].nunique(dropna=False) > 1]
     rows = []
     for _, r in split.iterrows():
         row = {"engine": r["engine"], "dataset": r["dataset"], "device": r["device"],
                "batch": batch_label(r["batch_spec"], int(r["batch_size"]))}
         if "workers" in split and (split["workers"] > 1).any():
             row["workers"] = int(r["workers"])
+        for axis in others:  # lr, hidden, ...: what tells two rows of one batch size apart
+            row[axis] = axis_value(r[axis])
         for p in PHASES:
             if f"{p}_s" in split:
                 row[f"{p} (µs/step)"] = f"{r[f'{p}_s'] * 1e6:.1f} ({r[f'{p}_share']:.0%})"

@@ -102,6 +102,9 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("val_loss", FLOAT, "mean cross-entropy on the held-out rows after the epoch (`study` only: its split; empty "
        "in a sweep, whose eval columns cover the whole dataset)", "nats"),
     _c("val_accuracy", FLOAT, "accuracy on the held-out rows after the epoch (`study` only)", "0..1"),
+    _c("majority_accuracy", FLOAT, "the accuracy of always predicting the largest class on the rows the "
+       "accuracy columns are measured on (a trivial baseline: a model that learned beats it; empty in folders "
+       "written before the column existed, where the report computes it for the bundled datasets)", "0..1"),
     _c("load_1m", FLOAT, "the machine's 1-minute load average when the run finished: above the core count, "
        "other work competed for the CPU during the run"),
     _c("memory_method", STR, "how `peak_memory_bytes` was measured", fill=""),

@@ -49,6 +49,8 @@ class RunResult:
     worker_batch_size: int = 0  # the largest per-worker share of the global batch (= batch_size at W=1)
     worker_peak_memory_bytes: list[int] = field(default_factory=list)  # per rank, rank 0 first
     cuda_workspace_bytes: int | None = None  # cuBLAS workspaces held at the end (CUDA), not in the peak
+    # the accuracy of always predicting the largest class on the rows accuracy is measured on (a baseline)
+    majority_accuracy: float | None = None
 
     @property
     def peak_memory_sum_bytes(self) -> int:

@@ -214,6 +214,8 @@ class Run:
         split = (self.session.profile(profile_steps(self.per_seed[0][-1].steps))
                  if profile and not self.all_diverged else None)
         self.probe.finish()  # CUDA: the cuBLAS workspaces, counted apart from the peak
+        counts = torch.bincount(self.data.y, minlength=self.data.n_classes)
+        majority = float(counts.max()) / max(1, self.data.n_samples)
         return [
             RunResult(
                 config=self.config.with_(seed=seed),
@@ -241,6 +243,7 @@ class Run:
                 extra=dict(report.extra) if report else {},
                 class_names=self.data.class_names,
                 cuda_workspace_bytes=self.probe.workspace,
+                majority_accuracy=majority,
             )
             for k, seed in enumerate(self.seeds)
         ]
