@@ -16,7 +16,9 @@ from minibatch_core.analysis.compare import REGRESSED, Comparison, RowComparison
 
 PARTS_ALL = ("speed", "loss", "memory")
 PARTS_EXACT = ("loss",)
-WALL_TIME_MODES = ("inform", "gate", "skip")
+# ab (default): interleaved A/B trials against a baseline revision (commands.ab); the others: the
+# stored-baseline sweep (inform: only a changed loss curve fails; gate: speed and memory too); skip
+WALL_TIME_MODES = ("ab", "inform", "gate", "skip")
 
 
 def row_key(row: RowComparison) -> tuple:

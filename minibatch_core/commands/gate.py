@@ -2,11 +2,14 @@
 
 1. Instructions (the gate): count again every configuration of the committed instruction baseline, under
    valgrind, and fail when one grows by more than --max-instruction-growth.
-2. Wall time: the quick sweep against the committed wall-time baseline, re-measured once when something
-   fails, failing only for configurations that fail in both sweeps (analysis.gate_policy). With
-   ``--wall-time inform`` (the default) only the loss curve, bit-exact on CPU, can fail the gate: speed and
-   memory verdicts are shown as information, because on a shared machine identical code measures up to
-   the slowdowns recorded in docs/gates.md.
+2. Wall time, ``--wall-time ab`` (the default): ``minibatch-bench ab`` of the baseline revision against the
+   working tree, interleaved trials on this machine (a stored baseline measured at another time under
+   another load is the wrong experiment on a shared machine). A regression there fails the gate; where
+   valgrind cannot count (CUDA, ddp) it is the only verdict. The baseline revision: --ab-base, else the
+   first line of results/ab-base.txt (committed), else the merge base with main. When that revision is not
+   in the clone (a shallow CI clone) or cannot be measured, the gate says so in one line and falls back
+   to the stored-baseline sweep as information (``inform``). ``inform``/``gate``: the quick sweep against
+   the committed wall-time baseline, re-measured once on an alarm (analysis.gate_policy).
 
 Exit 0: nothing regressed; 1: a regression; 2: bad input (a missing baseline, no valgrind, ...).
 """
@@ -30,6 +33,7 @@ from minibatch_core.presentation import compare_render
 from minibatch_core.records import instructions
 
 EXIT_REGRESSED = 1
+AB_BASE_FILE = Path("results/ab-base.txt")  # committed: the revision the gate's ab measures against
 # The gate's wall-time threshold (calibration-normalized): above the largest ratio measured between
 # back-to-back quick sweeps of identical code on a shared 2-core machine, 312.6 (docs/gates.md): the
 # calibration is measured once per sweep, so load that changes during a sweep is not cancelled by it.
@@ -41,11 +45,12 @@ def add_parser(sub) -> None:
         "gate",
         help="the CI regression gate: instruction counts vs a committed baseline, plus wall time",
         description="Count the instructions of every configuration in the instruction baseline again (valgrind) "
-        "and fail when one grows by more than --max-instruction-growth; then run the quick sweep and compare its "
-        "wall time, loss curves and memory with the wall-time baseline (re-measured once on an alarm; only "
-        "configurations failing in both sweeps count). With --wall-time inform (default) only a changed loss "
-        "curve fails on the wall-time side; speed and memory are information. Exit 0: nothing regressed; 1: a "
-        "regression; 2: bad input.",
+        "and fail when one grows by more than --max-instruction-growth; then (--wall-time ab, the default) run "
+        "`minibatch-bench ab` of the baseline revision (--ab-base, results/ab-base.txt, or the merge base with "
+        "main) against the working tree and fail on its regressions; where that revision is missing (a shallow "
+        "clone) the stored-baseline sweep is shown as information instead. --wall-time inform|gate: the quick "
+        "sweep vs --wall-baseline (re-measured once on an alarm). Exit 0: nothing regressed; 1: a regression; "
+        "2: bad input.",
     )
     p.add_argument("--instructions-baseline", default="results/baseline-instructions", metavar="DIR",
                    help="count folder to gate on (default results/baseline-instructions); 'none' skips the count")
@@ -53,9 +58,15 @@ def add_parser(sub) -> None:
                    help=f"regress when instructions grow by more than R (default {DEFAULT_MAX_GROWTH})")
     p.add_argument("--wall-baseline", default="results/baseline", metavar="DIR",
                    help="results folder of the quick sweep (default results/baseline)")
-    p.add_argument("--wall-time", choices=WALL_TIME_MODES, default="inform",
-                   help="inform (default): speed and memory shown, only a changed loss curve fails; gate: speed, "
-                   "loss and memory all fail (confirmed by a second sweep); skip: no sweep")
+    p.add_argument("--wall-time", choices=WALL_TIME_MODES, default="ab",
+                   help="ab (default): `minibatch-bench ab` of the baseline revision against the working tree "
+                   "(a regression fails); inform: the quick sweep vs --wall-baseline, only a changed loss curve "
+                   "fails; gate: speed, loss and memory all fail (confirmed by a second sweep); skip: neither")
+    p.add_argument("--ab-base", metavar="REV",
+                   help=f"baseline revision for ab (default: the first line of {AB_BASE_FILE}, else the merge base "
+                   "with main)")
+    p.add_argument("--ab-args", default="", metavar="ARGS",
+                   help="extra options for ab, e.g. \"--devices cuda --pairs 20\" (default: ab's default grid)")
     p.add_argument("--sweep-config", default="bench/quick-sweep.toml", metavar="FILE",
                    help="the sweep to measure (default bench/quick-sweep.toml, what results/baseline holds)")
     p.add_argument("--max-slowdown", type=float, default=GATE_MAX_SLOWDOWN, metavar="R",
@@ -109,12 +120,65 @@ def wall_time_check(args: argparse.Namespace, work: Path) -> tuple[bool, str]:
     return bool(both), lead + compare_render.confirmation_markdown(first, second, both)
 
 
+def _git(*args: str) -> str | None:
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def ab_base(given: str | None) -> tuple[str | None, str]:
+    """(revision, where it came from), or (None, why there is none) in one line."""
+    if given:
+        rev, source = given, "--ab-base"
+    elif AB_BASE_FILE.is_file():
+        lines = [ln.split("#")[0].strip() for ln in AB_BASE_FILE.read_text(encoding="utf-8").splitlines()]
+        rev, source = next((ln for ln in lines if ln), None), str(AB_BASE_FILE)
+        if rev is None:
+            return None, f"{AB_BASE_FILE} names no revision"
+    else:
+        rev = next((b for ref in ("origin/main", "main", "origin/master", "master")
+                    if (b := _git("merge-base", "HEAD", ref))), None)
+        source = "the merge base with main"
+        if rev is None:
+            return None, ("no baseline revision (no --ab-base, no results/ab-base.txt, no main branch to "
+                          "merge-base with)")
+    if _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") is None:
+        shallow = _git("rev-parse", "--is-shallow-repository") == "true"
+        return None, (f"the baseline revision {rev} ({source}) is not in this clone"
+                      + (" (a shallow clone: `git fetch --unshallow` brings it)" if shallow else ""))
+    return rev, source
+
+
+def _run_ab(rev: str, markdown: Path, out: Path, extra: list[str]) -> int:
+    # a process of its own: ab's trials and its exit code, exactly as a user's `minibatch-bench ab` runs
+    return subprocess.run([sys.executable, "-m", "minibatch_core", "ab", rev, "--markdown", str(markdown),
+                           "--out", str(out), *extra]).returncode
+
+
+def ab_check(args: argparse.Namespace, work: Path) -> tuple[bool, str]:
+    """ab of the baseline revision against the working tree; the stored-baseline sweep as information
+    where no baseline revision can be measured."""
+    rev, source = ab_base(args.ab_base)
+    why = source
+    if rev is not None:
+        print(f"gate: ab {rev} ({source}) against the working tree...", file=sys.stderr, flush=True)
+        md = work / "ab.md"
+        code = _run_ab(rev, md, work / "ab", args.ab_args.split())
+        if code in (0, EXIT_REGRESSED) and md.is_file():
+            return code == EXIT_REGRESSED, md.read_text(encoding="utf-8")
+        why = f"ab against {rev} could not measure (exit {code}; its message above)"
+    print(f"gate: no A/B verdict: {why}; falling back to the stored-baseline sweep as information",
+          file=sys.stderr, flush=True)
+    load_results(args.wall_baseline)
+    regressed, md = wall_time_check(argparse.Namespace(**{**vars(args), "wall_time": "inform"}), work)
+    return regressed, f"_No A/B verdict: {why}. Fallback: the stored-baseline sweep, as information._\n\n{md}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.instructions_baseline == "none" and args.wall_time == "skip":
         raise MinibatchError("nothing to check: --instructions-baseline none and --wall-time skip")
     if args.instructions_baseline != "none":
         instructions.load(args.instructions_baseline)  # a missing or damaged baseline: exit 2 before any work
-    if args.wall_time != "skip":
+    if args.wall_time in ("inform", "gate"):
         CompareOptions(max_slowdown=args.max_slowdown)
         load_results(args.wall_baseline)
     with tempfile.TemporaryDirectory(prefix="minibatch-gate-") as tmp:
@@ -126,7 +190,12 @@ def run(args: argparse.Namespace) -> int:
             sections.append(md)
             if regressed:
                 failed.append("instructions")
-        if args.wall_time != "skip":
+        if args.wall_time == "ab":
+            regressed, md = ab_check(args, work)
+            sections.append(md)
+            if regressed:
+                failed.append("A/B wall time against the baseline revision (speed, loss or memory)")
+        elif args.wall_time != "skip":
             regressed, md = wall_time_check(args, work)
             sections.append(md)
             if regressed:

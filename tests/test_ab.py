@@ -1,0 +1,118 @@
+"""Issue 21: `minibatch-bench ab`: paired ratios and their verdict (synthetic trials), bad input (one line,
+exit 2), and (slow) real interleaved trials of two checkouts, one of them slowed down."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minibatch_core.analysis.ab import Trial, judge, paired_ratios
+from minibatch_core.analysis.compare_options import IMPROVED, NOT_JUDGED, REGRESSED, UNCHANGED
+from minibatch_core.cli import main
+from minibatch_core.running.ab_runner import schedule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def trials(ratio: float, pairs: int = 12, *, load=None, losses_b=(1.0, 0.5), memory_b=300e3) -> list[Trial]:
+    """A's time is 10 ms times each pair's load (the machine's state, shared by the pair); B's is
+    ``ratio`` times A's, with 1 % jitter."""
+    rng = np.random.default_rng(0)
+    load = load if load is not None else rng.uniform(1, 8, pairs)  # a machine whose load swings 8x
+    out = []
+    for p in range(pairs):
+        a = 0.01 * load[p]
+        b = a * ratio * rng.normal(1, 0.01)
+        out += [Trial("A", p, "cfg", a, (1.0, 0.5), 300e3), Trial("B", p, "cfg", b, losses_b, memory_b)]
+    return out
+
+
+def test_paired_ratios_cancel_a_load_that_swings_eightfold():
+    rows = judge(trials(1.10))
+    assert rows[0].speed == REGRESSED and 1.08 < rows[0].low <= rows[0].ratio <= rows[0].high < 1.12
+    same = judge(trials(1.0))[0]
+    assert same.speed == UNCHANGED and same.low < 1 < same.high and same.verdict == UNCHANGED
+    assert judge(trials(0.8))[0].speed == IMPROVED
+    assert list(paired_ratios(trials(2.0, pairs=3), "cfg").round(1)) == [2.0, 2.0, 2.0]
+
+
+def test_the_threshold_needs_the_whole_interval_above_it():
+    assert judge(trials(1.04))[0].speed == UNCHANGED  # below the default 1.05
+    assert judge(trials(1.10), max_slowdown=1.2)[0].speed == UNCHANGED
+
+
+def test_loss_and_memory_are_judged_too():
+    row = judge(trials(1.0, losses_b=(1.0, 0.5000001)))[0]
+    assert row.loss == "differs" and row.verdict == REGRESSED
+    assert judge(trials(1.0, losses_b=(1.0, 0.5000001)), exact_loss={"cfg": False})[0].loss == "not checked"
+    assert judge(trials(1.0, memory_b=300e3 + 5e6))[0].memory == REGRESSED
+
+
+def test_too_few_pairs_are_not_judged():
+    row = judge(trials(3.0, pairs=3))[0]
+    assert row.speed == NOT_JUDGED and row.verdict == NOT_JUDGED and "3 complete pairs" in row.notes[0]
+
+
+def test_the_schedule_alternates_in_pairs_in_a_random_order():
+    order = schedule(40, seed=1)
+    assert len(order) == 80
+    for i in range(0, 80, 2):
+        assert {order[i][1], order[i + 1][1]} == {"A", "B"} and order[i][0] == order[i + 1][0]
+    firsts = [order[i][1] for i in range(0, 80, 2)]
+    assert 5 < firsts.count("A") < 35  # both orders occur
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["ab", "no-such-revision-xyz"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown revision" in err and len(err.splitlines()) == 1
+    assert main(["ab", str(tmp_path)]) == 2
+    assert "without minibatch_core" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    (broken / "minibatch_core").mkdir(parents=True)
+    (broken / "minibatch_core" / "__init__.py").write_text("raise ImportError('this version is broken')\n")
+    assert main(["ab", str(broken), str(REPO)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fails to import" in err and "this version is broken" in err and len(err.splitlines()) == 1
+    assert main(["ab", "HEAD", "--pairs", "2"]) == 2
+    assert main(["ab", "HEAD", "--batch-sizes", "0"]) == 2
+    assert main(["ab", "HEAD", "--epochs", "1"]) == 2
+
+
+def _checkout_copy(dest: Path) -> Path:
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "minibatch_core"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    for name in files:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
+@pytest.mark.slow
+def test_ab_flags_a_slowed_checkout_and_not_an_identical_one(tmp_path, capsys):
+    same = _checkout_copy(tmp_path / "same")
+    slow = _checkout_copy(tmp_path / "slow")
+    fast = slow / "minibatch_core" / "engines" / "fast.py"
+    text = fast.read_text()
+    assert "            return self._run_epoch()\n" in text
+    # 5 ms per epoch on top of an epoch of well under 1 ms (fast engine, full batch, Wine)
+    fast.write_text(text.replace("            return self._run_epoch()\n",
+                                 "            __import__('time').sleep(0.005)\n            return self._run_epoch()\n"))
+    grid = ["--engines", "fast", "--batch-sizes", "full", "--epochs", "4", "--pairs", "4"]
+    out = tmp_path / "out"
+    assert main(["ab", str(same), str(slow), *grid, "--out", str(out), "--markdown", str(tmp_path / "ab.md")]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"ab.csv", "ab.md", "trials.csv"}
+    assert "| fast wine cpu bfull s0 |" in (tmp_path / "ab.md").read_text()
+    # identical code: loss curves identical bit for bit, and no alarm at a threshold load cannot reach
+    assert main(["ab", str(same), str(REPO), *grid, "--max-slowdown", "3", "--out", str(out)]) == 0
+    import pandas as pd
+
+    row = pd.read_csv(out / "ab.csv").iloc[0]
+    assert row["loss"] == "identical" and row["verdict"] != REGRESSED
