@@ -136,25 +136,37 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
     best = best_lrs(frame)
     atomic_write_csv(folder / BEST_LR_CSV, best)
     noise: dict[tuple[str, str], dict[str, Any]] = {}
+    noise_points: dict[tuple[str, str], pd.DataFrame] = {}
     points = []
     if study.noise_scale:
         for dataset in study.datasets:
             choice = noise_run_choice(best, dataset, the_plan.devices[0])
             if choice is None:
                 continue
-            if on_progress:
-                on_progress(the_plan.total_runs, the_plan.total_runs, f"gradient noise scale | {dataset}")
-            scale = measure_noise(the_plan, dataset, choice["batch_size"], choice["lr"], choice["median_steps"])
+            per_dataset = []
+            # one measuring run per seed: B_simple's interval resamples them (the first is the one described)
+            for seed in study.seeds:
+                if on_progress:
+                    on_progress(the_plan.total_runs, the_plan.total_runs,
+                                f"gradient noise scale | {dataset} | seed {seed}")
+                scale = measure_noise(the_plan, dataset, choice["batch_size"], choice["lr"], choice["median_steps"],
+                                      seed=seed)
+                if seed == study.seeds[0]:
+                    for device in the_plan.devices:
+                        noise[(dataset, device)] = scale.to_dict()
+                per_dataset += [{"dataset": dataset, **vars(p), "seed": seed,
+                                 "steps_to_target": scale.steps_to_target} for p in scale.points]
             for device in the_plan.devices:
-                noise[(dataset, device)] = scale.to_dict()
-            points += [{"dataset": dataset, **vars(p)} for p in scale.points]
+                noise_points[(dataset, device)] = pd.DataFrame(per_dataset)
+            points += per_dataset
         from dataclasses import fields
 
         from minibatch_core.running.noise import NoisePoint
 
-        columns = ["dataset", *(f.name for f in fields(NoisePoint))]
-        atomic_write_csv(folder / NOISE_CSV, pd.DataFrame(points, columns=columns))
-    critical = critical_batch(best, noise)
+        columns = ["dataset", *(f.name for f in fields(NoisePoint)), "seed", "steps_to_target"]
+        noise_frame = pd.DataFrame(points, columns=columns).astype({"steps_to_target": "Int64"})
+        atomic_write_csv(folder / NOISE_CSV, noise_frame)
+    critical = critical_batch(best, noise, frame, noise_points)
     atomic_write_text(folder / CRITICAL_JSON, json.dumps(critical, indent=2, default=_json_default) + "\n")
     build_study_report(folder)
     return StudyOutcome(folder, wall, the_plan.total_runs, critical)

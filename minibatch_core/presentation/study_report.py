@@ -139,17 +139,37 @@ def best_table(best: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_interval(c: dict[str, Any], name: str, digits: int = 3) -> str:
+    """``133 [95–156]`` (the figure, then its bootstrap interval), ``133 [interval: too few seeds]`` when
+    the study has fewer seeds than the bootstrap needs, the figure alone for records without intervals."""
+    value = _g(c.get(name), digits)
+    if f"{name}_interval" not in c:
+        return value
+    band = c.get(f"{name}_interval")
+    if band:
+        return f"{value} [{_g(band[0], digits)}, {_g(band[1], digits)}]"
+    return f"{value} [no interval: {c.get('bootstrap_seeds', '?')} seeds]" if value != "–" else value
+
+
 def critical_table(critical: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for c in critical:
-        fit, sl, noise = c.get("fit", {}), c.get("slopes", {}), c.get("noise", {})
+        fit, noise = c.get("fit", {}), c.get("noise", {})
+        sl = c.get("slopes", {})
+        slopes = {"slope_small": c.get("slope_small", sl.get("small")),
+                  "slope_large": c.get("slope_large", sl.get("large"))}
+        level = c.get("confidence_level")
         rows.append({
             "dataset": c["dataset"], "engine": c["engine"], "device": c["device"],
-            "B_crit (measured)": _g(c.get("b_crit")), "S_min": _g(c.get("s_min")), "E_min": _g(c.get("e_min")),
+            "B_crit (measured)": with_interval(c, "b_crit"), "S_min": with_interval(c, "s_min"),
+            "E_min": with_interval(c, "e_min"),
             "fit R² (log)": _g(fit.get("r2_log")), "rms log resid.": _g(fit.get("rms_log_residual"), 2),
             "points": fit.get("n_points", 0),
-            "slope small B": _g(sl.get("small")), "slope large B": _g(sl.get("large")),
-            "B_simple (predicted)": _g(c.get("b_simple")), "B_simple / B_crit": _g(c.get("ratio_b_simple_over_b_crit")),
+            "slope small B": with_interval({**c, **slopes}, "slope_small"),
+            "slope large B": with_interval({**c, **slopes}, "slope_large"),
+            "B_simple (predicted)": with_interval(c, "b_simple"),
+            "B_simple / B_crit": with_interval(c, "ratio_b_simple_over_b_crit"),
+            "interval": f"{level:.0%}, bootstrap over {c.get('bootstrap_seeds')} seeds" if level else "–",
             "noise cost": fmt_seconds(noise.get("measure_s")) if noise else "–",
         })
     return pd.DataFrame(rows)

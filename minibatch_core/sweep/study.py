@@ -197,9 +197,10 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
 NOISE_MEASUREMENTS_BEFORE_TARGET = 30
 
 
-def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float):
-    """B_simple for one dataset along the reference model's run at (batch_size, lr), seed = the first
-    seed: B_small and B_big are the grid's smallest and largest batch sizes; about
+def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float,
+                  seed: int | None = None):
+    """B_simple for one dataset along the reference model's run at (batch_size, lr), ``seed`` (default: the
+    first seed): B_small and B_big are the grid's smallest and largest batch sizes; about
     NOISE_MEASUREMENTS_BEFORE_TARGET measurements before the target, and the course continues to twice
     the steps the grid needed. Runs on CPU (the noise scale is a property of the data and the model)."""
     from minibatch_core.running.noise import measure_noise_scale
@@ -215,5 +216,5 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
     spe = -(-split.train.n_samples // batch_size)
     return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
                                optimizer=study.optimizer, train_batch=batch_size, lr=lr,
-                               seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
+                               seed=study.seeds[0] if seed is None else seed, b_small=b_small, b_big=b_big, every=every,
                                max_steps=min(2 * steps + every, study.max_epochs * spe))
