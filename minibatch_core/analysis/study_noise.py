@@ -77,8 +77,8 @@ def noise_summary(points: pd.DataFrame, *, resamples: int = RESAMPLES,
     points = points if "seed" in points else points.assign(seed=0)
     sums = _sums(points)
     n_runs = len(sums["start"])
-    fields: dict[str, Any] = {"b_simple_runs": n_runs, "b_simple_seeds": sorted(int(s) for s in points["seed"].unique()),
-                              "b_simple_compared": COMPARED}
+    seeds = sorted(int(s) for s in points["seed"].unique())
+    fields: dict[str, Any] = {"b_simple_runs": n_runs, "b_simple_seeds": seeds, "b_simple_compared": COMPARED}
     draws = None
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n_runs, (resamples, n_runs)) if n_runs >= MIN_SEEDS else None
