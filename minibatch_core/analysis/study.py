@@ -22,6 +22,7 @@ BEST_COLUMNS = [
     *GROUP, "batch_spec", "batch_size", "status", "best_lr", "best_base_lr", "tied_lrs", "lr_at_grid_edge",
     "seeds", "seeds_reached", "median_steps", "min_steps", "max_steps", "median_samples", "median_epochs",
     "median_time_s", "min_time_s", "max_time_s", "median_resolution_steps", "lrs_tried", "lrs_reaching",
+    "max_steps_run",
 ]
 
 
@@ -44,7 +45,10 @@ def best_lrs(study: pd.DataFrame) -> pd.DataFrame:
         base = dict(zip([*GROUP, "batch_size"], key, strict=True))
         row: dict[str, Any] = {**base, "batch_spec": str(per_batch["batch_spec"].iloc[0]),
                                "lrs_tried": len(lrs),
-                               "lrs_reaching": sum(1 for v in medians.values() if math.isfinite(v))}
+                               "lrs_reaching": sum(1 for v in medians.values() if math.isfinite(v)),
+                               # the most steps any run of this batch size had: "never reached" within these
+                               "max_steps_run": int(pd.to_numeric(per_batch["steps_run"], errors="coerce").max())
+                               if "steps_run" in per_batch and per_batch["steps_run"].notna().any() else None}
         if not math.isfinite(best):
             rows.append({**row, "status": "none reached", "seeds": int(per_batch["seed"].nunique()),
                          "seeds_reached": 0})

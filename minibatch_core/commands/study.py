@@ -54,6 +54,10 @@ def add_parser(sub) -> None:
                    "batch 32 and scaled by B/32 or sqrt(B/32) (default constant)")
     g.add_argument("--warmup-epochs", type=float, default=0.0, metavar="W",
                    help="linear learning-rate warm-up over the first W epochs (default 0)")
+    g.add_argument("--lr-search", dest="lr_search", action="store_true", default=True,
+                   help="extend the rates by one grid step while a batch size's best rate is at an end of the "
+                   "rates tried, then refine around the best (default on)")
+    g.add_argument("--no-lr-search", dest="lr_search", action="store_false", help="train the grid's rates only")
     g.add_argument("--seeds", default="0,1", metavar="S", help="seeds: 0,1,2 or 0-9 (default 0,1)")
     g.add_argument("--engines", default="stacked", metavar="E[,E...]",
                    help="fast (one run per pass) and/or stacked (every lr x seed of a batch size in one pass); "
@@ -64,7 +68,11 @@ def add_parser(sub) -> None:
     t.add_argument("--target-loss", type=float, metavar="L", help="validation loss to reach, > 0")
     t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="held-out fraction, in (0, 0.9]; stratified, split seed --data-seed (default 0.2)")
-    t.add_argument("--max-epochs", type=int, default=40, metavar="E", help="epoch budget per run (default 40)")
+    t.add_argument("--max-epochs", type=int, default=40, metavar="E",
+                   help="epoch budget per run (default 40); larger batch sizes get at least the steps the smallest "
+                   "batch size needed at its best rate")
+    t.add_argument("--max-steps", metavar="STEPS",
+                   help="step budget per run, the same for every batch size (replaces the epoch budget)")
     t.add_argument("--time-budget", type=float, metavar="S", help="training-time budget per pass, seconds")
     t.add_argument("--full-budget", action="store_true", help="keep training to the budget after the target")
     t.add_argument("--eval-every", type=int, metavar="STEPS",
@@ -93,7 +101,8 @@ def study_from_args(args: argparse.Namespace):
         datasets=args.datasets, batch_sizes=args.batch_sizes, lrs=args.lrs, lr_policy=args.lr_policy,
         warmup_epochs=args.warmup_epochs, seeds=args.seeds, engines=args.engines, devices=args.devices,
         target_accuracy=args.target_accuracy, target_loss=args.target_loss, val_fraction=args.val_fraction,
-        data_seed=args.data_seed, max_epochs=args.max_epochs, time_budget_s=args.time_budget,
+        data_seed=args.data_seed, max_epochs=args.max_epochs, max_steps=args.max_steps, lr_search=args.lr_search,
+        time_budget_s=args.time_budget,
         full_budget=args.full_budget, eval_every=args.eval_every, optimizer=args.optimizer, hidden=args.hidden,
         scale=args.scale, target=args.target, n_samples=args.n_samples, n_features=args.n_features,
         n_classes=args.n_classes, noise_scale=not args.no_noise_scale, threads=args.threads,
@@ -169,7 +178,7 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
     critical = critical_batch(best, noise, frame, noise_points)
     atomic_write_text(folder / CRITICAL_JSON, json.dumps(critical, indent=2, default=_json_default) + "\n")
     build_study_report(folder)
-    return StudyOutcome(folder, wall, the_plan.total_runs, critical)
+    return StudyOutcome(folder, wall, len(frame), critical)
 
 
 def _json_default(value: Any) -> Any:

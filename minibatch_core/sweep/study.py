@@ -16,9 +16,10 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from minibatch_core.running.envinfo import load_average
 from minibatch_core.running.measure import device_name
 from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
 from minibatch_core.sweep.study_config import StudyConfig
+from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
 
 STUDY_JSON = "study.json"
 __all__ = ["StudyConfig", "StudyJob", "StudyPlan", "execute", "measure_noise", "plan", "run_job"]
@@ -54,6 +56,9 @@ class StudyJob:
     batch_size: int
     pairs: tuple[tuple[float, float, int], ...]  # (effective lr, base lr, seed) per replica
     warmup_steps: int
+    search_round: int = 0  # 0: the grid; 1, 2, ...: rates the learning-rate search added
+    step_budget: int | None = None  # steps the pass may train (None: max_epochs epochs)
+    budget_rule: str = "max epochs"  # what set the budget (study_search.step_budget)
 
 
 @dataclass
@@ -134,9 +139,11 @@ def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> 
 
 def _to_target(study: StudyConfig, job: StudyJob, split: Split, target: Target, session,
                device: torch.device) -> ToTargetRun:
+    by_steps = job.step_budget is not None and job.budget_rule != "max epochs"
     return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
-                           device=device, max_epochs=study.max_epochs, time_budget_s=study.time_budget_s,
-                           full_budget=study.full_budget, eval_every=study.eval_every)
+                           device=device, max_epochs=10 ** 9 if by_steps else study.max_epochs,
+                           time_budget_s=study.time_budget_s, full_budget=study.full_budget,
+                           eval_every=study.eval_every, max_steps=job.step_budget if by_steps else None)
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -146,10 +153,27 @@ def job_label(job: StudyJob) -> str:
     return f"{job.engine} | {job.dataset} | {job.device} | batch {job.batch_spec} | {len(job.pairs)} run(s)"
 
 
+def _units(jobs: list[StudyJob]) -> list[list[StudyJob]]:
+    """The grid's jobs grouped per dataset x device x engine x batch size, in plan order (smallest batch
+    size first within each dataset x device x engine)."""
+    units: dict[tuple, list[StudyJob]] = {}
+    for job in jobs:
+        units.setdefault((job.dataset, job.device, job.engine, job.batch_size), []).append(job)
+    return list(units.values())
+
+
+def _search_jobs(study: StudyConfig, like: StudyJob, bases: list[float], factor: float, round_: int) -> list[StudyJob]:
+    pairs = [(base * factor, base, seed) for base in bases for seed in study.seeds]
+    groups = [pairs] if get_engine(like.engine).multi_seed else [[p] for p in pairs]
+    return [replace(like, pairs=tuple(g), search_round=round_) for g in groups]
+
+
 def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             on_progress: ProgressCallback | None = None) -> float:
     """Train every job into ``out_dir``; returns the wall seconds. study.json first, then study.csv,
-    runs.csv and checks.csv rewritten atomically after every job."""
+    runs.csv and checks.csv rewritten atomically after every job. Per batch size: the grid, then (with
+    ``lr_search``) the rates the search adds, round by round; each pass's step budget per
+    ``study_search.step_budget``. study.json records the search (``lr_search``) and the budgets."""
     out = Path(out_dir)
     study = the_plan.study
     started = time.perf_counter()
@@ -157,7 +181,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             "splits": {d: s.describe() for d, s in the_plan.splits.items()},
             "targets": {d: {"metric": t.metric, "value": t.value, "text": t.describe()}
                         for d, t in the_plan.targets.items()},
-            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0}
+            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0, "lr_search": []}
 
     def write_meta(**changes: Any) -> None:
         meta.update(changes)
@@ -167,30 +191,66 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
     report = on_progress or (lambda done, total, label: None)
     studies, epochs, checks = [], [], []
     done = 0
+    total = the_plan.total_runs
+    floors: dict[tuple[str, str, str], int] = {}  # steps the smallest batch size needed at its best rate
+
+    def train(job: StudyJob) -> list[tuple[float, bool, float | None]]:
+        nonlocal done
+        report(done, total, job_label(job))
+        split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
+        result = run_job(study, job, split, target)
+        device = resolve_device(job.device)
+        context = {"study": study, "job": job, "split": split, "target": target, "device": str(device),
+                   "device_name": device_name(device), "torch_threads": study.threads or torch.get_num_threads(),
+                   "n_samples": the_plan.n_samples[job.dataset]}
+        studies.append(study_rows(result, **context))
+        epochs.append(epoch_rows(result, **context))
+        checks.append(check_rows(result, **context))
+        atomic_write_csv(out / STUDY_CSV, pd.concat(studies, ignore_index=True))
+        atomic_write_csv(out / RUNS_CSV, pd.concat(epochs, ignore_index=True))
+        atomic_write_csv(out / CHECKS_CSV, pd.concat(checks, ignore_index=True))
+        done += len(job.pairs)
+        meta["runs_done"] = done
+        pairs = zip(job.pairs, result.replicas, strict=True)
+        return [(base, r.reached, r.steps_to_target) for (_, base, _), r in pairs]
+
     try:
-        for job in the_plan.jobs:
-            report(done, the_plan.total_runs, job_label(job))
-            split, target = the_plan.splits[job.dataset], the_plan.targets[job.dataset]
-            result = run_job(study, job, split, target)
-            device = resolve_device(job.device)
-            context = {"study": study, "job": job, "split": split, "target": target, "device": str(device),
-                       "device_name": device_name(device), "torch_threads": study.threads or torch.get_num_threads(),
-                       "n_samples": the_plan.n_samples[job.dataset]}
-            studies.append(study_rows(result, **context))
-            epochs.append(epoch_rows(result, **context))
-            checks.append(check_rows(result, **context))
-            atomic_write_csv(out / STUDY_CSV, pd.concat(studies, ignore_index=True))
-            atomic_write_csv(out / RUNS_CSV, pd.concat(epochs, ignore_index=True))
-            atomic_write_csv(out / CHECKS_CSV, pd.concat(checks, ignore_index=True))
-            done += len(job.pairs)
-            meta["runs_done"] = done
-        report(done, the_plan.total_runs, "done")
+        for unit in _units(the_plan.jobs):
+            first = unit[0]
+            key = (first.dataset, first.engine, first.device)
+            spe = -(-the_plan.splits[first.dataset].train.n_samples // first.batch_size)
+            budget, rule = step_budget(study.max_steps, study.max_epochs, spe, floors.get(key))
+            unit = [replace(job, step_budget=budget, budget_rule=rule) for job in unit]
+            results = [r for job in unit for r in train(job)]
+            factor = policy_factor(study.lr_policy, first.batch_size)
+            search = LrSearch(factor=factor, tried=list(study.lrs))
+            while study.lr_search:
+                step = search.next_round(median_steps(results))
+                if step is None:
+                    break
+                jobs = _search_jobs(study, unit[0], step[0], factor, len(search.rounds))
+                total += sum(len(j.pairs) for j in jobs)
+                meta["runs_total"] = total
+                results += [r for job in jobs for r in train(job)]
+            if not study.lr_search:
+                search.outcome = "search off"
+            medians = median_steps(results)
+            meta["lr_search"].append({"dataset": first.dataset, "engine": first.engine, "device": first.device,
+                                      "batch_spec": first.batch_spec, "batch_size": first.batch_size,
+                                      "step_budget": budget, "budget_rule": rule, **search.to_dict()})
+            if key not in floors:
+                finite = {lr: m for lr, m in medians.items() if math.isfinite(m)}
+                if finite:
+                    best = min(finite, key=lambda lr: (finite[lr], lr))
+                    floors[key] = int(max(s for lr, ok, s in results if lr == best and ok and s is not None))
+            write_meta()
+        report(done, total, "done")
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
         write_meta(status=status, runs_done=done, study_wall_s=time.perf_counter() - started)
         raise
     wall = time.perf_counter() - started
-    write_meta(status="complete", runs_done=done, study_wall_s=wall, load_average_end=load_average())
+    write_meta(status="complete", runs_done=done, runs_total=done, study_wall_s=wall, load_average_end=load_average())
     return wall
 
 
