@@ -88,8 +88,15 @@ def plot_steps_to_target(best: pd.DataFrame, study: pd.DataFrame, critical: list
             ax.plot(grid, c["s_min"] + c["e_min"] / grid, color="C1",
                     label=f"fit S_min + E_min/B (S_min {c['s_min']:.3g}, E_min {c['e_min']:.3g})")
             ax.axvline(c["b_crit"], color="C1", ls="--", lw=1, label=f"B_crit (measured) {c['b_crit']:.3g}")
+            band = c.get("b_crit_interval")
+            if band:
+                ax.axvspan(band[0], band[1], color="C1", alpha=0.12,
+                           label=f"B_crit {c.get('confidence_level', 0.9):.0%} interval {band[0]:.3g}–{band[1]:.3g}")
         if c.get("b_simple"):
             ax.axvline(c["b_simple"], color="C2", ls="-.", lw=1, label=f"B_simple (predicted) {c['b_simple']:.3g}")
+            band = c.get("b_simple_interval")
+            if band:
+                ax.axvspan(band[0], band[1], color="C2", alpha=0.10, label="B_simple interval")
         censored = g[g["status"] == "none reached"]
         if not censored.empty:
             budget = _censored_level(study, key, "steps_run")

@@ -197,7 +197,8 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     blocks.append(Image(written["steps"], "Steps to target vs batch size",
                         "Each batch size at its best learning rate; log-log. Dotted: perfect scaling from the "
                         "smallest batch. Orange: the fitted McCandlish curve; dashed: measured B_crit; dash-dot: "
-                        "predicted B_simple. Red triangles: no rate reached the target (marker at the budget)."))
+                        "predicted B_simple; shaded: their bootstrap intervals. Red triangles: no rate reached the "
+                        "target (marker at the budget)."))
     blocks += [Heading(2, "Per batch size: the best learning rate and its figures"), Table(best_table(best))]
     search = search_table(meta.get("lr_search") or [])
     if not search.empty:
