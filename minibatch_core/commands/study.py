@@ -201,11 +201,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{outcome.runs} runs in {outcome.wall_s:.1f} s -> {outcome.folder}: study.csv, critical_batch.json, "
           "report.html")
     for c in outcome.critical:
-        print(f"  {c['dataset']} · {c['engine']} · {c['device']}: B_crit {_fmt(c.get('b_crit'))}, "
-              f"B_simple {_fmt(c.get('b_simple'))}, slopes {_fmt(c['slopes'].get('small'))} / "
-              f"{_fmt(c['slopes'].get('large'))}")
+        level = c.get("confidence_level")
+        note = (f" ({level:.0%} intervals over {c.get('bootstrap_seeds')} seeds)" if c.get("b_crit_interval")
+                else f" ({c['interval_note']})" if c.get("interval_note") else "")
+        where = f"{c['dataset']} · {c['engine']} · {c['device']}"
+        print(f"  {where}: B_crit {_fmt(c.get('b_crit'), c.get('b_crit_interval'))}, "
+              f"S_min {_fmt(c.get('s_min'), c.get('s_min_interval'))}, "
+              f"B_simple {_fmt(c.get('b_simple'), c.get('b_simple_interval'))}, slopes "
+              f"{_fmt(c['slopes'].get('small'), c.get('slope_small_interval'))} / "
+              f"{_fmt(c['slopes'].get('large'), c.get('slope_large_interval'))}{note}")
     return 0
 
 
-def _fmt(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3g}"
+def _fmt(x: float | None, band: list[float] | None = None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.3g}" + (f" [{band[0]:.3g}, {band[1]:.3g}]" if band else "")
