@@ -156,10 +156,10 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None) -> Stud
             # one measuring run per seed: B_simple's interval resamples them (the first is the one described)
             for seed in study.seeds:
                 if on_progress:
-                    on_progress(the_plan.total_runs, the_plan.total_runs,
+                    on_progress(len(frame), len(frame),
                                 f"gradient noise scale | {dataset} | seed {seed}")
                 scale = measure_noise(the_plan, dataset, choice["batch_size"], choice["lr"], choice["median_steps"],
-                                      seed=seed)
+                                      seed=seed, course=seed == study.seeds[0])
                 if seed == study.seeds[0]:
                     for device in the_plan.devices:
                         noise[(dataset, device)] = scale.to_dict()

@@ -32,9 +32,7 @@ def figure(c: dict[str, Any], name: str, label: str, digits: int = 3, eq: str = 
     band = c.get(f"{name}_interval")
     if band:
         return f"{label}{eq}{_g(value, digits)} [{_g(band[0], digits)}, {_g(band[1], digits)}]"
-    if f"{name}_interval" in c:
-        return f"{label}{eq}{_g(value, digits)} (no interval: {c.get('bootstrap_seeds', '?')} seed(s), 3 needed)"
-    return f"{label}{eq}{_g(value, digits)}"
+    return f"{label}{eq}{_g(value, digits)}"  # no interval: the paragraph says once why
 
 
 def batch_label(size: int, n_train: int) -> str:
@@ -120,6 +118,10 @@ def noise_part(c: dict[str, Any]) -> str:
              "whole way there, along which the noise scale grows")
     if c.get("ratio_b_simple_over_b_crit"):
         text += f"; {figure(c, 'ratio_b_simple_over_b_crit', 'B_simple / B_crit', 2)}"
+    if c.get("b_simple_interval_note"):
+        text += f" ({c['b_simple_interval_note']})"
+    elif c.get("b_simple_interval"):
+        text += f" ({c.get('confidence_level', 0.9):.0%} intervals, bootstrap over the {runs} runs)"
     return text + "."
 
 

@@ -258,7 +258,7 @@ NOISE_MEASUREMENTS_BEFORE_TARGET = 30
 
 
 def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float,
-                  seed: int | None = None):
+                  seed: int | None = None, course: bool = True):
     """B_simple for one dataset along the reference model's run at (batch_size, lr), ``seed`` (default: the
     first seed): B_small and B_big are the grid's smallest and largest batch sizes; about
     NOISE_MEASUREMENTS_BEFORE_TARGET measurements before the target, and the course continues to twice
@@ -277,4 +277,6 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
     return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
                                optimizer=study.optimizer, train_batch=batch_size, lr=lr,
                                seed=study.seeds[0] if seed is None else seed, b_small=b_small, b_big=b_big, every=every,
-                               max_steps=min(2 * steps + every, study.max_epochs * spe))
+                               # the course on to twice the steps is for the plot: further seeds stop sooner
+                               max_steps=min((2 * steps if course else steps + steps // 2) + every,
+                                             max(study.max_epochs * spe, study.max_steps or 0)))
