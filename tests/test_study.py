@@ -223,6 +223,8 @@ BAD = [
     (["--dataset", "iris", "--val-fraction", "0.01"], "classes"),
     (["--engines", "reference"], "cannot train to a target"),
     (["--batch-sizes", "0"], "batch size"),
+    (["--max-steps", "0"], "max steps"),
+    (["--max-steps", "ten"], "max steps"),
 ]
 
 
