@@ -124,7 +124,7 @@ def test_answer_puts_steps_first_then_time_with_the_warning_beside_it():
     warning = "The machine was busy while this sweep ran"
     paragraphs = answer(best, study, critical, {"lr_search": []}, warning)
     measured, timed = paragraphs[0], paragraphs[-1]
-    assert "B_crit = 200 [150, 260]" in measured and "slope -0.9 [-0.95, -0.85]" in measured
+    assert "B_crit = 200 [150, 260]" in measured and "slope -0.90 [-0.95, -0.85]" in measured
     assert "batch 32-64 are indistinguishable here" in timed and warning in timed
     assert timed.index("indistinguishable") < timed.index(warning) < timed.index("parallel hardware")
     assert "batch 64 reached it in the least training time" in timed

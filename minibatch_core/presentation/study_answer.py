@@ -24,15 +24,25 @@ def _steps(x: float | None) -> str:
     return f"{x:,.0f}" if x >= 100 or float(x).is_integer() else f"{x:.1f}"
 
 
-def figure(c: dict[str, Any], name: str, label: str, digits: int = 3, eq: str = " = ") -> str:
-    """``B_crit = 133 [95, 156]`` (the figure, then its interval) or, without an interval, the reason."""
+def _fixed(x: float, decimals: int) -> str:
+    text = f"{x:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00"
+
+
+def figure(c: dict[str, Any], name: str, label: str, digits: int = 3, eq: str = " = ",
+           decimals: int | None = None) -> str:
+    """``B_crit = 133 [95, 156]`` (the figure, then its interval; ``decimals``: fixed-point, for slopes)."""
     value = c.get(name)
     if value is None:
         return f"{label}{eq}–"
+
+    def show(x: float) -> str:
+        return _fixed(x, decimals) if decimals is not None else _g(x, digits)
+
     band = c.get(f"{name}_interval")
     if band:
-        return f"{label}{eq}{_g(value, digits)} [{_g(band[0], digits)}, {_g(band[1], digits)}]"
-    return f"{label}{eq}{_g(value, digits)}"  # no interval: the paragraph says once why
+        return f"{label}{eq}{show(value)} [{show(band[0])}, {show(band[1])}]"
+    return f"{label}{eq}{show(value)}"  # no interval: the paragraph says once why
 
 
 def batch_label(size: int, n_train: int) -> str:
@@ -70,8 +80,8 @@ def measured_part(group: pd.DataFrame, c: dict[str, Any], where: str, target: st
     text = (f"{where}, with each batch size given its best learning rate, the median steps to {target} were: "
             f"{steps}.")
     if c.get("b_crit"):
-        small = figure(c, "slope_small", "slope", 2, " ")
-        large = figure(c, "slope_large", "slope", 2, " ")
+        small = figure(c, "slope_small", "slope", eq=" ", decimals=2)
+        large = figure(c, "slope_large", "slope", eq=" ", decimals=2)
         level = c.get("confidence_level")
         how = (f" ({level:.0%} intervals, bootstrap over {c.get('bootstrap_seeds')} seeds)" if c.get("b_crit_interval")
                else f" ({c['interval_note']})" if c.get("interval_note") else "")
@@ -126,7 +136,7 @@ def noise_part(c: dict[str, Any]) -> str:
 
 
 def time_part(group: pd.DataFrame, w: pd.Series, c: dict[str, Any], n_train: int, passes: int,
-              warning: str | None) -> str:
+              warning: str | None, rows: pd.DataFrame | None = None) -> str:
     """Time to target on this machine: the fastest, per-step costs, the indistinguishable batch sizes,
     what parallel hardware changes; the contention warning right after the figures."""
     seeds = int(w["seeds"])
@@ -147,6 +157,9 @@ def time_part(group: pd.DataFrame, w: pd.Series, c: dict[str, Any], n_train: int
         text += " With one seed no time range is measured, so which batch sizes are faster cannot be told apart."
     else:
         text += f" Time ranges over seeds overlap the fastest's for: {overlap_phrase(same, grid)}."
+    if passes > 1 and rows is not None and "replicas" in rows and rows["replicas"].nunique() > 1:
+        text += (f" The passes held {int(rows['replicas'].min())} to {passes} runs (the search's rounds are "
+                 "smaller passes), so these times compare only roughly.")
     if warning:
         text += f" {warning}"
     b_crit = c.get("b_crit")
@@ -189,5 +202,5 @@ def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any
         if noise_part(c):
             out.append(noise_part(c))
         passes = int(rows["replicas"].max()) if "replicas" in rows else 1
-        out.append(time_part(group, w, c, n_train, passes, warning))
+        out.append(time_part(group, w, c, n_train, passes, warning, rows))
     return out
