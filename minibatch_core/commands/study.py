@@ -208,12 +208,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {where}: B_crit {_fmt(c.get('b_crit'), c.get('b_crit_interval'))}, "
               f"S_min {_fmt(c.get('s_min'), c.get('s_min_interval'))}, "
               f"B_simple {_fmt(c.get('b_simple'), c.get('b_simple_interval'))}, slopes "
-              f"{_fmt(c['slopes'].get('small'), c.get('slope_small_interval'))} / "
-              f"{_fmt(c['slopes'].get('large'), c.get('slope_large_interval'))}{note}")
+              f"{_fmt(c['slopes'].get('small'), c.get('slope_small_interval'), '.2f')} / "
+              f"{_fmt(c['slopes'].get('large'), c.get('slope_large_interval'), '.2f')}{note}")
     return 0
 
 
-def _fmt(x: float | None, band: list[float] | None = None) -> str:
+def _fmt(x: float | None, band: list[float] | None = None, spec: str = ".3g") -> str:
     if x is None:
         return "–"
-    return f"{x:.3g}" + (f" [{band[0]:.3g}, {band[1]:.3g}]" if band else "")
+    return f"{x + 0.0:{spec}}" + (f" [{band[0]:{spec}}, {band[1]:{spec}}]" if band else "")
