@@ -223,6 +223,8 @@ BAD = [
     (["--dataset", "iris", "--val-fraction", "0.01"], "classes"),
     (["--engines", "reference"], "cannot train to a target"),
     (["--batch-sizes", "0"], "batch size"),
+    (["--max-steps", "0"], "max steps"),
+    (["--max-steps", "ten"], "max steps"),
 ]
 
 
@@ -258,7 +260,7 @@ def test_small_study_end_to_end(tmp_path):
                      seeds="0", target_accuracy=0.9, max_epochs=30, engines="stacked")
     outcome = run_study(study, tmp_path / "s")
     frame = pd.read_csv(outcome.folder / "study.csv")
-    assert len(frame) == 8 and frame["reached"].any()
+    assert (frame["search_round"] == 0).sum() == 8 and frame["reached"].any()  # the grid, then the search's
     runs = pd.read_csv(outcome.folder / "runs.csv")
     assert {"val_loss", "val_accuracy", "epoch_loss"} <= set(runs.columns)
     c = outcome.critical[0]

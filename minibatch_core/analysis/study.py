@@ -22,6 +22,7 @@ BEST_COLUMNS = [
     *GROUP, "batch_spec", "batch_size", "status", "best_lr", "best_base_lr", "tied_lrs", "lr_at_grid_edge",
     "seeds", "seeds_reached", "median_steps", "min_steps", "max_steps", "median_samples", "median_epochs",
     "median_time_s", "min_time_s", "max_time_s", "median_resolution_steps", "lrs_tried", "lrs_reaching",
+    "max_steps_run",
 ]
 
 
@@ -44,7 +45,10 @@ def best_lrs(study: pd.DataFrame) -> pd.DataFrame:
         base = dict(zip([*GROUP, "batch_size"], key, strict=True))
         row: dict[str, Any] = {**base, "batch_spec": str(per_batch["batch_spec"].iloc[0]),
                                "lrs_tried": len(lrs),
-                               "lrs_reaching": sum(1 for v in medians.values() if math.isfinite(v))}
+                               "lrs_reaching": sum(1 for v in medians.values() if math.isfinite(v)),
+                               # the most steps any run of this batch size had: "never reached" within these
+                               "max_steps_run": int(pd.to_numeric(per_batch["steps_run"], errors="coerce").max())
+                               if "steps_run" in per_batch and per_batch["steps_run"].notna().any() else None}
         if not math.isfinite(best):
             rows.append({**row, "status": "none reached", "seeds": int(per_batch["seed"].nunique()),
                          "seeds_reached": 0})
@@ -88,8 +92,10 @@ class CriticalFit:
         return asdict(self)
 
 
-def fit_critical_batch(batch: np.ndarray, steps: np.ndarray) -> CriticalFit:
-    """Fit S(B) = S_min + E_min / B to (B, S) points by least squares on ln S."""
+def fit_critical_batch(batch: np.ndarray, steps: np.ndarray,
+                       start: tuple[float, float] | None = None) -> CriticalFit:
+    """Fit S(B) = S_min + E_min / B to (B, S) points by least squares on ln S (``start``: an initial
+    (S_min, E_min), e.g. the full data's fit when refitting bootstrap resamples)."""
     from scipy.optimize import least_squares
 
     b = np.asarray(batch, dtype=float)
@@ -103,8 +109,13 @@ def fit_critical_batch(batch: np.ndarray, steps: np.ndarray) -> CriticalFit:
         s_min, e_min = np.exp(theta)
         return np.log(s_min + e_min / b) - np.log(s)
 
-    start = np.log([max(s.min() / 2, 1e-9), max(float((b * s).min()) / 2, 1e-9)])
-    sol = least_squares(residual, start, method="lm")
+    guess = start if start is not None else (s.min() / 2, float((b * s).min()) / 2)
+    def jacobian(theta: np.ndarray) -> np.ndarray:  # analytic: d ln S / d ln S_min, d ln S / d ln E_min
+        s_min, e_min = np.exp(theta)
+        total = s_min + e_min / b
+        return np.column_stack([s_min / total, (e_min / b) / total])
+
+    sol = least_squares(residual, np.log([max(guess[0], 1e-9), max(guess[1], 1e-9)]), jac=jacobian, method="lm")
     s_min, e_min = (float(v) for v in np.exp(sol.x))
     r = sol.fun
     log_s = np.log(s)
@@ -205,9 +216,24 @@ def noise_run_choice(best: pd.DataFrame, dataset: str, device: str) -> dict[str,
             "median_steps": float(pick["median_steps"]), "engine": str(pick["engine"])}
 
 
-def critical_batch(best: pd.DataFrame, noise: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+def critical_batch(best: pd.DataFrame, noise: dict[tuple[str, str], dict[str, Any]],
+                   study: pd.DataFrame | None = None,
+                   noise_points: dict[tuple[str, str], pd.DataFrame] | None = None) -> list[dict[str, Any]]:
     """critical_batch.json's entries: per dataset x engine x device, the fit, the slopes, B_simple and
-    their ratio. ``noise`` maps (dataset, device) to a NoiseScale.to_dict()."""
+    their ratio, each with its bootstrap median and interval over seeds when ``study`` (study.csv's rows)
+    is given. ``noise`` maps (dataset, device) to a NoiseScale.to_dict() (the first seed's run);
+    ``noise_points`` to noise.csv's rows of every measuring run (one per seed)."""
+    from minibatch_core.analysis.study_bootstrap import (
+        BOOTSTRAP_SEED,
+        CONFIDENCE,
+        RESAMPLES,
+        batch_grids,
+        bootstrap_fit,
+        interval,
+        ratio_draws,
+    )
+    from minibatch_core.analysis.study_noise import noise_summary
+
     out = []
     for key, group in best.groupby(GROUP, sort=True):
         dataset, engine, device = key
@@ -218,15 +244,33 @@ def critical_batch(best: pd.DataFrame, noise: dict[tuple[str, str], dict[str, An
         slopes = regime_slopes(b, s, fit.b_crit)
         measured = noise.get((dataset, device)) or {}
         b_simple = measured.get("b_simple")
-        out.append({
+        entry: dict[str, Any] = {
             "dataset": dataset, "engine": engine, "device": device,
             "b_crit": fit.b_crit, "s_min": fit.s_min, "e_min": fit.e_min, "fit": fit.to_dict(),
             "b_simple": b_simple,
             "ratio_b_simple_over_b_crit": (b_simple / fit.b_crit) if b_simple and fit.b_crit else None,
-            "slopes": slopes.to_dict(),
+            "slopes": slopes.to_dict(), "slope_small": slopes.small, "slope_large": slopes.large,
             "batch_sizes": [int(v) for v in b], "best_median_steps": [float(v) for v in s],
             "batch_sizes_none_reached": [int(v) for v in group.loc[group["status"] == "none reached",
                                                                     "batch_size"]],
             "noise": measured,
-        })
+        }
+        if study is not None:
+            rows = study[(study["dataset"] == dataset) & (study["engine"] == engine) & (study["device"] == device)]
+            boot = bootstrap_fit(batch_grids(rows))
+            entry.update(boot.fields())
+            entry.update({"confidence_level": CONFIDENCE, "bootstrap_resamples": RESAMPLES,
+                          "bootstrap_seed": BOOTSTRAP_SEED, "bootstrap_seeds": boot.n_seeds,
+                          "interval_note": boot.note})
+            fields, window = noise_summary((noise_points or {}).get((dataset, device)))
+            if fields:
+                entry.update(fields)
+                b_simple = entry["b_simple"]
+                entry["ratio_b_simple_over_b_crit"] = (b_simple / fit.b_crit) if b_simple and fit.b_crit else None
+            ratio = (ratio_draws(window, boot.draws["b_crit"])
+                     if window is not None and boot.estimable else None)
+            finite = ratio[np.isfinite(ratio)] if ratio is not None else np.array([])
+            entry["ratio_b_simple_over_b_crit_median"] = float(np.median(finite)) if len(finite) else None
+            entry["ratio_b_simple_over_b_crit_interval"] = interval(ratio) if ratio is not None else None
+        out.append(entry)
     return out

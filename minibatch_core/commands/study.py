@@ -55,6 +55,10 @@ def add_parser(sub) -> None:
                    "batch 32 and scaled by B/32 or sqrt(B/32) (default constant)")
     g.add_argument("--warmup-epochs", type=float, default=0.0, metavar="W",
                    help="linear learning-rate warm-up over the first W epochs (default 0)")
+    g.add_argument("--lr-search", dest="lr_search", action="store_true", default=True,
+                   help="extend the rates by one grid step while a batch size's best rate is at an end of the "
+                   "rates tried, then refine around the best (default on)")
+    g.add_argument("--no-lr-search", dest="lr_search", action="store_false", help="train the grid's rates only")
     g.add_argument("--seeds", default="0,1", metavar="S", help="seeds: 0,1,2 or 0-9 (default 0,1)")
     g.add_argument("--engines", default="stacked", metavar="E[,E...]",
                    help="fast (one run per pass) and/or stacked (every lr x seed of a batch size in one pass); "
@@ -65,7 +69,11 @@ def add_parser(sub) -> None:
     t.add_argument("--target-loss", type=float, metavar="L", help="validation loss to reach, > 0")
     t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="held-out fraction, in (0, 0.9]; stratified, split seed --data-seed (default 0.2)")
-    t.add_argument("--max-epochs", type=int, default=40, metavar="E", help="epoch budget per run (default 40)")
+    t.add_argument("--max-epochs", type=int, default=40, metavar="E",
+                   help="epoch budget per run (default 40); larger batch sizes get at least the steps the smallest "
+                   "batch size needed at its best rate")
+    t.add_argument("--max-steps", metavar="STEPS",
+                   help="step budget per run, the same for every batch size (replaces the epoch budget)")
     t.add_argument("--time-budget", type=float, metavar="S", help="training-time budget per pass, seconds")
     t.add_argument("--full-budget", action="store_true", help="keep training to the budget after the target")
     t.add_argument("--eval-every", type=int, metavar="STEPS",
@@ -104,7 +112,8 @@ def study_from_args(args: argparse.Namespace):
         datasets=args.datasets, batch_sizes=args.batch_sizes, lrs=args.lrs, lr_policy=args.lr_policy,
         warmup_epochs=args.warmup_epochs, seeds=args.seeds, engines=args.engines, devices=args.devices,
         target_accuracy=args.target_accuracy, target_loss=args.target_loss, val_fraction=args.val_fraction,
-        data_seed=args.data_seed, max_epochs=args.max_epochs, time_budget_s=args.time_budget,
+        data_seed=args.data_seed, max_epochs=args.max_epochs, max_steps=args.max_steps, lr_search=args.lr_search,
+        time_budget_s=args.time_budget,
         full_budget=args.full_budget, eval_every=args.eval_every, optimizer=args.optimizer, hidden=args.hidden,
         scale=args.scale, target=args.target, n_samples=args.n_samples, n_features=args.n_features,
         n_classes=args.n_classes, noise_scale=not args.no_noise_scale, threads=args.threads,
@@ -172,28 +181,40 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan
     best = best_lrs(frame)
     atomic_write_csv(folder / BEST_LR_CSV, best)
     noise: dict[tuple[str, str], dict[str, Any]] = {}
+    noise_points: dict[tuple[str, str], pd.DataFrame] = {}
     points = []
     if study.noise_scale:
         for dataset in study.datasets:
             choice = noise_run_choice(best, dataset, the_plan.devices[0])
             if choice is None:
                 continue
-            if on_progress:
-                on_progress(the_plan.total_runs, the_plan.total_runs, f"gradient noise scale | {dataset}")
-            scale = measure_noise(the_plan, dataset, choice["batch_size"], choice["lr"], choice["median_steps"])
+            per_dataset = []
+            # one measuring run per seed: B_simple's interval resamples them (the first is the one described)
+            for seed in study.seeds:
+                if on_progress:
+                    on_progress(len(frame), len(frame),
+                                f"gradient noise scale | {dataset} | seed {seed}")
+                scale = measure_noise(the_plan, dataset, choice["batch_size"], choice["lr"], choice["median_steps"],
+                                      seed=seed, course=seed == study.seeds[0])
+                if seed == study.seeds[0]:
+                    for device in the_plan.devices:
+                        noise[(dataset, device)] = scale.to_dict()
+                per_dataset += [{"dataset": dataset, **vars(p), "seed": seed,
+                                 "steps_to_target": scale.steps_to_target} for p in scale.points]
             for device in the_plan.devices:
-                noise[(dataset, device)] = scale.to_dict()
-            points += [{"dataset": dataset, **vars(p)} for p in scale.points]
+                noise_points[(dataset, device)] = pd.DataFrame(per_dataset)
+            points += per_dataset
         from dataclasses import fields
 
         from minibatch_core.running.noise import NoisePoint
 
-        columns = ["dataset", *(f.name for f in fields(NoisePoint))]
-        atomic_write_csv(folder / NOISE_CSV, pd.DataFrame(points, columns=columns))
-    critical = critical_batch(best, noise)
+        columns = ["dataset", *(f.name for f in fields(NoisePoint)), "seed", "steps_to_target"]
+        noise_frame = pd.DataFrame(points, columns=columns).astype({"steps_to_target": "Int64"})
+        atomic_write_csv(folder / NOISE_CSV, noise_frame)
+    critical = critical_batch(best, noise, frame, noise_points)
     atomic_write_text(folder / CRITICAL_JSON, json.dumps(critical, indent=2, default=_json_default) + "\n")
     build_study_report(folder)
-    return StudyOutcome(folder, wall, the_plan.total_runs, critical)
+    return StudyOutcome(folder, wall, len(frame), critical)
 
 
 def _check_size(runs: int, epochs: int) -> None:
@@ -243,11 +264,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"{outcome.runs} runs in {outcome.wall_s:.1f} s -> {outcome.folder}: study.csv, critical_batch.json, "
           "report.html")
     for c in outcome.critical:
-        print(f"  {c['dataset']} · {c['engine']} · {c['device']}: B_crit {_fmt(c.get('b_crit'))}, "
-              f"B_simple {_fmt(c.get('b_simple'))}, slopes {_fmt(c['slopes'].get('small'))} / "
-              f"{_fmt(c['slopes'].get('large'))}")
+        level = c.get("confidence_level")
+        note = (f" ({level:.0%} intervals over {c.get('bootstrap_seeds')} seeds)" if c.get("b_crit_interval")
+                else f" ({c['interval_note']})" if c.get("interval_note") else "")
+        where = f"{c['dataset']} · {c['engine']} · {c['device']}"
+        print(f"  {where}: B_crit {_fmt(c.get('b_crit'), c.get('b_crit_interval'))}, "
+              f"S_min {_fmt(c.get('s_min'), c.get('s_min_interval'))}, "
+              f"B_simple {_fmt(c.get('b_simple'), c.get('b_simple_interval'))}, slopes "
+              f"{_fmt(c['slopes'].get('small'), c.get('slope_small_interval'), '.2f')} / "
+              f"{_fmt(c['slopes'].get('large'), c.get('slope_large_interval'), '.2f')}{note}")
     return 0
 
 
-def _fmt(x: float | None) -> str:
-    return "–" if x is None else f"{x:.3g}"
+def _fmt(x: float | None, band: list[float] | None = None, spec: str = ".3g") -> str:
+    if x is None:
+        return "–"
+    return f"{x + 0.0:{spec}}" + (f" [{band[0]:{spec}}, {band[1]:{spec}}]" if band else "")

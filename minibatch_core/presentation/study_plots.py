@@ -90,8 +90,15 @@ def plot_steps_to_target(best: pd.DataFrame, study: pd.DataFrame, critical: list
             ax.plot(grid, c["s_min"] + c["e_min"] / grid, color="C1",
                     label=f"fit S_min + E_min/B (S_min {c['s_min']:.3g}, E_min {c['e_min']:.3g})")
             ax.axvline(c["b_crit"], color="C1", ls="--", lw=1, label=f"B_crit (measured) {c['b_crit']:.3g}")
+            band = c.get("b_crit_interval")
+            if band:
+                ax.axvspan(band[0], band[1], color="C1", alpha=0.12,
+                           label=f"B_crit {c.get('confidence_level', 0.9):.0%} interval {band[0]:.3g}–{band[1]:.3g}")
         if c.get("b_simple"):
             ax.axvline(c["b_simple"], color="C2", ls="-.", lw=1, label=f"B_simple (predicted) {c['b_simple']:.3g}")
+            band = c.get("b_simple_interval")
+            if band:
+                ax.axvspan(band[0], band[1], color="C2", alpha=0.10, label="B_simple interval")
         censored = g[g["status"] == "none reached"]
         if not censored.empty:
             budget = _censored_level(study, key, "steps_run")
@@ -182,17 +189,27 @@ def plot_noise_scale(noise_points: pd.DataFrame, critical: list[dict[str, Any]],
     for ax, dataset in zip(axes, datasets, strict=True):
         p = noise_points[noise_points["dataset"] == dataset].sort_values("step")
         point = p["trace"] / p["grad_sq"]
+        runs = p["seed"].nunique() if "seed" in p else 1
         ax.scatter(p["step"], point.where(point > 0), s=10, color="C0", alpha=0.35,
                    label="one measurement: tr(Σ)/|G|²")
-        rolling = p["trace"].rolling(5, center=True, min_periods=2).mean() / \
-            p["grad_sq"].rolling(5, center=True, min_periods=2).mean()
-        ax.plot(p["step"], rolling.where(rolling > 0), color="C0", label="rolling (5 measurements)")
+        # pooled over the runs (seeds) at each step, then a rolling ratio of averages
+        pooled = p.groupby("step")[["trace", "grad_sq"]].mean()
+        rolling = pooled["trace"].rolling(5, center=True, min_periods=2).mean() / \
+            pooled["grad_sq"].rolling(5, center=True, min_periods=2).mean()
+        ax.plot(pooled.index, rolling.where(rolling > 0), color="C0",
+                label=f"rolling (5 measurements, {runs} run{'s' if runs != 1 else ''})")
         entries = [c for c in critical if c["dataset"] == dataset]
         noise = entries[0].get("noise", {}) if entries else {}
+        first = entries[0] if entries else {}
         if noise.get("steps_to_target") is not None:
-            ax.axvline(noise["steps_to_target"], color="k", lw=1, ls=":", label="target reached")
-        if noise.get("b_simple"):
-            ax.axhline(noise["b_simple"], color="C2", ls="-.", label=f"B_simple before target {noise['b_simple']:.3g}")
+            ax.axvline(noise["steps_to_target"], color="k", lw=1, ls=":", label="target reached (first seed)")
+        b_simple = first.get("b_simple") or noise.get("b_simple")
+        if b_simple:
+            ax.axhline(b_simple, color="C2", ls="-.", label=f"B_simple before target {b_simple:.3g}")
+            band = first.get("b_simple_interval")
+            if band:
+                ax.axhspan(band[0], band[1], color="C2", alpha=0.12,
+                           label=f"its {first.get('confidence_level', 0.9):.0%} interval")
         for c in entries:
             if c.get("b_crit"):
                 ax.axhline(c["b_crit"], color="C1", ls="--", lw=1, label=f"B_crit measured ({c['engine']}) "

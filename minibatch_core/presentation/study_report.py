@@ -10,12 +10,13 @@ from typing import Any
 
 import pandas as pd
 
-from minibatch_core.analysis.study import best_lrs, fastest
+from minibatch_core.analysis.study import best_lrs
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import MAX_RESULTS_BYTES, atomic_write_text, read_bytes_checked, read_json_checked
 from minibatch_core.presentation import study_plots
 from minibatch_core.presentation.labels import fmt_seconds
 from minibatch_core.presentation.report import Bullets, Heading, Image, Para, Table, render_html, render_markdown
+from minibatch_core.presentation.study_answer import answer
 from minibatch_core.records.hardware import split_by_hardware
 from minibatch_core.records.study_rows import STUDY_CSV
 from minibatch_core.running.envinfo import busy_warning, describe_machine, executor_notes
@@ -60,73 +61,6 @@ def _rows(n: int) -> str:
     return f"{n:,}"
 
 
-def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any]],
-           meta: dict[str, Any]) -> list[str]:
-    """One plain-words paragraph per dataset x engine x device: who wins, by how much, with spread; how
-    steps scale; the measured and the predicted critical batch."""
-    out = []
-    wins = fastest(best)
-    crit = {(c["dataset"], c["engine"], c["device"]): c for c in critical}
-    for _, w in wins.iterrows():
-        key = (w["dataset"], w["engine"], w["device"])
-        rows = study[(study["dataset"] == key[0]) & (study["engine"] == key[1]) & (study["device"] == key[2])]
-        first = rows.iloc[0]
-        target = meta.get("targets", {}).get(key[0], {}).get("text") or \
-            f"validation {first['target_metric']} target {first['target_value']:g}"
-        where = (f"On {key[0]} ({_rows(int(first['n_train']))} training rows, {_rows(int(first['n_val']))} held "
-                 f"out; engine {key[1]}, {key[2]})")
-        if w["batch_size"] is None or pd.isna(w["batch_size"]):
-            best_acc = rows["best_val_accuracy"].max()
-            budget = (f"within its budget ({int(first['max_epochs'])} epochs"
-                      f"{'' if pd.isna(first['time_budget_s']) else ', ' + fmt_seconds(first['time_budget_s'])})")
-            hits = int(rows["reached"].astype(bool).sum())
-            if hits:
-                lead = (f"{where}, {hits} of {len(rows)} runs reached {target} {budget}, but at no batch size and "
-                        "learning rate did the median seed reach it, so no batch size has a best learning rate.")
-            else:
-                lead = f"{where}, no run reached {target} {budget}."
-            out.append(f"{lead} The best validation accuracy any run saw was {best_acc:.3f}, lowest validation "
-                       f"loss {rows['min_val_loss'].min():.4f}: choose a reachable target, more epochs, more "
-                       "seeds or other learning rates.")
-            continue
-        seeds = int(w["seeds"])
-        # a multi-replica pass trains K runs at once: one model's share is the pass's time / K
-        passes = int(rows.loc[rows["batch_size"] == w["batch_size"], "replicas"].max()) if "replicas" in rows else 1
-        spread = (f"median of {seeds} seeds, range {fmt_seconds(w['min_time_s'] / passes)}–"
-                  f"{fmt_seconds(w['max_time_s'] / passes)}" if seeds > 1 else "1 seed: no spread measured")
-        shared = (f"; per model: one pass trained all {passes} runs of that batch size together in "
-                  f"{fmt_seconds(w['median_time_s'])}" if passes > 1 else "")
-        text = (f"{where}, with each batch size given its best learning rate, batch size {_batch(w)} reached "
-                f"{target} fastest: {fmt_seconds(w['median_time_s'] / passes)} of training"
-                f"{' per model' if passes > 1 else ''} ({spread}, lr {w['best_lr']:.3g}{shared})")
-        parts = []
-        for which in ("smallest", "largest"):
-            size = int(w[f"{which}_batch"])
-            ratio = w[f"speedup_vs_{which}"]
-            if size == int(w["batch_size"]):
-                continue
-            label = "full batch" if size == int(first["n_train"]) else f"batch {size}"
-            parts.append(f"{ratio:.1f}× faster than {label}" if pd.notna(ratio) else f"{label} never reached it")
-        text += (", " + " and ".join(parts) if parts else "") + "."
-        c = crit.get(key, {})
-        sl = c.get("slopes", {})
-        if sl.get("small") is not None and c.get("b_crit"):
-            text += (f" Steps to target fall with slope {sl['small']:.2f} on log-log axes (−1 is perfect scaling) "
-                     f"up to about the measured critical batch B_crit = {c['b_crit']:.3g}, then flatten (slope "
-                     f"{sl['large']:.2f} above it).")
-        elif c.get("fit", {}).get("note"):
-            text += f" Critical batch: {c['fit']['note']}."
-        if c.get("b_simple"):
-            ratio = c.get("ratio_b_simple_over_b_crit")
-            text += (f" The gradient-noise prediction is B_simple = {c['b_simple']:.3g}"
-                     + (f" ({ratio:.2f}× the measured B_crit)." if ratio else "."))
-        none = c.get("batch_sizes_none_reached") or []
-        if none:
-            text += f" Batch size(s) {', '.join(map(str, none))} never reached the target at any learning rate."
-        out.append(text)
-    return out
-
-
 def _batch(row: pd.Series) -> str:
     return f"{row['batch_spec']} ({int(row['batch_size'])})" if row["batch_spec"] == "full" else str(row["batch_spec"])
 
@@ -137,7 +71,9 @@ def best_table(best: pd.DataFrame) -> pd.DataFrame:
         reached = r["status"] != "none reached"
         rows.append({
             "dataset": r["dataset"], "engine": r["engine"], "device": r["device"], "batch": _batch(r),
-            "best lr": _g(r["best_lr"]) if reached else "none reached",
+            "best lr": _g(r["best_lr"]) if reached else (
+                f"none reached within {int(r['max_steps_run']):,} steps" if pd.notna(r.get("max_steps_run"))
+                else "none reached"),
             "status": r["status"] + (" (grid end)" if reached and bool(r["lr_at_grid_edge"]) else ""),
             "seeds reached": f"{int(r['seeds_reached'])}/{int(r['seeds'])}",
             "steps (median, range)": f"{_steps(r['median_steps'])} ({_steps(r['min_steps'])}–{_steps(r['max_steps'])})"
@@ -151,18 +87,56 @@ def best_table(best: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def with_interval(c: dict[str, Any], name: str, digits: int = 3) -> str:
+    """``133 [95–156]`` (the figure, then its bootstrap interval), ``133 [interval: too few seeds]`` when
+    the study has fewer seeds than the bootstrap needs, the figure alone for records without intervals."""
+    value = _g(c.get(name), digits)
+    if f"{name}_interval" not in c:
+        return value
+    band = c.get(f"{name}_interval")
+    if band:
+        return f"{value} [{_g(band[0], digits)}, {_g(band[1], digits)}]"
+    return f"{value} [no interval: {c.get('bootstrap_seeds', '?')} seeds]" if value != "–" else value
+
+
 def critical_table(critical: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for c in critical:
-        fit, sl, noise = c.get("fit", {}), c.get("slopes", {}), c.get("noise", {})
+        fit, noise = c.get("fit", {}), c.get("noise", {})
+        sl = c.get("slopes", {})
+        slopes = {"slope_small": c.get("slope_small", sl.get("small")),
+                  "slope_large": c.get("slope_large", sl.get("large"))}
+        level = c.get("confidence_level")
         rows.append({
             "dataset": c["dataset"], "engine": c["engine"], "device": c["device"],
-            "B_crit (measured)": _g(c.get("b_crit")), "S_min": _g(c.get("s_min")), "E_min": _g(c.get("e_min")),
+            "B_crit (measured)": with_interval(c, "b_crit"), "S_min": with_interval(c, "s_min"),
+            "E_min": with_interval(c, "e_min"),
             "fit R² (log)": _g(fit.get("r2_log")), "rms log resid.": _g(fit.get("rms_log_residual"), 2),
             "points": fit.get("n_points", 0),
-            "slope small B": _g(sl.get("small")), "slope large B": _g(sl.get("large")),
-            "B_simple (predicted)": _g(c.get("b_simple")), "B_simple / B_crit": _g(c.get("ratio_b_simple_over_b_crit")),
+            "slope small B": with_interval({**c, **slopes}, "slope_small"),
+            "slope large B": with_interval({**c, **slopes}, "slope_large"),
+            "B_simple (predicted: before target)": with_interval(c, "b_simple"),
+            "B_simple at start": with_interval(c, "b_simple_start"),
+            "B_simple at target": with_interval(c, "b_simple_at_target"),
+            "B_simple / B_crit": with_interval(c, "ratio_b_simple_over_b_crit"),
+            "interval": f"{level:.0%}, bootstrap over {c.get('bootstrap_seeds')} seeds" if level else "–",
             "noise cost": fmt_seconds(noise.get("measure_s")) if noise else "–",
+        })
+    return pd.DataFrame(rows)
+
+
+def search_table(search: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per batch size: the rates the search added, round by round and why, how it ended, the step budget."""
+    rows = []
+    for s in search:
+        rounds = s.get("rounds") or []
+        rows.append({
+            "dataset": s.get("dataset"), "engine": s.get("engine"), "device": s.get("device"),
+            "batch": s.get("batch_spec"),
+            "rates added (round: rates, why)": "; ".join(
+                f"{r['round']}: {', '.join(_g(x) for x in r['lrs'])} ({r['reason']})" for r in rounds) or "none",
+            "search ended": s.get("outcome") or "–",
+            "step budget": f"{int(s['step_budget']):,} ({s.get('budget_rule')})" if s.get("step_budget") else "–",
         })
     return pd.DataFrame(rows)
 
@@ -175,7 +149,12 @@ def method_items(meta: dict[str, Any], study: pd.DataFrame) -> list[str]:
                                         f"(stratified, split seed {v['split_seed']})"
                                         for d, v in meta.get("splits", {}).items()) + ".",
         "Per batch size, every learning rate x seed trains until the target is met on the validation rows "
-        f"(budget {s.get('max_epochs')} epochs"
+        + ("" if not s.get("lr_search", False) else "(searched: while a batch size's best rate sat at an end of "
+           "the rates tried, one more rate a grid step beyond it was trained, then two between the best and its "
+           "neighbours) ")
+        + (f"(budget {s.get('max_steps')} steps at every batch size" if s.get("max_steps") else
+           f"(budget {s.get('max_epochs')} epochs, raised for larger batch sizes to the steps the smallest batch size "
+           "needed at its best rate")
         + (f", {s.get('time_budget_s')} s" if s.get("time_budget_s") else "")
         + (", kept training to the full budget" if s.get("full_budget") else "; a run stops at the end of the "
            "epoch in which every replica of its pass met the target") + ").",
@@ -194,7 +173,11 @@ def method_items(meta: dict[str, Any], study: pd.DataFrame) -> list[str]:
         "Measured critical batch: S(B) = S_min + E_min/B, the form of (S/S_min − 1)(E/E_min − 1) = 1 "
         "(McCandlish et al. 2018), fitted to the best-rate median steps by least squares on log S; "
         "B_crit = E_min/S_min. Predicted: B_simple = tr(Σ)/|G|² from gradient norms at two batch sizes "
-        "(their App. A), averaged over the measurements before the target on the reference model.",
+        "(their App. A), averaged over the measurements before the target on the reference model, one measuring "
+        "run per seed.",
+        "Intervals: bootstrap over seeds (each batch size's seeds resampled with replacement, the best rate "
+        "reselected and the curve refitted, 1,000 times; the measuring runs resampled likewise for B_simple); "
+        "central 90% percentile interval. With fewer than 3 seeds no interval is estimated.",
     ]
     return items
 
@@ -219,12 +202,17 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
         if not noise.empty:
             written["noise"] = study_plots.plot_noise_scale(noise, critical, plots / "noise_scale.png")
     blocks: list = [Heading(1, f"Batch-size study: {folder.name}"), Heading(2, "The answer")]
-    blocks += [Para(t) for t in answer(best, study, critical, meta)]
+    warning = busy_warning(meta)
+    blocks += [Para(t) for t in answer(best, study, critical, meta, warning)]
     blocks.append(Image(written["steps"], "Steps to target vs batch size",
                         "Each batch size at its best learning rate; log-log. Dotted: perfect scaling from the "
                         "smallest batch. Orange: the fitted McCandlish curve; dashed: measured B_crit; dash-dot: "
-                        "predicted B_simple. Red triangles: no rate reached the target (marker at the budget)."))
+                        "predicted B_simple; shaded: their bootstrap intervals. Red triangles: no rate reached the "
+                        "target (marker at the budget)."))
     blocks += [Heading(2, "Per batch size: the best learning rate and its figures"), Table(best_table(best))]
+    search = search_table(meta.get("lr_search") or [])
+    if not search.empty:
+        blocks += [Heading(2, "Learning-rate search and step budgets"), Table(search)]
     blocks += [Heading(2, "Critical batch: measured and predicted"), Table(critical_table(critical))]
     for c in critical:
         for note in (c.get("fit", {}).get("note"), c.get("slopes", {}).get("note")):
@@ -232,7 +220,7 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
                 blocks.append(Para(f"{c['dataset']} · {c['engine']} · {c['device']}: {note}."))
     blocks.append(Image(written["time"], "Time to target vs batch size",
                         "Training wall time to the target at each batch size's best learning rate (median, "
-                        "range over seeds). Measured on a shared machine: see the setup below."))
+                        "range over seeds). " + (warning or "Load during the study: see the setup below.")))
     blocks.append(Image(written["best_lr"], "Best learning rate vs batch size",
                         "Linear (dotted) and square-root (dashed) scaling drawn through the best rate at the "
                         "batch size nearest 32. A circled point sits at an end of the grid."))
@@ -246,7 +234,6 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
                  f"{meta.get('load_average_end', '–')}",
                  f"Study wall time: {_g(meta.get('study_wall_s'))} s for {meta.get('runs_done', '?')} runs"]
     env_items += executor_notes(meta)
-    warning = busy_warning(meta)
     if warning:
         env_items.append(warning)
     blocks += [Heading(2, "Setup"), Bullets(env_items)]

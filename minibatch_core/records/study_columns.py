@@ -62,6 +62,13 @@ STUDY_COLUMNS: tuple[Column, ...] = (
     _c("n_val", INT, "validation rows", "rows"),
     _c("steps_per_epoch", INT, "ceil(n_train / batch_size)", "steps"),
     _c("replicas", INT, "runs trained in the same pass", fill=1),
+    _c("search_round", INT, "0: the grid's rates; 1, 2, ...: the learning-rate search's rounds for this batch size "
+       "(rates added beyond an edge optimum, then refined around the best; study.json's `lr_search` says why)",
+       fill=0),
+    _c("step_budget", INT, "the steps the pass could train (its budget in steps)", "steps"),
+    _c("budget_rule", STR, "what set step_budget: `max epochs` (max_epochs x steps_per_epoch), `max steps` "
+       "(--max-steps) or `smallest batch's steps` (raised to the steps the smallest batch size needed at its "
+       "best rate)", fill="max epochs"),
     _c("host", STR, "as in runs.csv: the machine that trained the pass", fill=""),
     _c("executor", STR, "as in runs.csv: `local` or `ray`", fill="local"),
 )

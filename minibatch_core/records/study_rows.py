@@ -69,6 +69,9 @@ def study_rows(result: Any, *, study, job, split, target, device: str, device_na
             "max_epochs": study.max_epochs, "time_budget_s": study.time_budget_s,
             "full_budget": study.full_budget, "n_train": split.train.n_samples, "n_val": split.val.n_samples,
             "steps_per_epoch": result.steps_per_epoch, "replicas": len(job.pairs),
+            "search_round": getattr(job, "search_round", 0),
+            "step_budget": getattr(job, "step_budget", None) or study.max_epochs * result.steps_per_epoch,
+            "budget_rule": getattr(job, "budget_rule", "max epochs"),
         })
     frame = pd.DataFrame(rows, columns=names(STUDY_COLUMNS))
     return frame.astype({"steps_to_target": "Int64", "samples_to_target": "Int64"})
@@ -82,6 +85,9 @@ def epoch_rows(result: Any, *, study, job, split, target, device: str, device_na
     n = split.train.n_samples
     for (lr, _base, seed), out in zip(job.pairs, result.replicas, strict=True):
         identity = _identity(study, job, split, lr, torch_threads, n_samples, device)
+        # a pass stops at the target, so the run holds the epochs its pass trained, not the budget's:
+        # runs.csv's `epochs` says how many it holds (the loader checks a run is whole against it)
+        identity = {**identity, "epochs": len(out.epochs)}
         run_id, config_id = run_ids(study, job, split, lr, seed, torch_threads, n_samples, device)
         cumulative = 0.0
         for e in out.epochs:

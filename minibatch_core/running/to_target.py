@@ -114,11 +114,15 @@ def _samples(done: int, steps_per_epoch: int, batch_size: int, n_train: int) -> 
 
 def train_to_target(session, val: Dataset, target: Target, *, batch_size: int, n_train: int,
                     device: torch.device, max_epochs: int, time_budget_s: float | None = None,
-                    full_budget: bool = False, eval_every: int | None = None) -> ToTargetRun:
+                    full_budget: bool = False, eval_every: int | None = None,
+                    max_steps: int | None = None) -> ToTargetRun:
     """Train ``session`` (a segmented session, see ``engines/segments.py``) until every replica met
     ``target`` on ``val`` (then finish that epoch, so its record is whole), or ``max_epochs``, or
-    ``time_budget_s`` of training time. ``full_budget`` trains to ``max_epochs`` regardless."""
+    ``max_steps`` optimizer steps (a budget in steps: the pass may end inside an epoch, checked there),
+    or ``time_budget_s`` of training time. ``full_budget`` trains to the budget regardless."""
     spe = session.steps_per_epoch
+    if max_steps is not None:
+        max_epochs = min(max_epochs, -(-max_steps // spe))
     k = len(session.seeds)
     outcomes = [ReplicaOutcome() for _ in range(k)]
     clock = Stopwatch(device)
@@ -131,6 +135,8 @@ def train_to_target(session, val: Dataset, target: Target, *, batch_size: int, n
         within = 0
         while within < spe:
             stop_at = next_check(done, spe, eval_every)
+            if max_steps is not None:
+                stop_at = min(stop_at, max_steps)
             with clock.region():
                 if within == 0:
                     session.begin_epoch()
@@ -155,6 +161,9 @@ def train_to_target(session, val: Dataset, target: Target, *, batch_size: int, n
                 elif not out.reached:
                     out.eval_resolution_steps = done - last_check
             last_check = done
+            if max_steps is not None and done >= max_steps and within < spe:
+                stopped = "target reached" if not full_budget and all(o.reached for o in outcomes) else "max steps"
+                break
             if time_budget_s is not None and train_s >= time_budget_s and within < spe:
                 stopped = "time budget"
                 break
@@ -166,12 +175,15 @@ def train_to_target(session, val: Dataset, target: Target, *, batch_size: int, n
                 last = out.checks[-1]
                 out.epochs.append(EpochRow(epoch, float(epoch_out.losses[r]), last.val_loss,
                                            last.val_accuracy, epoch_time, spe))
-        if stopped == "time budget":
+        if stopped == "time budget" or within < spe:  # the budget ended the pass inside the epoch
             break
         if time_budget_s is not None and train_s >= time_budget_s and epoch < max_epochs:
             stopped = "time budget"
             break
         if not full_budget and all(o.reached for o in outcomes):
             stopped = "target reached"
+            break
+        if max_steps is not None and done >= max_steps:
+            stopped = "max steps"
             break
     return ToTargetRun(outcomes, spe, done, done / spe, train_s, eval_s, n_checks, stopped)

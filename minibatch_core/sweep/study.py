@@ -16,9 +16,10 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from minibatch_core.running.measure import device_name
 from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
 from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
 from minibatch_core.sweep.study_config import StudyConfig
+from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
 
 STUDY_JSON = "study.json"
 __all__ = ["StudyConfig", "StudyJob", "StudyPlan", "execute", "measure_noise", "plan", "run_job"]
@@ -55,6 +57,9 @@ class StudyJob:
     batch_size: int
     pairs: tuple[tuple[float, float, int], ...]  # (effective lr, base lr, seed) per replica
     warmup_steps: int
+    search_round: int = 0  # 0: the grid; 1, 2, ...: rates the learning-rate search added
+    step_budget: int | None = None  # steps the pass may train (None: max_epochs epochs)
+    budget_rule: str = "max epochs"  # what set the budget (study_search.step_budget)
 
 
 @dataclass
@@ -135,9 +140,11 @@ def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> 
 
 def _to_target(study: StudyConfig, job: StudyJob, split: Split, target: Target, session,
                device: torch.device) -> ToTargetRun:
+    by_steps = job.step_budget is not None and job.budget_rule != "max epochs"
     return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
-                           device=device, max_epochs=study.max_epochs, time_budget_s=study.time_budget_s,
-                           full_budget=study.full_budget, eval_every=study.eval_every)
+                           device=device, max_epochs=10 ** 9 if by_steps else study.max_epochs,
+                           time_budget_s=study.time_budget_s, full_budget=study.full_budget,
+                           eval_every=study.eval_every, max_steps=job.step_budget if by_steps else None)
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -154,11 +161,29 @@ def job_in_context(study: StudyConfig, job: StudyJob, split: Split, target: Targ
     return result, device_name(resolve_device(job.device)), study.threads or torch.get_num_threads()
 
 
+def _units(jobs: list[StudyJob]) -> list[list[StudyJob]]:
+    """The grid's jobs grouped per dataset x device x engine x batch size, in plan order (smallest batch
+    size first within each dataset x device x engine)."""
+    units: dict[tuple, list[StudyJob]] = {}
+    for job in jobs:
+        units.setdefault((job.dataset, job.device, job.engine, job.batch_size), []).append(job)
+    return list(units.values())
+
+
+def _search_jobs(study: StudyConfig, like: StudyJob, bases: list[float], factor: float, round_: int) -> list[StudyJob]:
+    pairs = [(base * factor, base, seed) for base in bases for seed in study.seeds]
+    groups = [pairs] if get_engine(like.engine).multi_seed else [[p] for p in pairs]
+    return [replace(like, pairs=tuple(g), search_round=round_) for g in groups]
+
+
 def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             on_progress: ProgressCallback | None = None, executor: Executor | None = None) -> float:
     """Train every job into ``out_dir`` on ``executor`` (default: local, in plan order); returns the wall
-    seconds. study.json first, then study.csv, runs.csv and checks.csv rewritten atomically after every job
-    (in completion order; the plan's order restored in the final files)."""
+    seconds. study.json first, then study.csv, runs.csv and checks.csv rewritten atomically after every
+    job. Per batch size: the grid, then (with ``lr_search``) the rates the search adds, round by round;
+    the passes of one round go to the executor together (a cluster trains them at once), and the search
+    waits for them; each pass's step budget per ``study_search.step_budget``. study.json records the
+    search (``lr_search``) and the budgets."""
     from contextlib import closing
 
     executor = executor or LocalExecutor()
@@ -169,7 +194,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             "splits": {d: s.describe() for d, s in the_plan.splits.items()},
             "targets": {d: {"metric": t.metric, "value": t.value, "text": t.describe()}
                         for d, t in the_plan.targets.items()},
-            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0}
+            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0, "lr_search": []}
 
     def write_meta(**changes: Any) -> None:
         meta.update(changes)
@@ -181,20 +206,29 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
     done = 0
     hosts: dict[str, Any] = {}
     failed: list[dict[str, str]] = []
+    order: list[int] = []  # rows' keys in the order their jobs were planned (grid, then search rounds)
+    total = the_plan.total_runs
+    floors: dict[tuple[str, str, str], int] = {}  # steps the smallest batch size needed at its best rate
 
-    def write(order) -> None:
-        order = list(order)
+    def write() -> None:
         for name, rows in ((STUDY_CSV, studies), (RUNS_CSV, epochs), (CHECKS_CSV, checks)):
-            atomic_write_csv(out / name, pd.concat([rows[i] for i in order if i in rows], ignore_index=True))
+            chosen = [rows[i] for i in order if i in rows]
+            if chosen:
+                atomic_write_csv(out / name, pd.concat(chosen, ignore_index=True))
 
-    tasks = [Task(job_in_context, (study, job, the_plan.splits[job.dataset], the_plan.targets[job.dataset]),
-                  job_label(job), **task_resources(job.device, study.threads)) for job in the_plan.jobs]
-    try:
-        if tasks:
-            report(done, the_plan.total_runs, tasks[0].label)
+    def train(jobs: list[StudyJob]) -> list[tuple[float, bool, float | None]]:
+        """One round of passes on the executor; what each replica reached, for the search."""
+        nonlocal done
+        first_key = len(order)
+        order.extend(range(first_key, first_key + len(jobs)))
+        tasks = [Task(job_in_context, (study, job, the_plan.splits[job.dataset], the_plan.targets[job.dataset]),
+                      job_label(job), **task_resources(job.device, study.threads)) for job in jobs]
+        report(done, total, tasks[0].label if len(tasks) == 1 or executor.name == "local"
+               else f"{len(tasks)} passes queued")
+        reached: list[tuple[float, bool, float | None]] = []
         with closing(executor.run(tasks)) as outcomes:
             for outcome in outcomes:
-                job = the_plan.jobs[outcome.index]
+                job, key = jobs[outcome.index], first_key + outcome.index
                 if outcome.error is not None:  # lost with its worker or node twice (ray): recorded, goes on
                     failed.append({"run": job_label(job), "error": outcome.error})
                     write_meta(failed_runs=failed)
@@ -205,37 +239,67 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
                            "device": str(resolve_device(job.device)), "device_name": name, "torch_threads": threads,
                            "n_samples": the_plan.n_samples[job.dataset]}
                 placed = {"host": outcome.host, "executor": executor.name}
-                studies[outcome.index] = study_rows(result, **context).assign(**placed)
-                epochs[outcome.index] = epoch_rows(result, **context).assign(**placed)
-                checks[outcome.index] = check_rows(result, **context)
-                write(studies)
+                studies[key] = study_rows(result, **context).assign(**placed)
+                epochs[key] = epoch_rows(result, **context).assign(**placed)
+                checks[key] = check_rows(result, **context)
+                write()
                 if outcome.host not in hosts:
                     hosts[outcome.host] = outcome.hardware
                     write_meta(hosts=hosts)
                 done += len(job.pairs)
                 meta["runs_done"] = done
-                following = outcome.index + 1
-                label = tasks[following].label if executor.name == "local" and following < len(tasks) else \
-                    f"{job_label(job)} done"
-                report(done, the_plan.total_runs, label)
-        if studies:
-            write(range(len(tasks)))  # the plan's order
-        report(done, the_plan.total_runs, "done")
+                report(done, total, f"{job_label(job)} done")
+                pairs = zip(job.pairs, result.replicas, strict=True)
+                reached += [(base, r.reached, r.steps_to_target) for (_, base, _), r in pairs]
+        return reached
+
+    try:
+        for unit in _units(the_plan.jobs):
+            first = unit[0]
+            key = (first.dataset, first.engine, first.device)
+            spe = -(-the_plan.splits[first.dataset].train.n_samples // first.batch_size)
+            budget, rule = step_budget(study.max_steps, study.max_epochs, spe, floors.get(key))
+            unit = [replace(job, step_budget=budget, budget_rule=rule) for job in unit]
+            results = train(unit)
+            factor = policy_factor(study.lr_policy, first.batch_size)
+            search = LrSearch(factor=factor, tried=list(study.lrs))
+            while study.lr_search:
+                step = search.next_round(median_steps(results))
+                if step is None:
+                    break
+                jobs = _search_jobs(study, unit[0], step[0], factor, len(search.rounds))
+                total += sum(len(j.pairs) for j in jobs)
+                meta["runs_total"] = total
+                results += train(jobs)
+            if not study.lr_search:
+                search.outcome = "search off"
+            medians = median_steps(results)
+            meta["lr_search"].append({"dataset": first.dataset, "engine": first.engine, "device": first.device,
+                                      "batch_spec": first.batch_spec, "batch_size": first.batch_size,
+                                      "step_budget": budget, "budget_rule": rule, **search.to_dict()})
+            if key not in floors:
+                finite = {lr: m for lr, m in medians.items() if math.isfinite(m)}
+                if finite:
+                    best = min(finite, key=lambda lr: (finite[lr], lr))
+                    floors[key] = int(max(s for lr, ok, s in results if lr == best and ok and s is not None))
+            write_meta()
+        report(done, total, "done")
     except BaseException as err:
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
         write_meta(status=status, runs_done=done, study_wall_s=time.perf_counter() - started)
         raise
     wall = time.perf_counter() - started
-    write_meta(status="complete", runs_done=done, study_wall_s=wall, load_average_end=load_average())
+    write_meta(status="complete", runs_done=done, runs_total=done, study_wall_s=wall, load_average_end=load_average())
     return wall
 
 
 NOISE_MEASUREMENTS_BEFORE_TARGET = 30
 
 
-def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float):
-    """B_simple for one dataset along the reference model's run at (batch_size, lr), seed = the first
-    seed: B_small and B_big are the grid's smallest and largest batch sizes; about
+def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float,
+                  seed: int | None = None, course: bool = True):
+    """B_simple for one dataset along the reference model's run at (batch_size, lr), ``seed`` (default: the
+    first seed): B_small and B_big are the grid's smallest and largest batch sizes; about
     NOISE_MEASUREMENTS_BEFORE_TARGET measurements before the target, and the course continues to twice
     the steps the grid needed. Runs on CPU (the noise scale is a property of the data and the model)."""
     from minibatch_core.running.noise import measure_noise_scale
@@ -255,7 +319,10 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
     try:
         return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
                                    optimizer=study.optimizer, train_batch=batch_size, lr=lr,
-                                   seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
-                                   max_steps=min(2 * steps + every, study.max_epochs * spe))
+                                   seed=study.seeds[0] if seed is None else seed, b_small=b_small, b_big=b_big,
+                                   every=every,
+                                   # the course on to twice the steps is for the plot: further seeds stop sooner
+                                   max_steps=min((2 * steps if course else steps + steps // 2) + every,
+                                                 max(study.max_epochs * spe, study.max_steps or 0)))
     finally:
         torch.set_num_threads(previous)

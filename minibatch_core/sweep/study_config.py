@@ -34,6 +34,7 @@ class StudyConfig:
     val_fraction: float = 0.2
     data_seed: int = 0
     max_epochs: int = 40
+    max_steps: int | None = None  # a step budget for every batch size (None: epochs, floored, see study_search)
     time_budget_s: float | None = None
     full_budget: bool = False
     eval_every: int | None = None
@@ -46,6 +47,7 @@ class StudyConfig:
     n_classes: int = 2
     noise_scale: bool = True  # measure B_simple (the gradient-noise prediction of the critical batch)
     threads: int | None = 1  # torch intra-op threads while training (None: torch's default), as RunConfig
+    lr_search: bool = True  # extend the rates at an edge optimum, then refine (sweep/study_search.py)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -73,6 +75,9 @@ class StudyConfig:
         set_(self, "val_fraction", check_val_fraction(self.val_fraction))
         set_(self, "data_seed", _int("data seed", self.data_seed, 0))
         set_(self, "max_epochs", _int("max epochs", self.max_epochs, 1))
+        if self.max_steps is not None:
+            set_(self, "max_steps", _int("max steps", self.max_steps, 1))
+        set_(self, "lr_search", bool(self.lr_search))
         if self.time_budget_s is not None:
             try:
                 budget = float(self.time_budget_s)
