@@ -13,6 +13,7 @@ from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_
 from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.input.config import RunConfig, config_defaults
 from minibatch_core.input.devices import BACKENDS
+from minibatch_core.input.specs import parse_model_spec
 from minibatch_core.presentation.units import fmt_bytes
 
 if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
@@ -82,6 +83,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         record_batches=args.print_batches or args.json,
         threads=args.threads,
         workers=args.workers,
+        model=parse_model_spec(args.model),
+        loss=args.loss,
     )
 
 

@@ -103,6 +103,13 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("load_1m", FLOAT, "the machine's 1-minute load average when the run finished: above the core count, "
        "other work competed for the CPU during the run"),
     _c("memory_method", STR, "how `peak_memory_bytes` was measured", fill=""),
+    _c("model", STR, "the model: `mlp` (the lesson's, shaped by `hidden`), `linear`, `cnn`, or a user's factory "
+       "`package.module:function` / `path/file.py:function` (as given, normalized)", fill="mlp", nullable=False),
+    _c("model_hash", STR, "first 12 hex digits of the sha256 of a user model's source file (empty for the "
+       "built-ins): a changed model file is a different configuration", fill=""),
+    _c("n_parameters", INT, "trainable values of one model"),
+    _c("loss", STR, "`cross_entropy` (classes; accuracy reported) or `mse` (float targets; no accuracy)",
+       fill="cross_entropy", nullable=False),
 )
 
 PROFILE_COLUMNS: tuple[Column, ...] = (

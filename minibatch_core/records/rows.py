@@ -40,6 +40,7 @@ def run_rows(result: Any, *, calibration_step_s: float | None = None, load_1m: f
             "worker_batch_size": getattr(result, "worker_batch_size", 0) or result.batch_size,
             "peak_memory_sum_bytes": sum(peaks), "worker_peak_memory_bytes": ";".join(map(str, peaks)),
             "allreduce_time_s": allreduce[i],
+            "n_parameters": getattr(result, "n_parameters", 0) or None,
         })
     frame = pd.DataFrame(rows, columns=names(RUN_COLUMNS))
     frame["diverged_epoch"] = frame["diverged_epoch"].astype("Int64")

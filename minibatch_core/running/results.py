@@ -47,6 +47,8 @@ class RunResult:
     workers: int = 1  # processes that trained the model together (ddp); 1 for every other engine
     worker_batch_size: int = 0  # the largest per-worker share of the global batch (= batch_size at W=1)
     worker_peak_memory_bytes: list[int] = field(default_factory=list)  # per rank, rank 0 first
+    n_parameters: int = 0  # trainable values of one model (one replica)
+    model_hash: str = ""  # content hash of a user model's source file (empty for the built-ins)
 
     @property
     def peak_memory_sum_bytes(self) -> int:

@@ -9,11 +9,13 @@ from contextlib import contextmanager
 
 import torch
 
-from minibatch_core.engines import Engine, get_engine
+from minibatch_core.engines import Engine, check_model_facts, check_model_support, get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset, load_dataset
 from minibatch_core.input.devices import resolve_device
+from minibatch_core.input.models import check_model_and_data
+from minibatch_core.input.specs import source_hash
 from minibatch_core.running.distributed import DistributedOptions, run_distributed
 from minibatch_core.running.isolation import run_isolated
 from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name
@@ -78,6 +80,8 @@ def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.dev
     allocator arenas lazily; without this, tens of MB of that would be billed to the measured run."""
     rows = slice(None, None, max(1, data.n_samples // max(8, config.workers)))  # a row for every worker
     tiny = Dataset(data.name, data.X[rows], data.y[rows], data.n_classes)
+    if tiny.n_samples < 2 and data.n_samples >= 2:  # BatchNorm cannot train on a batch of one
+        tiny = Dataset(data.name, data.X[:2], data.y[:2], data.n_classes)
     session = engine.start(config.with_(epochs=1, record_batches=False), tiny, device, seeds)
     session.run_epoch()
     session.evaluate()
@@ -123,9 +127,20 @@ def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True, i
     engine = get_engine(config.engine)
     device = resolve_device(config.device)
     data = load_for(config)
+    check_model(config, data)
     if prewarm:
         _prewarm(engine, config, data, device, list(seeds))
     return Run(config, list(seeds), engine, data, device, isolated=isolated)
+
+
+def check_model(config: RunConfig, data: Dataset) -> None:
+    """The model on its data and engine, checked on one example before anything trains (one line if bad).
+    The lesson's own case (mlp, a table, classes) needs no check."""
+    if config.model == "mlp" and data.X.dim() == 2 and config.loss == "cross_entropy" and not data.is_regression:
+        return
+    facts = check_model_and_data(config.model, config.hidden, config.loss, data)
+    check_model_support(config.engine, config.model, config.loss)
+    check_model_facts(config.engine, config.model, facts.random, facts.buffers)
 
 
 def _finite(*values: float) -> bool:
@@ -196,6 +211,8 @@ class Run:
         # sessions training in several processes report what rank 0's probe cannot see (optional method)
         report = self.session.worker_report() if hasattr(self.session, "worker_report") else None
         # a profile times steps on the weights as they are: non-finite ones would time NaN arithmetic
+        # one model's parameter count: the session's own, else from the float32 bytes of all replicas
+        n_params = int(getattr(self.session, "n_parameters", 0) or memory.parameters // 4 // len(self.seeds))
         split = (self.session.profile(profile_steps(self.per_seed[0][-1].steps))
                  if profile and not self.all_diverged else None)
         return [
@@ -224,6 +241,8 @@ class Run:
                 worker_peak_memory_bytes=[self.probe.peak, *(report.other_peak_memory_bytes if report else [])],
                 extra=dict(report.extra) if report else {},
                 class_names=self.data.class_names,
+                n_parameters=n_params,
+                model_hash=source_hash(self.config.model),
             )
             for k, seed in enumerate(self.seeds)
         ]

@@ -167,6 +167,8 @@ def plan(sweep: SweepConfig) -> Plan:
     n_samples: dict[str, int] = {}
     jobs: list[Job] = []
     merged: dict[tuple[str, int], list[str]] = {}  # (dataset, resolved size) -> the specs that gave it
+    checked: dict[tuple, Any] = {}  # (model, dataset, loss, hidden, data settings) -> the model's facts
+    skipped: dict[str, set[str]] = {}  # engine -> models it cannot train (left out of the plan)
     for combination in itertools.product(*choices):
         base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
         engine = engines[base.engine]
@@ -176,6 +178,8 @@ def plan(sweep: SweepConfig) -> Plan:
             choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
         if base.dataset not in n_samples:
             n_samples[base.dataset] = trainer.load_for(base).n_samples
+        if not _model_fits(base, sweep, checked, skipped):
+            continue
         specs = merged.setdefault((base.dataset, resolve_batch_size(base.batch_size, n_samples[base.dataset])), [])
         if str(base.batch_size) not in specs:
             specs.append(str(base.batch_size))
@@ -185,12 +189,42 @@ def plan(sweep: SweepConfig) -> Plan:
             jobs.append(Job(base, seeds, sweep.profile))
         else:
             jobs += [Job(base.with_(seed=s), (s,), sweep.profile and i == 0) for i, s in enumerate(seeds)]
-    notes = tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
+    skip_notes = [f"engine {engine} left out for model(s) {', '.join(sorted(models))}: {why}"
+                  for engine, models in skipped.items() for why in [_SKIP_WHY.get(engine, "it cannot train them")]]
+    notes = tuple(skip_notes) + tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
                   f"as {_kept_spec(specs)}" for (dataset, size), specs in merged.items() if len(specs) > 1)
     if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
         keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
         jobs = [j for j in jobs if (j.config.dataset, str(j.config.batch_size)) in keep]
     return Plan(sweep, devices, tuple(jobs), n_samples, notes)
+
+
+_SKIP_WHY = {"sklearn": "it trains only the lesson's mlp with cross_entropy",
+             "stacked": "their dropout or buffers cannot be reproduced by stacked replicas"}
+
+
+def _model_fits(base: RunConfig, sweep: SweepConfig, checked: dict[tuple, Any],
+                skipped: dict[str, set[str]]) -> bool:
+    """Check a configuration's model on its data once (factory, output shape, targets vs loss: a one-line
+    error before anything runs). An engine that cannot train the model is left out of the plan with a note
+    when the sweep has other engines, and refused when it is the sweep's only one."""
+    from minibatch_core.engines import check_model_facts, check_model_support
+    from minibatch_core.input.models import check_model_and_data
+
+    key = (base.model, base.dataset, base.loss, base.hidden, base.target, base.scale, base.n_samples,
+           base.n_features, base.n_classes, base.data_seed)
+    if key not in checked:
+        checked[key] = check_model_and_data(base.model, base.hidden, base.loss, trainer.load_for(base))
+    facts = checked[key]
+    try:
+        check_model_support(base.engine, base.model, base.loss)
+        check_model_facts(base.engine, base.model, facts.random, facts.buffers)
+    except MinibatchError:
+        if len(sweep.engines) == 1:
+            raise
+        skipped.setdefault(base.engine, set()).add(base.model)
+        return False
+    return True
 
 
 def _kept_spec(specs: list[str]) -> str:
