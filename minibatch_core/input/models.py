@@ -180,6 +180,7 @@ class ModelFacts:
     n_parameters: int
     random: bool  # draws random numbers in training (dropout)
     buffers: bool  # has buffers (BatchNorm)
+    batch_norm: bool = False  # batch statistics in training: a batch of one row cannot train
 
 
 def check_model_and_data(spec: str, hidden: Sequence[int], loss: str, data: Any) -> ModelFacts:
@@ -195,4 +196,5 @@ def check_model_and_data(spec: str, hidden: Sequence[int], loss: str, data: Any)
     with torch.random.fork_rng(devices=[]):
         model = build_model(spec, data.input_shape, data.n_outputs, hidden)
         check_output(spec, model, data.X[0], data.n_outputs)
-    return ModelFacts(n_parameters(model), has_randomness(model), has_buffers(model))
+    norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return ModelFacts(n_parameters(model), has_randomness(model), has_buffers(model), norm)

@@ -28,6 +28,8 @@ def load_function_dataset(spec: str) -> Any:
     except Exception as err:
         raise MinibatchError(f"dataset {spec!r}: {split_spec(spec)[1]}() raised {exception_line(err)}") from None
     X, y = _pair(spec, returned)
+    if X.dim() == 0 or y.dim() == 0:
+        raise MinibatchError(f"dataset {spec!r} returned a single value: X must be (N, ...) and y (N,) or (N, k)")
     if X.shape[0] == 0:
         raise MinibatchError(f"dataset {spec!r} is empty: it returned 0 examples")
     if X.dim() < 2:
@@ -59,7 +61,7 @@ def _tensor(spec: str, what: str, value: Any) -> torch.Tensor:
         array = np.asarray(value)
         if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise TypeError(f"dtype {array.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(array))
+        return torch.as_tensor(array.copy())  # a 0-d target (one class number) stays 0-d
     except (TypeError, ValueError) as err:
         raise MinibatchError(f"dataset {spec!r}: {what} is not numeric ({exception_line(err)})") from None
 

@@ -80,8 +80,9 @@ def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.dev
     allocator arenas lazily; without this, tens of MB of that would be billed to the measured run."""
     rows = slice(None, None, max(1, data.n_samples // max(8, config.workers)))  # a row for every worker
     tiny = Dataset(data.name, data.X[rows], data.y[rows], data.n_classes)
-    if tiny.n_samples < 2 and data.n_samples >= 2:  # BatchNorm cannot train on a batch of one
-        tiny = Dataset(data.name, data.X[:2], data.y[:2], data.n_classes)
+    if resolve_batch_size(config.batch_size, tiny.n_samples) > 1 and \
+            tiny.n_samples % resolve_batch_size(config.batch_size, tiny.n_samples) == 1:
+        tiny = Dataset(data.name, tiny.X[:-1], tiny.y[:-1], data.n_classes)  # BatchNorm: no batch of one
     session = engine.start(config.with_(epochs=1, record_batches=False), tiny, device, seeds)
     session.run_epoch()
     session.evaluate()
@@ -139,6 +140,11 @@ def check_model(config: RunConfig, data: Dataset) -> None:
     if config.model == "mlp" and data.X.dim() == 2 and config.loss == "cross_entropy" and not data.is_regression:
         return
     facts = check_model_and_data(config.model, config.hidden, config.loss, data)
+    size = resolve_batch_size(config.batch_size, data.n_samples)
+    if facts.batch_norm and (size == 1 or data.n_samples % size == 1):
+        raise MinibatchError(f"model {config.model!r} has BatchNorm, which cannot train on a batch of one row, and "
+                             f"batch size {config.batch_spec} on {data.n_samples} rows makes one: choose another "
+                             "batch size")
     check_model_support(config.engine, config.model, config.loss)
     check_model_facts(config.engine, config.model, facts.random, facts.buffers)
 

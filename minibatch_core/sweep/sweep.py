@@ -189,13 +189,14 @@ def plan(sweep: SweepConfig) -> Plan:
             jobs.append(Job(base, seeds, sweep.profile))
         else:
             jobs += [Job(base.with_(seed=s), (s,), sweep.profile and i == 0) for i, s in enumerate(seeds)]
-    skip_notes = [f"engine {engine} left out for model(s) {', '.join(sorted(models))}: {why}"
-                  for engine, models in skipped.items() for why in [_SKIP_WHY.get(engine, "it cannot train them")]]
-    notes = tuple(skip_notes) + tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
+    skip_notes = [f"engine {engine} left out for model(s) {', '.join(sorted(models))}: "
+                  f"{_SKIP_WHY.get(engine, 'it cannot train them')}" for engine, models in skipped.items()]
+    notes = tuple(f"batch sizes {', '.join(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
                   f"as {_kept_spec(specs)}" for (dataset, size), specs in merged.items() if len(specs) > 1)
     if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
         keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
         jobs = [j for j in jobs if (j.config.dataset, str(j.config.batch_size)) in keep]
+    notes = tuple(skip_notes) + notes
     return Plan(sweep, devices, tuple(jobs), n_samples, notes)
 
 
