@@ -347,14 +347,18 @@ class FastSession(SegmentedTraining):
         return phases.means()
 
 
-def start(config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int]):
-    """The MLP kernels where they apply (the lesson's model on a table, classes), else the generic path
-    for any module (:mod:`.generic`)."""
-    if is_mlp_kernel_case(config, data):
-        return FastSession(config, data, device, seeds)
-    from minibatch_core.engines.generic import GenericFastSession
+class FastStart(FastSession):
+    """The engine's ``start``: the MLP kernels where they apply (the lesson's model on a table, classes),
+    else the generic path for any module (:mod:`.generic`). A subclass only so that what a session class
+    offers (segments for studies, ``use_graphs``) is visible on ``start`` as on the sessions it returns."""
 
-    return GenericFastSession(config, data, device, seeds)
+    def __new__(cls, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int], *,
+                use_graphs: bool | None = None, indexed: bool | None = None):
+        if is_mlp_kernel_case(config, data):
+            return FastSession(config, data, device, seeds, use_graphs=use_graphs, indexed=indexed)
+        from minibatch_core.engines.generic import GenericFastSession
+
+        return GenericFastSession(config, data, device, seeds, use_graphs=use_graphs)
 
 
 ENGINE = Engine(
@@ -362,5 +366,5 @@ ENGINE = Engine(
     summary="same math, batches and init as reference; data resident, analytic backward into "
             "preallocated buffers, one fused optimizer kernel, no per-step sync; CUDA graphs on GPU; any "
             "other model: batches by index, fused Adam, a CUDA graph of the step",
-    start=start,
+    start=FastStart,
 )

@@ -120,6 +120,49 @@ class GenericFastSession:
         return EpochOutput([running / self.n], len(self.slices),
                            [values] if self.config.record_batches else None)
 
+    # --- segments (studies): the epoch's steps in ranges, a learning rate and a warm-up ---------------
+    _warmup_steps = 0
+    _taken = 0
+    _segment_losses: list[torch.Tensor] = []
+
+    def set_schedule(self, lrs: Sequence[float], warmup_steps: int = 0) -> None:
+        if self.graph is not None:
+            raise ValueError("segments and schedules need the eager step (no CUDA graphs)")
+        self.lr = float(lrs[0])
+        self.optimizer = fast_optimizer(self.config.optimizer, self.model.parameters(), self.lr, self.device)
+        self._warmup_steps, self._taken = max(0, int(warmup_steps)), 0
+
+    def begin_epoch(self) -> None:
+        self._prepare_epoch()
+        self.model.train()
+        self._segment_losses = []
+
+    def run_steps(self, start: int, stop: int) -> None:
+        for j in range(start, min(stop, len(self.slices))):
+            if self._taken < self._warmup_steps:  # linear warm-up, as engines.schedule.Warmup
+                self._taken += 1
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr * self._taken / self._warmup_steps
+            elif self._warmup_steps:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr
+            begin, size = self.slices[j]
+            self._segment_losses.append(self._step(self.Xp[begin:begin + size], self.yp[begin:begin + size]))
+
+    def end_epoch(self) -> EpochOutput:
+        return self._epoch_output(self._segment_losses)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.slices)
+
+    def evaluate_on(self, X: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+        self.model.eval()
+        try:
+            return [evaluate_logits(self.model, X.to(self.device), y.to(self.device), self.config.loss)]
+        finally:
+            self.model.train()
+
     # --- CUDA graphs ---------------------------------------------------------------------------
     def _capture(self) -> None:
         """The whole step captured once, at the full batch size (torch's whole-network capture recipe).

@@ -271,19 +271,22 @@ class StackedSession(SegmentedTraining):
         return split.means()
 
 
-def start(config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int]):
-    """The MLP kernels where they apply, else ``torch.func`` over any module (:mod:`.stacked_generic`)."""
-    if is_mlp_kernel_case(config, data):
-        return StackedSession(config, data, device, seeds)
-    from minibatch_core.engines.stacked_generic import GenericStackedSession
+class StackedStart(StackedSession):
+    """The engine's ``start``: the MLP kernels where they apply, else ``torch.func`` over any module
+    (:mod:`.stacked_generic`). A subclass only so that the session's segment methods are visible on it."""
 
-    return GenericStackedSession(config, data, device, seeds)
+    def __new__(cls, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int]):
+        if is_mlp_kernel_case(config, data):
+            return StackedSession(config, data, device, seeds)
+        from minibatch_core.engines.stacked_generic import GenericStackedSession
+
+        return GenericStackedSession(config, data, device, seeds)
 
 
 ENGINE = Engine(
     name="stacked",
     summary="K seeds in one pass: stacked weights, batched matmuls, each replica its own init and "
             "shuffle (each equals a separate fast run)",
-    start=start,
+    start=StackedStart,
     multi_seed=True,
 )

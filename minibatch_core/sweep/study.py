@@ -214,6 +214,7 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
     every = max(1, steps // NOISE_MEASUREMENTS_BEFORE_TARGET)
     spe = -(-split.train.n_samples // batch_size)
     return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
+                               model=study.model,
                                optimizer=study.optimizer, train_batch=batch_size, lr=lr,
                                seed=study.seeds[0], b_small=b_small, b_big=b_big, every=every,
                                max_steps=min(2 * steps + every, study.max_epochs * spe))
