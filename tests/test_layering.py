@@ -12,7 +12,7 @@ PACKAGE = Path(minibatch_core.__file__).parent
 
 # bottom to top; the utilities at the root (errors, fsio) are importable from everywhere
 LAYERS = ["errors", "fsio", "input", "engines", "running", "records", "sweep", "analysis", "presentation",
-          "commands", "cli", "__main__"]
+          "commands", "bench", "cli", "__main__"]
 RANK = {name: (0 if name in ("errors", "fsio") else i) for i, name in enumerate(LAYERS)}
 
 

@@ -56,7 +56,7 @@ def test_configurations_differing_in_any_identity_axis_never_share_an_id():
     assert config_id(_ident()) == "reference|wine|cpu|b32|lr0.001"  # the lesson's: the documented form
     variants = {"engine": "fast", "dataset": "iris", "device": "cuda:0", "batch_spec": "full", "lr": 0.01,
                 "optimizer": "sgd", "hidden": "32-32", "target": "label", "scale": "standard", "data_seed": 3,
-                "torch_threads": 2, "workers": 2}
+                "torch_threads": 2, "workers": 2, "model": "cnn", "loss": "mse", "model_hash": "0123456789ab"}
     ids = {config_id(_ident(**{k: v})) for k, v in variants.items()}
     assert len(ids) == len(variants) and config_id(_ident()) not in ids
     # synthetic data is defined by its shape, and two shapes are two configurations

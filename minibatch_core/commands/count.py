@@ -20,7 +20,8 @@ DEFAULT_SEEDS = "0"  # the count hardly depends on the seed (only through the sh
 # argparse dest -> SweepConfig field: the grid is parsed and validated exactly as `run` does it
 _FLAG_FIELDS = {
     "datasets": "datasets", "batch_sizes": "batch_sizes", "engines": "engines", "seeds": "seeds",
-    "lrs": "lrs", "optimizer": "optimizer", "hidden": "hidden", "target": "target", "scale": "scale",
+    "lrs": "lrs", "optimizer": "optimizer", "hidden": "hidden", "models": "models", "loss": "loss",
+    "target": "target", "scale": "scale",
     "n_samples": "n_samples", "n_features": "n_features", "n_classes": "n_classes", "data_seed": "data_seed",
 }
 
@@ -56,6 +57,10 @@ def add_parser(sub) -> None:
     m.add_argument("--optimizer", metavar="OPT[,OPT...]", default="adam", help="adam and/or sgd (default adam)")
     m.add_argument("--hidden", nargs="+", metavar="W,W", default=["10,10"],
                    help="hidden widths; several architectures separated by spaces (default 10,10)")
+    m.add_argument("--models", metavar="M[,M...]", default="mlp",
+                   help="models: mlp (default), linear, cnn, package.module:function or path/file.py:function")
+    m.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
+                   help="cross_entropy (default) or mse (float targets)")
     add_data_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", help="output folder (default results/instructions-<UTC timestamp>)")

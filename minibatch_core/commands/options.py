@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.config import BUNDLED_DATASETS, OPTIMIZERS, SCALERS, config_defaults
+from minibatch_core.input.config import BUNDLED_DATASETS, LOSSES, OPTIMIZERS, SCALERS, config_defaults
 from minibatch_core.records.axes import AXES
 
 D = config_defaults()
@@ -47,7 +47,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                    f"{D['optimizer']})")
     hidden = ",".join(map(str, D["hidden"]))
     g.add_argument("--hidden", default=hidden, metavar="W[,W...]",
-                   help=f"hidden layer widths (default {hidden}, the lesson's)")
+                   help=f"hidden layer widths of the mlp (default {hidden}, the lesson's)")
+    g.add_argument("--model", default=D["model"], metavar="SPEC",
+                   help="mlp (the lesson's, default), linear, cnn (LeNet-style, for image-shaped data), or your "
+                   "own factory package.module:function / path/to/file.py:function, called as "
+                   "function(input_shape, n_outputs) -> nn.Module")
+    g.add_argument("--loss", default=D["loss"], choices=LOSSES,
+                   help="cross_entropy (class numbers; accuracy reported; default) or mse (float targets)")
 
 
 def add_axis_options(parser: argparse.ArgumentParser) -> None:
@@ -82,5 +88,6 @@ def _text(value: Any) -> str:
 _DATA_FIELDS = ("dataset", "target", "scale", "n_samples", "n_features", "n_classes", "data_seed")
 
 
-DATASET_HELP = (f"{', '.join(BUNDLED_DATASETS)} (bundled with scikit-learn, nothing downloaded), "
-                "or a .csv/.parquet file with --target")
+DATASET_HELP = (f"{', '.join(BUNDLED_DATASETS)} (bundled with scikit-learn, nothing downloaded), digits-images "
+                "(digits as 1x8x8 images), a .csv/.parquet file with --target, or your own "
+                "package.module:function / file.py:function returning (X, y) or a torch Dataset")

@@ -81,7 +81,10 @@ def add_parser(sub) -> None:
     t.add_argument("--no-noise-scale", action="store_true", help="skip the gradient-noise prediction B_simple")
     m = p.add_argument_group("model and optimizer")
     m.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="default adam (the lesson's)")
-    m.add_argument("--hidden", default="10,10", metavar="W[,W...]", help="hidden widths (default 10,10)")
+    m.add_argument("--hidden", default="10,10", metavar="W[,W...]", help="hidden widths of the mlp (default 10,10)")
+    m.add_argument("--model", "--models", dest="model", default="mlp", metavar="SPEC",
+                   help="the model: mlp (default), linear, cnn, package.module:function or path/file.py:function "
+                   "(one per study)")
     m.add_argument("--threads", default="1", metavar="N",
                    help="torch intra-op threads while training: an integer, or auto = torch's default (default 1)")
     add_data_options(p)
@@ -115,6 +118,7 @@ def study_from_args(args: argparse.Namespace):
         data_seed=args.data_seed, max_epochs=args.max_epochs, max_steps=args.max_steps, lr_search=args.lr_search,
         time_budget_s=args.time_budget,
         full_budget=args.full_budget, eval_every=args.eval_every, optimizer=args.optimizer, hidden=args.hidden,
+        model=args.model,
         scale=args.scale, target=args.target, n_samples=args.n_samples, n_features=args.n_features,
         n_classes=args.n_classes, noise_scale=not args.no_noise_scale, threads=args.threads,
     )

@@ -13,6 +13,7 @@ from minibatch_core.engines import engine_names, is_distributed
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import MAX_EPOCHS, RunConfig, config_defaults
 from minibatch_core.input.devices import BACKENDS
+from minibatch_core.input.specs import parse_model_spec
 from minibatch_core.presentation.labels import fmt_bytes
 from minibatch_core.records.axes import parse_widths
 
@@ -87,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         record_batches=args.print_batches or args.json,
         threads=args.threads,
         workers=args.workers,
+        model=parse_model_spec(args.model),
+        loss=args.loss,
     )
 
 

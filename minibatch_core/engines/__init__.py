@@ -28,6 +28,29 @@ _BASE_EXPORTS = ("Engine", "EpochOutput", "Session")
 _DISTRIBUTED = {"ddp"}
 
 
+# engines that train only the lesson's MLP with cross-entropy (scikit-learn's MLPClassifier)
+_MLP_ONLY = {"sklearn"}
+
+
+def check_model_support(engine: str, model: str, loss: str = "cross_entropy") -> None:
+    """Refuse (one line) an engine that cannot train this model or loss, naming the engines that can."""
+    if engine in _MLP_ONLY and (model != "mlp" or loss != "cross_entropy"):
+        can = ", ".join(name for name in _MODULES if name not in _MLP_ONLY)
+        what = f"model {model!r}" if model != "mlp" else f"loss {loss!r}"
+        raise MinibatchError(f"the {engine} engine cannot train {what}: it trains only the lesson's mlp with "
+                             f"cross_entropy; use one of {can}")
+
+
+def check_model_facts(engine: str, model: str, random: bool, buffers: bool) -> None:
+    """Refuse what an engine cannot train exactly: stacked replicas of a model with dropout or buffers."""
+    if engine != "stacked" or model == "mlp" and not (random or buffers):
+        return
+    if random or buffers:
+        why = "it draws random numbers (dropout)" if random else "it has buffers (BatchNorm running statistics)"
+        raise MinibatchError(f"the stacked engine cannot train model {model!r}: {why}, which its replicas "
+                             "cannot reproduce as their own runs would; use --engine fast or reference")
+
+
 def engine_names() -> list[str]:
     return list(_MODULES)
 
@@ -62,5 +85,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'minibatch_core.engines' has no attribute {name!r}")
 
 
-__all__ = ["Engine", "EpochOutput", "Session", "check_engine_name", "default_engine_names", "engine_module",
-           "engine_names", "get_engine", "is_distributed"]
+__all__ = ["Engine", "EpochOutput", "Session", "check_engine_name", "check_model_facts", "check_model_support",
+           "default_engine_names",
+           "engine_module", "engine_names", "get_engine", "is_distributed"]

@@ -13,10 +13,12 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from minibatch_core.engines.breakdown import MemoryBreakdown  # noqa: F401 - re-exported: engines import it here
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
+from minibatch_core.input.models import build_model
 
 PROFILE_PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -96,16 +98,45 @@ class WorkerReport:
 EVAL_CHUNK = 65536
 
 
+def is_mlp_kernel_case(config: RunConfig, data: Dataset) -> bool:
+    """Where the hand-written MLP kernels (fast, stacked) apply: the lesson's model on a table, classes."""
+    return config.model == "mlp" and data.X.dim() == 2 and config.loss == "cross_entropy" \
+        and not data.is_regression
+
+
+def make_model(config: RunConfig, data: Dataset) -> nn.Module:
+    """The configuration's model, built with whatever the global RNG holds (callers seed it first)."""
+    return build_model(config.model, data.input_shape, data.n_outputs, config.hidden)
+
+
+def batch_loss_fn(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The mean loss of a batch: the lesson's ``nn.CrossEntropyLoss()``, or the mean squared error with the
+    output shaped like the targets ((B, 1) outputs against (B,) targets)."""
+    if loss == "cross_entropy":
+        return nn.CrossEntropyLoss()
+
+    def mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs.reshape(targets.shape), targets)
+
+    return mse
+
+
 @torch.no_grad()
 def evaluate_logits(forward: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor,
-                    y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (X, y), chunked so evaluation memory stays bounded."""
+                    y: torch.Tensor, loss: str = "cross_entropy") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (X, y), chunked so evaluation memory stays bounded. With
+    ``loss="mse"``: the mean squared error, and NaN accuracy (there are no classes)."""
     total_loss = torch.zeros((), dtype=torch.float64, device=X.device)
     correct = torch.zeros((), dtype=torch.int64, device=X.device)
     for start in range(0, X.shape[0], EVAL_CHUNK):
         xb, yb = X[start:start + EVAL_CHUNK], y[start:start + EVAL_CHUNK]
         logits = forward(xb)
+        if loss == "mse":
+            total_loss += F.mse_loss(logits.reshape(yb.shape), yb, reduction="sum").double()
+            continue
         total_loss += F.cross_entropy(logits, yb, reduction="sum").double()
         correct += (logits.argmax(1) == yb).sum()
+    if loss == "mse":
+        return float(total_loss) / max(1, y.numel()), float("nan")
     n = X.shape[0]
     return float(total_loss) / n, int(correct) / n

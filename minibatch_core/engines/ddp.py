@@ -25,7 +25,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, WorkerReport, evaluate_logits
+from minibatch_core.engines.base import (
+    Engine,
+    EpochOutput,
+    MemoryBreakdown,
+    WorkerReport,
+    evaluate_logits,
+    make_model,
+)
 from minibatch_core.engines.ddp_group import (
     EPOCH,
     PROFILE,
@@ -44,9 +51,16 @@ from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.devices import synchronize
-from minibatch_core.input.models import build_mlp
+from minibatch_core.input.models import n_parameters
 
 PROFILE_PHASES = ("data", "forward", "backward", "allreduce", "optimizer")
+
+
+def sum_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The batch's summed loss: cross-entropy over rows, or squared error over every target value."""
+    if loss == "mse":
+        return F.mse_loss(outputs.reshape(targets.shape), targets, reduction="sum")
+    return F.cross_entropy(outputs, targets, reduction="sum")
 
 
 def shard_bounds(size: int, world: int, rank: int) -> tuple[int, int]:
@@ -151,7 +165,10 @@ class DDPSession:
         self.n = data.n_samples
         # the reference engine's order of RNG use: seed, build the model, then the loader's shuffle
         torch.manual_seed(self.seeds[0])
-        self.model = build_mlp(data.n_features, config.hidden, data.n_classes).to(device)
+        self.model = make_model(config, data).to(device)  # any module; mlp on a table is the lesson's
+        self.n_parameters = n_parameters(self.model)
+        # mse: the batch loss is a mean over every target value, k per row
+        self.values_per_row = data.n_outputs if config.loss == "mse" else 1
         self.shuffle = LoaderShuffle(self.n)
         self.ddp = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.timer = AllreduceTimer(self.world, device.type == "cuda")
@@ -174,8 +191,8 @@ class DDPSession:
 
     def _step(self, size: int, lo: int, hi: int) -> torch.Tensor:
         self.optimizer.zero_grad()
-        loss_sum = F.cross_entropy(self.ddp(self.Xp[lo:hi]), self.yp[lo:hi], reduction="sum")
-        (loss_sum * (self.world / size)).backward()
+        loss_sum = sum_loss(self.config.loss, self.ddp(self.Xp[lo:hi]), self.yp[lo:hi])
+        (loss_sum * (self.world / (size * self.values_per_row))).backward()
         self.optimizer.step()
         return loss_sum.detach()
 
@@ -190,15 +207,15 @@ class DDPSession:
         dist.all_reduce(sums)
         self.allreduce_s.append(self.timer.take())
         sums = sums.tolist()
-        epoch_loss = sum(sums) / self.n
-        batches = [[s / size for s, (size, _, _) in zip(sums, self.plan, strict=True)]] \
+        epoch_loss = sum(sums) / (self.n * self.values_per_row)
+        batches = [[s / (size * self.values_per_row) for s, (size, _, _) in zip(sums, self.plan, strict=True)]] \
             if self.config.record_batches else None
         return EpochOutput([epoch_loss], len(self.plan), batches)
 
     def evaluate(self) -> list[tuple[float, float]]:
         """Rank 0 only: the replicas hold identical weights."""
         self.model.eval()
-        return [evaluate_logits(self.model, self.X, self.y)]
+        return [evaluate_logits(self.model, self.X, self.y, self.config.loss)]
 
     def memory(self) -> MemoryBreakdown:
         params = list(self.model.parameters())
@@ -226,7 +243,7 @@ class DDPSession:
                 self.optimizer.zero_grad()
                 synchronize(sync)
                 t1 = time.perf_counter()
-                loss_sum = F.cross_entropy(self.ddp(xb), yb, reduction="sum")
+                loss_sum = sum_loss(self.config.loss, self.ddp(xb), yb)
                 synchronize(sync)
                 t2 = time.perf_counter()
                 self.timer.take()

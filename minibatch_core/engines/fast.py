@@ -27,7 +27,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
+from minibatch_core.engines.base import (
+    Engine,
+    EpochOutput,
+    MemoryBreakdown,
+    PhaseClock,
+    evaluate_logits,
+    is_mlp_kernel_case,
+)
 from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
 from minibatch_core.engines.segments import SegmentedTraining
 from minibatch_core.engines.shuffle import LoaderShuffle
@@ -350,9 +357,24 @@ class FastSession(SegmentedTraining):
         return phases.means()
 
 
+class FastStart(FastSession):
+    """The engine's ``start``: the MLP kernels where they apply (the lesson's model on a table, classes),
+    else the generic path for any module (:mod:`.generic`). A subclass only so that what a session class
+    offers (segments for studies, ``use_graphs``) is visible on ``start`` as on the sessions it returns."""
+
+    def __new__(cls, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int], *,
+                use_graphs: bool | None = None, indexed: bool | None = None):
+        if is_mlp_kernel_case(config, data):
+            return FastSession(config, data, device, seeds, use_graphs=use_graphs, indexed=indexed)
+        from minibatch_core.engines.generic import GenericFastSession
+
+        return GenericFastSession(config, data, device, seeds, use_graphs=use_graphs)
+
+
 ENGINE = Engine(
     name="fast",
     summary="same math, batches and init as reference; data resident, analytic backward into "
-            "preallocated buffers, one fused optimizer kernel, no per-step sync; CUDA graphs on GPU",
-    start=FastSession,
+            "preallocated buffers, one fused optimizer kernel, no per-step sync; CUDA graphs on GPU; any "
+            "other model: batches by index, fused Adam, a CUDA graph of the step",
+    start=FastStart,
 )

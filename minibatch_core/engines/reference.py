@@ -15,12 +15,20 @@ import torch
 from torch import nn, optim
 from torch.utils.data import DataLoader, TensorDataset
 
-from minibatch_core.engines.base import Engine, EpochOutput, MemoryBreakdown, PhaseClock, evaluate_logits
+from minibatch_core.engines.base import (
+    Engine,
+    EpochOutput,
+    MemoryBreakdown,
+    PhaseClock,
+    batch_loss_fn,
+    evaluate_logits,
+    make_model,
+)
 from minibatch_core.engines.membytes import activation_bytes, optimizer_state_bytes, tensor_bytes
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.devices import synchronize
-from minibatch_core.input.models import build_mlp
+from minibatch_core.input.models import n_parameters
 
 
 def make_optimizer(name: str, params, lr: float) -> optim.Optimizer:
@@ -39,10 +47,11 @@ class ReferenceSession:
         self.batch_size = resolve_batch_size(config.batch_size, data.n_samples)
         X, y = data.X, data.y
         torch.manual_seed(self.seeds[0])
-        self.model = build_mlp(data.n_features, config.hidden, data.n_classes)
+        self.model = make_model(config, data)  # mlp on a table: build_mlp, the lesson's model
+        self.n_parameters = n_parameters(self.model)
         if device.type != "cpu":
             self.model = self.model.to(device)  # as PyTorch's tutorials do: model once, batches per step
-        self.criterion = nn.CrossEntropyLoss()
+        self.criterion = nn.CrossEntropyLoss() if config.loss == "cross_entropy" else batch_loss_fn(config.loss)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr)
         self.data_loader = DataLoader(TensorDataset(X, y), batch_size=self.batch_size, shuffle=True)
         # evaluation reads the whole dataset on the device; kept outside the timed region
@@ -76,7 +85,7 @@ class ReferenceSession:
 
     def evaluate(self) -> list[tuple[float, float]]:
         self.model.eval()
-        return [evaluate_logits(self.model, self._X_eval, self._y_eval)]
+        return [evaluate_logits(self.model, self._X_eval, self._y_eval, self.config.loss)]
 
     def memory(self) -> MemoryBreakdown:
         params = list(self.model.parameters())
@@ -124,6 +133,7 @@ class ReferenceSession:
 
 ENGINE = Engine(
     name="reference",
-    summary="the lesson's loop exactly: DataLoader(shuffle=True), nn.Sequential, CrossEntropyLoss, Adam",
+    summary="the lesson's loop exactly: DataLoader(shuffle=True), the model as built, CrossEntropyLoss (or "
+            "MSE), Adam; trains any model",
     start=ReferenceSession,
 )

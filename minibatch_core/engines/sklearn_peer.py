@@ -69,6 +69,12 @@ class SklearnSession:
             raise MinibatchError(f"engine 'sklearn' runs on the CPU only, not on {device}: use --device cpu")
         if len(seeds) != 1:
             raise ValueError("the sklearn engine trains one seed per run")
+        from minibatch_core.engines import check_model_support
+
+        check_model_support("sklearn", config.model, config.loss)
+        if data.X.dim() != 2:
+            raise MinibatchError(f"the sklearn engine needs a table (N, features), got inputs of shape "
+                                 f"{tuple(data.X.shape)}: use --engine reference, fast, stacked or ddp")
         self.seeds = list(seeds)
         self.config = config
         self.batch_size = resolve_batch_size(config.batch_size, data.n_samples)

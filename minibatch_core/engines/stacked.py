@@ -24,6 +24,7 @@ from minibatch_core.engines.base import (
     MemoryBreakdown,
     PhaseClock,
     evaluate_logits,
+    is_mlp_kernel_case,
 )
 from minibatch_core.engines.fast import batch_plan
 from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
@@ -270,10 +271,22 @@ class StackedSession(SegmentedTraining):
         return split.means()
 
 
+class StackedStart(StackedSession):
+    """The engine's ``start``: the MLP kernels where they apply, else ``torch.func`` over any module
+    (:mod:`.stacked_generic`). A subclass only so that the session's segment methods are visible on it."""
+
+    def __new__(cls, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int]):
+        if is_mlp_kernel_case(config, data):
+            return StackedSession(config, data, device, seeds)
+        from minibatch_core.engines.stacked_generic import GenericStackedSession
+
+        return GenericStackedSession(config, data, device, seeds)
+
+
 ENGINE = Engine(
     name="stacked",
     summary="K seeds in one pass: stacked weights, batched matmuls, each replica its own init and "
             "shuffle (each equals a separate fast run)",
-    start=StackedSession,
+    start=StackedStart,
     multi_seed=True,
 )

@@ -13,6 +13,7 @@ from minibatch_core.errors import MinibatchError
 BUNDLED_DATASETS = ("wine", "iris", "breast_cancer", "digits", "synthetic")
 OPTIMIZERS = ("adam", "sgd")
 SCALERS = ("none", "standard")
+LOSSES = ("cross_entropy", "mse")
 
 
 def is_synthetic(dataset: str) -> bool:
@@ -135,6 +136,9 @@ class RunConfig:
     # (one per core; `--threads auto`). The count actually used is recorded either way.
     threads: int | None = 1
     workers: int = 1  # data-parallel processes (the ddp engine); 1 = a single process
+    # the model: mlp (the lesson's, shaped by ``hidden``), linear, cnn, or a user's factory spec
+    model: str = "mlp"
+    loss: str = "cross_entropy"  # or mse (regression targets; no accuracy)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))
@@ -161,6 +165,15 @@ class RunConfig:
         _positive_int("n_classes", self.n_classes, 2)
         if not isinstance(self.dataset, str) or not self.dataset:
             raise MinibatchError("dataset is empty: use one of " + ", ".join(BUNDLED_DATASETS) + " or a file")
+        from minibatch_core.input.specs import BUILTIN_MODELS, MODEL_ACCEPTED, is_user_spec
+
+        model = str(self.model).strip()
+        model = model.lower() if model.lower() in BUILTIN_MODELS else model
+        if not (model in BUILTIN_MODELS or is_user_spec(model)):
+            raise MinibatchError(f"model {self.model!r} is not valid: use {MODEL_ACCEPTED}")
+        object.__setattr__(self, "model", model)
+        if self.loss not in LOSSES:
+            raise MinibatchError(f"loss {self.loss!r} is not known: use one of {', '.join(LOSSES)}")
         # engine names are checked against the registry by the trainer, which owns it
 
     @property

@@ -1,4 +1,6 @@
-"""Datasets as the trainer sees them: float32 features, int64 labels 0..k-1, nothing downloaded."""
+"""Datasets as the trainer sees them: float32 inputs of any shape (N, ...), int64 labels 0..k-1 (or float
+regression targets (N,) / (N, k)), nothing downloaded. A user's ``package.module:function`` or
+``file.py:function`` returns ``(X, y)`` (tensors or NumPy arrays) or a map-style torch Dataset of pairs."""
 
 from __future__ import annotations
 
@@ -22,14 +24,16 @@ BUNDLED = {
     "digits": "load_digits",
 }
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+IMAGE_SETS = {"digits-images": ("load_digits", (1, 8, 8))}  # the bundled set with each row as an image
+DATA_ACCEPTED = "a bundled name, synthetic, a .csv/.parquet file, package.module:function or file.py:function"
 
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    X: torch.Tensor  # (N, F) float32
-    y: torch.Tensor  # (N,) int64, values 0..n_classes-1
-    n_classes: int
+    X: torch.Tensor  # (N, F) float32, or (N, ...) for image-shaped and user data
+    y: torch.Tensor  # (N,) int64, values 0..n_classes-1; or float32 (N,) / (N, k) regression targets
+    n_classes: int  # 0 for regression targets
     feature_names: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()  # class_names[i] is the label that became class number i
     notes: tuple[str, ...] = ()  # one line each on what loading changed (e.g. a dropped index column)
@@ -40,19 +44,44 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        return int(self.X.shape[1])
+        """Values per example (the width of a table; C*H*W of an image)."""
+        return int(math.prod(self.X.shape[1:]))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.X.shape[1:])
+
+    @property
+    def is_regression(self) -> bool:
+        return self.y.is_floating_point()
+
+    @property
+    def n_outputs(self) -> int:
+        """What a model must output per example: classes, or regression targets."""
+        if not self.is_regression:
+            return self.n_classes
+        return 1 if self.y.dim() == 1 else int(self.y.shape[1])
 
     @property
     def nbytes(self) -> int:
         return self.X.element_size() * self.X.numel() + self.y.element_size() * self.y.numel()
 
 
+def is_function_dataset(name: str) -> bool:
+    from minibatch_core.input.specs import is_user_spec
+
+    return is_user_spec(name)
+
+
 def is_file_dataset(name: str) -> bool:
+    if is_function_dataset(name):
+        return False
     return name.lower().endswith(FILE_SUFFIXES) or "/" in name or Path(name).suffix != ""
 
 
 def known_datasets() -> str:
-    return ", ".join([*BUNDLED, "synthetic"]) + " or a .csv/.parquet file"
+    return ", ".join([*BUNDLED, *IMAGE_SETS, "synthetic"]) + \
+        ", a .csv/.parquet file, package.module:function or file.py:function"
 
 
 def load_dataset(
@@ -78,6 +107,18 @@ def load_dataset(
         features = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
         classes = tuple(str(c) for c in getattr(bunch, "target_names", ()))
         ds = Dataset(name, X, y, int(y.max()) + 1, features, classes)
+    elif name in IMAGE_SETS:
+        import sklearn.datasets
+
+        loader, shape = IMAGE_SETS[name]
+        bunch = getattr(sklearn.datasets, loader)()
+        X = torch.tensor(bunch.data, dtype=torch.float32).view(-1, *shape)
+        y = torch.tensor(bunch.target, dtype=torch.long)
+        ds = Dataset(name, X, y, int(y.max()) + 1, (), tuple(str(c) for c in bunch.target_names))
+    elif is_function_dataset(name):
+        from minibatch_core.input.user_data import load_function_dataset
+
+        ds = load_function_dataset(name)
     elif name == "synthetic":
         ds = _synthetic(n_samples, n_features, n_classes, data_seed)
     elif is_file_dataset(name):
@@ -87,8 +128,9 @@ def load_dataset(
     if scale == "standard":
         from sklearn.preprocessing import StandardScaler
 
-        Xs = StandardScaler().fit_transform(ds.X.numpy().astype(np.float64))
-        ds = Dataset(ds.name, torch.tensor(Xs, dtype=torch.float32), ds.y, ds.n_classes,
+        flat = ds.X.reshape(ds.n_samples, -1).numpy().astype(np.float64)  # per input value, any shape
+        Xs = torch.tensor(StandardScaler().fit_transform(flat), dtype=torch.float32).view(ds.X.shape)
+        ds = Dataset(ds.name, Xs, ds.y, ds.n_classes,
                      ds.feature_names, ds.class_names, ds.notes)
     elif scale != "none":
         raise MinibatchError(f"unknown scale {scale!r}: use none or standard")

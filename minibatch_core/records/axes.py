@@ -19,6 +19,7 @@ from typing import Any
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import (
+    LOSSES,
     MAX_SEED,
     OPTIMIZERS,
     SCALERS,
@@ -27,6 +28,7 @@ from minibatch_core.input.config import (
     parse_batch_size,
     parse_threads,
 )
+from minibatch_core.input.specs import parse_model_spec
 
 MAX_SEEDS = 1_000_000  # seeds one list may expand to (far above any plan run without --yes)
 
@@ -252,6 +254,10 @@ AXES: tuple[Axis, ...] = (
          multi=False, column="torch_threads"),
     Axis("workers", "workers", _positive("workers"), "data-parallel processes (the ddp engine)"),
     # the model and its optimization
+    Axis("model", "models", parse_model_spec, "models: mlp (the lesson's, --hidden), linear, cnn, "
+         "package.module:function or path/file.py:function"),
+    Axis("loss", "loss", _choices("loss", LOSSES), "cross_entropy (classes; accuracy reported) or mse "
+         "(float targets)", multi=False),
     Axis("optimizer", "optimizer", _choices("optimizer", OPTIMIZERS), "adam (the lesson's) or sgd"),
     Axis("hidden", "hidden", parse_widths, "hidden widths, e.g. 10,10", parse_many=parse_hidden_list),
     Axis("lr", "lrs", lambda v: check_lr(v, plural=True), "learning rates, > 0", parse_many=parse_lrs),

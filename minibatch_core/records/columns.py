@@ -114,6 +114,13 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("host", STR, "name of the machine that trained the run (its hardware: env.json's `hosts`)", fill=""),
     _c("executor", STR, "where the sweep ran its runs: `local` (this command's processes, one at a time) or "
        "`ray` (one Ray task per run)", fill="local"),
+    _c("model", STR, "the model: `mlp` (the lesson's, shaped by `hidden`), `linear`, `cnn`, or a user's factory "
+       "`package.module:function` / `path/file.py:function` (as given, normalized)", fill="mlp", nullable=False),
+    _c("model_hash", STR, "first 12 hex digits of the sha256 of a user model's source file (empty for the "
+       "built-ins): a changed model file is a different configuration", fill=""),
+    _c("n_parameters", INT, "trainable values of one model"),
+    _c("loss", STR, "`cross_entropy` (classes; accuracy reported) or `mse` (float targets; no accuracy)",
+       fill="cross_entropy", nullable=False),
 )
 
 PROFILE_COLUMNS: tuple[Column, ...] = (

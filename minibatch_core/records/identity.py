@@ -16,20 +16,23 @@ from minibatch_core.records.axes import AXES, hidden_label
 # resolved facts of the data recorded beside the axes that produced them: two synthetic configurations
 # differ in them, and for any dataset they tell a changed file from the one the baseline used
 DATA_SHAPE_COLUMNS = ("n_samples", "n_features", "n_classes")
+# the content hash of a user model's source file: a changed model file is a different configuration
+MODEL_COLUMNS = ("model_hash",)
 
 IDENTITY_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    [a.record_column for a in AXES if a.in_identity] + list(DATA_SHAPE_COLUMNS)))
+    [a.record_column for a in AXES if a.in_identity] + list(DATA_SHAPE_COLUMNS) + list(MODEL_COLUMNS)))
 
 # the lesson's values, which run ids leave out to stay short
 _LESSON = {"optimizer": "adam", "hidden": "10-10", "scale": "none", "target": "", "data_seed": 0,
-           "workers": 1, "torch_threads": 1}
+           "workers": 1, "torch_threads": 1,
+           "model": "mlp", "loss": "cross_entropy", "model_hash": ""}
 _HEAD = ("engine", "dataset", "device", "batch_spec", "lr")
 
 
 def identity(*, engine: str, dataset: str, device: str, batch_spec: str, lr: float, optimizer: str,
              hidden: tuple[int, ...] | str, epochs: int, target: str | None, scale: str, data_seed: int,
-             torch_threads: int, workers: int, n_samples: int, n_features: int, n_classes: int
-             ) -> dict[str, Any]:
+             torch_threads: int, workers: int, n_samples: int, n_features: int, n_classes: int,
+             model: str = "mlp", loss: str = "cross_entropy", model_hash: str = "") -> dict[str, Any]:
     """The identity columns of one configuration, as runs.csv records them."""
     return {
         "engine": engine, "dataset": dataset, "target": target or "", "scale": scale,
@@ -38,6 +41,7 @@ def identity(*, engine: str, dataset: str, device: str, batch_spec: str, lr: flo
         "workers": int(workers), "optimizer": optimizer,
         "hidden": hidden if isinstance(hidden, str) else hidden_label(hidden),
         "lr": float(lr), "epochs": int(epochs), "batch_spec": str(batch_spec),
+        "model": model, "loss": loss, "model_hash": model_hash or "",
     }
 
 
@@ -48,7 +52,9 @@ def of_result(result: Any) -> dict[str, Any]:
                     batch_spec=result.batch_spec, lr=c.lr, optimizer=c.optimizer, hidden=c.hidden,
                     epochs=c.epochs, target=c.target, scale=c.scale, data_seed=c.data_seed,
                     torch_threads=result.torch_threads, workers=getattr(c, "workers", 1),
-                    n_samples=result.n_samples, n_features=result.n_features, n_classes=result.n_classes)
+                    n_samples=result.n_samples, n_features=result.n_features, n_classes=result.n_classes,
+                    model=getattr(c, "model", "mlp"), loss=getattr(c, "loss", "cross_entropy"),
+                    model_hash=getattr(result, "model_hash", ""))
 
 
 def _number(value: Any) -> str:

@@ -27,6 +27,7 @@ from minibatch_core.fsio import (
     read_bytes_checked,
     read_json_checked,
 )
+from minibatch_core.input.specs import source_hash
 from minibatch_core.records.identity import IDENTITY_COLUMNS, config_id, identity, run_id
 from minibatch_core.running.counting import CountOutcome, InstructionCount
 
@@ -46,7 +47,9 @@ _INTEGER_COLUMNS = ("batch_size", "seed", "epochs", "n_samples", "n_features", "
                     "torch_threads", "workers", "warmup_epochs", "measured_epochs", "instructions", "steps",
                     "samples")
 _TEXT_COLUMNS = ("run_id", "config_id", "engine", "dataset", "target", "scale", "device", "optimizer", "hidden",
-                 "batch_spec")
+                 "batch_spec", "model", "loss", "model_hash")
+# identity columns added after count folders were first written, and what a folder without them meant
+_LATER_COLUMNS = {"model": "mlp", "loss": "cross_entropy", "model_hash": ""}
 
 
 def count_identity(count: InstructionCount) -> dict[str, Any]:
@@ -55,7 +58,8 @@ def count_identity(count: InstructionCount) -> dict[str, Any]:
     return identity(engine=c.engine, dataset=c.dataset, device=c.device, batch_spec=c.batch_spec, lr=c.lr,
                     optimizer=c.optimizer, hidden=c.hidden, epochs=c.epochs, target=c.target, scale=c.scale,
                     data_seed=c.data_seed, torch_threads=count.torch_threads, workers=c.workers,
-                    n_samples=count.n_samples, n_features=count.n_features, n_classes=count.n_classes)
+                    n_samples=count.n_samples, n_features=count.n_features, n_classes=count.n_classes,
+                    model=c.model, loss=c.loss, model_hash=source_hash(c.model))
 
 
 def to_frame(counts: Sequence[InstructionCount]) -> pd.DataFrame:
@@ -106,6 +110,9 @@ def load(folder: str | Path) -> CountSet:
                             na_values={c: [""] for c in COUNT_COLUMNS})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise MinibatchError(f"{path}: unreadable CSV ({err.__class__.__name__})") from None
+    for column, meant in _LATER_COLUMNS.items():
+        if column not in frame.columns:
+            frame[column] = meant
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise MinibatchError(f"{path}: missing column(s) {', '.join(missing)} (truncated or not made by count?)")
@@ -152,7 +159,8 @@ def configs(cs: CountSet) -> list:
                 seed=int(row["seed"]), device=row["device"], engine=row["engine"], lr=float(row["lr"]),
                 optimizer=row["optimizer"], hidden=tuple(int(w) for w in str(row["hidden"]).split("-")),
                 target=row["target"] or None, scale=row["scale"], data_seed=int(row["data_seed"]),
-                threads=int(row["torch_threads"]), workers=int(row["workers"]), **shape))
+                threads=int(row["torch_threads"]), workers=int(row["workers"]), model=row["model"],
+                loss=row["loss"], **shape))
         except (ValueError, MinibatchError) as err:
             raise MinibatchError(f"{cs.source}: configuration {row['run_id']} cannot be rebuilt ({err})") from None
     return out

@@ -42,6 +42,7 @@ def run_rows(result: Any, *, calibration_step_s: float | None = None, load_1m: f
             "allreduce_time_s": allreduce[i],
             "cuda_workspace_bytes": getattr(result, "cuda_workspace_bytes", None),
             "majority_accuracy": getattr(result, "majority_accuracy", None),
+            "n_parameters": getattr(result, "n_parameters", 0) or None,
         })
     frame = pd.DataFrame(rows, columns=names(RUN_COLUMNS))
     frame["diverged_epoch"] = frame["diverged_epoch"].astype("Int64")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from minibatch_core.input.specs import source_hash
 from minibatch_core.records import identity as ident
 from minibatch_core.records.columns import RUN_COLUMNS, names
 from minibatch_core.records.study_axes import STUDY_IDENTITY
@@ -23,7 +24,8 @@ def _identity(study, job, split, lr: float, torch_threads: int, n_samples: int, 
                           batch_spec=job.batch_spec, lr=lr, optimizer=study.optimizer, hidden=study.hidden,
                           epochs=study.max_epochs, target=study.target, scale=study.scale,
                           data_seed=split.seed, torch_threads=torch_threads, workers=1, n_samples=n_samples,
-                          n_features=split.train.n_features, n_classes=split.train.n_classes)
+                          n_features=split.train.n_features, n_classes=split.train.n_classes,
+                          model=getattr(study, "model", "mlp"), model_hash=source_hash(getattr(study, "model", "mlp")))
 
 
 def _study_suffix(study) -> str:

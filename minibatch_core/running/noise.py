@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from minibatch_core.engines.base import evaluate_logits
 from minibatch_core.engines.reference import make_optimizer
 from minibatch_core.input.data import Dataset
-from minibatch_core.input.models import build_mlp
+from minibatch_core.input.models import build_model
 from minibatch_core.running.to_target import Target
 
 SMALL_DRAWS = 32  # batches of B_small per measurement (B_big: 4 draws, or 1 when B_big is every row)
@@ -105,7 +105,7 @@ def ratio(trace: list[float], grad_sq: list[float]) -> float | None:
 
 def measure_noise_scale(train: Dataset, val: Dataset, target: Target, *, hidden: tuple[int, ...],
                         optimizer: str, train_batch: int, lr: float, seed: int, b_small: int, b_big: int,
-                        every: int, max_steps: int) -> NoiseScale:
+                        every: int, max_steps: int, model: str = "mlp") -> NoiseScale:
     """Train the reference model (seed, batch ``train_batch``, rate ``lr``) for up to ``max_steps`` steps,
     measuring the two-batch gradient norms at step 0 and every ``every`` steps."""
     if not 1 <= b_small < b_big:
@@ -113,7 +113,8 @@ def measure_noise_scale(train: Dataset, val: Dataset, target: Target, *, hidden:
     X, y = train.X, train.y
     b_big = min(b_big, train.n_samples)
     torch.manual_seed(seed)
-    model = build_mlp(train.n_features, hidden, train.n_classes)
+    spec = model
+    model = build_model(spec, train.input_shape, train.n_outputs, hidden)  # mlp on a table: the lesson's
     opt = make_optimizer(optimizer, model.parameters(), lr)
     loader = DataLoader(TensorDataset(X, y), batch_size=train_batch, shuffle=True)
     rng = torch.Generator().manual_seed(10_000 + seed)

@@ -51,6 +51,8 @@ class RunResult:
     cuda_workspace_bytes: int | None = None  # cuBLAS workspaces held at the end (CUDA), not in the peak
     # the accuracy of always predicting the largest class on the rows accuracy is measured on (a baseline)
     majority_accuracy: float | None = None
+    n_parameters: int = 0  # trainable values of one model (one replica)
+    model_hash: str = ""  # content hash of a user model's source file (empty for the built-ins)
 
     @property
     def peak_memory_sum_bytes(self) -> int:

@@ -11,11 +11,13 @@ from contextlib import contextmanager
 
 import torch
 
-from minibatch_core.engines import Engine, get_engine
+from minibatch_core.engines import Engine, check_model_facts, check_model_support, get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset, load_dataset
 from minibatch_core.input.devices import resolve_device
+from minibatch_core.input.models import check_model_and_data
+from minibatch_core.input.specs import source_hash
 from minibatch_core.running.distributed import DistributedOptions, run_distributed
 from minibatch_core.running.isolation import run_isolated
 from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name
@@ -80,6 +82,9 @@ def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.dev
     allocator arenas lazily; without this, tens of MB of that would be billed to the measured run."""
     rows = slice(None, None, max(1, data.n_samples // max(8, config.workers)))  # a row for every worker
     tiny = Dataset(data.name, data.X[rows], data.y[rows], data.n_classes)
+    if resolve_batch_size(config.batch_size, tiny.n_samples) > 1 and \
+            tiny.n_samples % resolve_batch_size(config.batch_size, tiny.n_samples) == 1:
+        tiny = Dataset(data.name, tiny.X[:-1], tiny.y[:-1], data.n_classes)  # BatchNorm: no batch of one
     session = engine.start(config.with_(epochs=1, record_batches=False), tiny, device, seeds)
     session.run_epoch()
     session.evaluate()
@@ -135,9 +140,25 @@ def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True, i
     engine = get_engine(config.engine)
     device = resolve_device(config.device)
     data = load_for(config)
+    check_model(config, data)
     if prewarm:
         _prewarm(engine, config, data, device, list(seeds))
     return Run(config, list(seeds), engine, data, device, isolated=isolated)
+
+
+def check_model(config: RunConfig, data: Dataset) -> None:
+    """The model on its data and engine, checked on one example before anything trains (one line if bad).
+    The lesson's own case (mlp, a table, classes) needs no check."""
+    if config.model == "mlp" and data.X.dim() == 2 and config.loss == "cross_entropy" and not data.is_regression:
+        return
+    facts = check_model_and_data(config.model, config.hidden, config.loss, data)
+    size = resolve_batch_size(config.batch_size, data.n_samples)
+    if facts.batch_norm and (size == 1 or data.n_samples % size == 1):
+        raise MinibatchError(f"model {config.model!r} has BatchNorm, which cannot train on a batch of one row, and "
+                             f"batch size {config.batch_spec} on {data.n_samples} rows makes one: choose another "
+                             "batch size")
+    check_model_support(config.engine, config.model, config.loss)
+    check_model_facts(config.engine, config.model, facts.random, facts.buffers)
 
 
 def _finite(*values: float) -> bool:
@@ -211,11 +232,15 @@ class Run:
         # sessions training in several processes report what rank 0's probe cannot see (optional method)
         report = self.session.worker_report() if hasattr(self.session, "worker_report") else None
         # a profile times steps on the weights as they are: non-finite ones would time NaN arithmetic
+        # one model's parameter count: the session's own, else from the float32 bytes of all replicas
+        n_params = int(getattr(self.session, "n_parameters", 0) or memory.parameters // 4 // len(self.seeds))
         split = (self.session.profile(profile_steps(self.per_seed[0][-1].steps))
                  if profile and not self.all_diverged else None)
         self.probe.finish()  # CUDA: the cuBLAS workspaces, counted apart from the peak
-        counts = torch.bincount(self.data.y, minlength=self.data.n_classes)
-        majority = float(counts.max()) / max(1, self.data.n_samples)
+        majority = None  # regression targets have no largest class
+        if not self.data.is_regression:
+            counts = torch.bincount(self.data.y, minlength=self.data.n_classes)
+            majority = float(counts.max()) / max(1, self.data.n_samples)
         return [
             RunResult(
                 config=self.config.with_(seed=seed),
@@ -244,6 +269,8 @@ class Run:
                 class_names=self.data.class_names,
                 cuda_workspace_bytes=self.probe.workspace,
                 majority_accuracy=majority,
+                n_parameters=n_params,
+                model_hash=source_hash(self.config.model),
             )
             for k, seed in enumerate(self.seeds)
         ]

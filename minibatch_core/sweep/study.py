@@ -318,6 +318,7 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
         torch.set_num_threads(study.threads)
     try:
         return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
+                                   model=study.model,
                                    optimizer=study.optimizer, train_batch=batch_size, lr=lr,
                                    seed=study.seeds[0] if seed is None else seed, b_small=b_small, b_big=b_big,
                                    every=every,

@@ -8,6 +8,7 @@ from typing import Any
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, parse_threads
+from minibatch_core.input.specs import parse_model_spec
 from minibatch_core.input.split import check_val_fraction
 from minibatch_core.records.axes import items as _items
 from minibatch_core.records.axes import parse_hidden_list, parse_seeds
@@ -40,6 +41,7 @@ class StudyConfig:
     eval_every: int | None = None
     optimizer: str = "adam"
     hidden: tuple[int, ...] = (10, 10)
+    model: str = "mlp"  # one model per study (mlp, linear, cnn or a user's factory spec)
     scale: str = "none"
     target: str | None = None  # label column of a file dataset
     n_samples: int = 1000
@@ -89,6 +91,11 @@ class StudyConfig:
         if self.eval_every is not None:
             set_(self, "eval_every", _int("eval every", self.eval_every, 1))
         set_(self, "hidden", parse_hidden_list(self.hidden)[0])
+        models = _unique(parse_model_spec(m) for m in _items("models", self.model))
+        if len(models) != 1:
+            raise MinibatchError(f"a study trains one model, got {len(models)} ({', '.join(models)}): run one "
+                                 "study per model")
+        set_(self, "model", models[0])
         set_(self, "threads", parse_threads(self.threads))
         for name, minimum in (("n_samples", 2), ("n_features", 1), ("n_classes", 2)):
             set_(self, name, _int(name.replace("_", " "), getattr(self, name), minimum))
@@ -103,7 +110,7 @@ class StudyConfig:
     def run_config(self, dataset: str, engine: str, device: str, batch: int | str, lr: float,
                    seed: int) -> RunConfig:
         return RunConfig(dataset=dataset, batch_size=batch, epochs=self.max_epochs, seed=seed, device=device,
-                         engine=engine, lr=lr, optimizer=self.optimizer, hidden=self.hidden,
+                         engine=engine, lr=lr, optimizer=self.optimizer, hidden=self.hidden, model=self.model,
                          target=self.target, scale=self.scale, n_samples=self.n_samples,
                          n_features=self.n_features, n_classes=self.n_classes, data_seed=self.data_seed,
                          threads=self.threads)

@@ -175,6 +175,7 @@ def plan(sweep: SweepConfig) -> Plan:
     jobs: list[Job] = []
     merged: dict[tuple[str, int], list[str]] = {}  # (dataset, resolved size) -> the specs that gave it
     left = LeftOutTally()
+    checked: dict[tuple, Any] = {}  # (model, dataset, loss, hidden, data settings) -> the model's facts
     for combination in itertools.product(*choices):
         base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
         engine = engines[base.engine]
@@ -188,6 +189,10 @@ def plan(sweep: SweepConfig) -> Plan:
             choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
         if base.dataset not in n_samples:
             n_samples[base.dataset] = trainer.load_for(base).n_samples
+        reason = _model_cannot(base, sweep, checked)
+        if reason:  # sklearn for a conv net: left out, listed, the rest runs
+            left.add(base, reason, len(seeds))
+            continue
         specs = merged.setdefault((base.dataset, resolve_batch_size(base.batch_size, n_samples[base.dataset])), [])
         if str(base.batch_size) not in specs:
             specs.append(str(base.batch_size))
@@ -236,6 +241,32 @@ def check_plan_size(sweep: SweepConfig, confirmed: bool, command: str = "run") -
     if isinstance(epochs, int) and epochs > MAX_EPOCHS:
         raise MinibatchError(f"epochs {epochs:,} is above the {MAX_EPOCHS:,} that `{command}` trains without "
                              "asking: give fewer, or add --yes")
+
+
+_SKIP_WHY = {"sklearn": "it trains only the lesson's mlp with cross_entropy",
+             "stacked": "their dropout or buffers cannot be reproduced by stacked replicas"}
+
+
+def _model_cannot(base: RunConfig, sweep: SweepConfig, checked: dict[tuple, Any]) -> str | None:
+    """Check a configuration's model on its data once (factory, output shape, targets vs loss: a one-line
+    error before anything runs). Why the engine cannot train the model (it is then left out of the plan,
+    listed), or None; refused outright when that engine is the sweep's only one."""
+    from minibatch_core.engines import check_model_facts, check_model_support
+    from minibatch_core.input.models import check_model_and_data
+
+    key = (base.model, base.dataset, base.loss, base.hidden, base.target, base.scale, base.n_samples,
+           base.n_features, base.n_classes, base.data_seed)
+    if key not in checked:
+        checked[key] = check_model_and_data(base.model, base.hidden, base.loss, trainer.load_for(base))
+    facts = checked[key]
+    try:
+        check_model_support(base.engine, base.model, base.loss)
+        check_model_facts(base.engine, base.model, facts.random, facts.buffers)
+    except MinibatchError:
+        if len(sweep.engines) == 1:
+            raise
+        return f"model {base.model}: {_SKIP_WHY.get(base.engine, 'this engine cannot train it')}"
+    return None
 
 
 def _kept_spec(specs: list[str]) -> str:
