@@ -9,5 +9,4 @@
 # PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MINIBATCH_BENCH_SERVER=off
 exec "${PYTHON:-python3}" scripts/gpu_check.py "$@"

@@ -138,8 +138,7 @@ def test_rows_outside_env_json_settings_are_refused(tmp_path, capsys):
 def test_stdout_to_dev_full_is_one_line(tmp_path):
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "minibatch_core", "compare", str(BASELINE), str(BASELINE)],
-                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
-                              env={**os.environ, "MINIBATCH_BENCH_SERVER": "off"})
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "No space left" in lines[0] and "internal error" not in lines[0], done.stderr
@@ -165,7 +164,7 @@ def _ours_left(pid: int, children: list[psutil.Process]) -> list[str]:
 
 
 def _interrupt(argv: list[str], tmp_path: Path, sig: int, wait_for) -> tuple[subprocess.CompletedProcess, list]:
-    env = {**os.environ, "MINIBATCH_BENCH_SERVER": "off", "TMPDIR": str(tmp_path / "tmp")}
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "minibatch_core", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)

@@ -62,7 +62,7 @@ def test_a_users_repository_benchmarks_its_model_and_compare_reads_the_json(tmp_
     installed = any(e.name == PLUGIN for e in entry_points(group="pytest11"))
     # the installed entry point is what a user gets; a checkout without it names the plugin explicitly
     load = [] if installed else ["-p", PLUGIN]
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "MINIBATCH_BENCH_SERVER": "off"}
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "pytest", *load, "-p", "no:cacheprovider", "--benchmark-only",
                            f"--benchmark-json={out}", "test_my_model.py"], cwd=tmp_path, capture_output=True,
                           text=True, env=env, timeout=600)

@@ -116,6 +116,7 @@ def prepared(label: str, spec: str | None, work: Path) -> Iterator[Version]:
 def _env(version: Version) -> dict[str, str]:
     inherited = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(version.folder), inherited]).strip(os.pathsep),
+            # an older revision may still have the warm worker server: its commands must run in the trial
             "MINIBATCH_BENCH_SERVER": "off", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
