@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         raise MinibatchError("nothing to check: --instructions-baseline none and --wall-time skip")
     if args.instructions_baseline != "none":
         instructions.load(args.instructions_baseline)  # a missing or damaged baseline: exit 2 before any work
-    if args.wall_time in ("inform", "gate"):
+    if args.wall_time != "skip":  # ab's fallback is the stored-baseline sweep: its baseline must load too
         CompareOptions(max_slowdown=args.max_slowdown)
         load_results(args.wall_baseline)
     with tempfile.TemporaryDirectory(prefix="minibatch-gate-") as tmp:
