@@ -200,8 +200,9 @@ def test_interrupted_sweep_keeps_complete_runs_only(tmp_path: Path, monkeypatch,
     assert sorted(runs["run_id"].unique()) == ["reference|wine|cpu|b32|s0|lr0.001",
                                                "reference|wine|cpu|b32|s1|lr0.001"]
     # every cell filled, except those empty by design: no target column (bundled data), no divergence, no
-    # held-out split (a study's columns), no model hash (a built-in model: its code is the package's)
-    empty = ["target", "diverged_epoch", "val_loss", "val_accuracy", "model_hash"]
+    # held-out split (a study's columns), no model hash (a built-in model: its code is the package's), no
+    # cuBLAS workspace (CPU)
+    empty = ["target", "diverged_epoch", "val_loss", "val_accuracy", "model_hash", "cuda_workspace_bytes"]
     assert len(runs) == 2 * 2 and runs.drop(columns=empty).notna().all().all()
     assert sorted(p.name for p in out.iterdir()) == ["calibration.json", "env.json", "runs.csv"]
     assert json.loads((out / "env.json").read_text())["status"] == "interrupted"

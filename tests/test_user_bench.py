@@ -79,5 +79,5 @@ def test_a_users_repository_benchmarks_its_model_and_compare_reads_the_json(tmp_
     loaded = load_results(out)
     assert set(loaded.frame["model"]) == {"models.py:make_net"} and loaded.kind == "pytest-benchmark JSON"
     # the JSON against itself: every configuration matched, nothing regressed
-    assert main(["compare", str(out), str(out)], serve=False) == 0
+    assert main(["compare", str(out), str(out)]) == 0
     assert "models.py:make_net" in capsys.readouterr().out

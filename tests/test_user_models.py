@@ -146,7 +146,7 @@ def test_dropout_fast_draws_the_reference_stream_and_stacked_refuses(user: Path,
     config = RunConfig(dataset="data.py:images", model="nets.py:with_dropout", epochs=2, batch_size=4)
     assert _close(_losses(train(config, isolate=False)), _losses(train(config.with_(engine="fast"), isolate=False)))
     assert main(["train", "--no-isolate", "--engine", "stacked", "--model", "nets.py:with_dropout",
-                 "--dataset", "digits-images", "--epochs", "1"], serve=False) == 2
+                 "--dataset", "digits-images", "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "dropout" in err and "fast" in err
 
@@ -220,7 +220,7 @@ BAD = [
 @pytest.mark.parametrize(("flags", "message"), BAD)
 def test_bad_input_is_one_line_and_exit_2(user: Path, flags: list[str], message: str, capsys) -> None:
     argv = ["train", "--no-isolate", "--epochs", "1", "--dataset", "data.py:images", *flags]
-    assert main(argv, serve=False) == 2
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
 
@@ -228,5 +228,5 @@ def test_bad_input_is_one_line_and_exit_2(user: Path, flags: list[str], message:
 def test_a_sweep_with_a_bad_model_writes_nothing(user: Path, capsys) -> None:
     out = user / "out"
     assert main(["run", "--no-isolate", "--models", "cnn,nets.py:wrong_shape", "--datasets", "data.py:images",
-                 "--epochs", "1", "--seeds", "0", "--batch-sizes", "32", "--out", str(out)], serve=False) == 2
+                 "--epochs", "1", "--seeds", "0", "--batch-sizes", "32", "--out", str(out)]) == 2
     assert "expected (1, 10)" in capsys.readouterr().err and not out.exists()

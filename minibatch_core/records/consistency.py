@@ -30,12 +30,17 @@ LOSS_COLUMNS = ("epoch_loss", "eval_loss", "val_loss")
 LOSS_TOLERANCE = 1e-6  # cross-entropy is >= 0; float rounding may leave a hair below
 
 
-def check_values(frame: pd.DataFrame, source: str) -> None:
+def check_values(frame: pd.DataFrame, source: str, *, divergence_recorded: bool = True) -> None:
     """Times finite, >= 0 and below MAX_SECONDS; memory >= 0; losses >= 0 and finite unless the run
-    diverged (its non-finite loss is what ``diverged`` records); accuracies in [0, 1]. Empty cells are
-    left to the schema (some columns are optional)."""
-    diverged = frame["diverged"].fillna(False).astype(bool) if "diverged" in frame else \
-        pd.Series(False, index=frame.index)
+    diverged (its non-finite loss is what ``diverged`` records; in files from before that column,
+    ``divergence_recorded=False``, a non-finite loss is itself the record of a divergence); accuracies in
+    [0, 1]. Empty cells are left to the schema (some columns are optional)."""
+    if not divergence_recorded:
+        diverged = pd.Series(True, index=frame.index)
+    elif "diverged" in frame:
+        diverged = frame["diverged"].fillna(False).astype(bool)
+    else:
+        diverged = pd.Series(False, index=frame.index)
     if "epoch_time_s" in frame:  # every epoch that ran took a time: NaN is not a measurement
         times = pd.to_numeric(frame["epoch_time_s"], errors="coerce")
         if times.isna().any():

@@ -91,6 +91,7 @@ def load_profile(path: str | Path) -> pd.DataFrame | None:
 
 def check_runs(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Schema checks and types for runs rows from any source (a CSV, a bench JSON's records)."""
+    divergence_recorded = "diverged" in frame.columns  # older files: a non-finite loss is how they say it
     frame = _check(frame, RUN_COLUMNS, source)
     if frame["epochs"].isna().any():  # files from before the column: the run's last epoch
         frame["epochs"] = frame["epochs"].fillna(frame.groupby("run_id")["epoch"].transform("max")).astype(int)
@@ -98,7 +99,7 @@ def check_runs(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         frame["warmup"] = frame["warmup"].where(frame["warmup"].notna(), frame["epoch"] == 1).astype(bool)
     # recomputed rather than trusted: the identity is the columns, and older files had no config_id
     frame["config_id"] = [ident.config_id(row) for row in frame[list(ident.IDENTITY_COLUMNS)].to_dict("records")]
-    consistency.check_values(frame, source)
+    consistency.check_values(frame, source, divergence_recorded=divergence_recorded)
     split = split_by_hardware(frame)
     if split is not frame:  # runs of one configuration on two kinds of hardware (a ray sweep): kept apart
         split["config_id"] = [ident.config_id(row) for row in split[list(ident.IDENTITY_COLUMNS)].to_dict("records")]
