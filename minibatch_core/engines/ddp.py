@@ -44,7 +44,7 @@ from minibatch_core.engines.ddp_group import (
     current_group,
     share,
 )
-from minibatch_core.engines.membytes import activation_bytes, optimizer_state_bytes, tensor_bytes
+from minibatch_core.engines.membytes import module_memory
 from minibatch_core.engines.reference import make_optimizer
 from minibatch_core.engines.shuffle import LoaderShuffle
 from minibatch_core.errors import MinibatchError
@@ -218,13 +218,7 @@ class DDPSession:
         return [evaluate_logits(self.model, self.X, self.y, self.config.loss)]
 
     def memory(self) -> MemoryBreakdown:
-        params = list(self.model.parameters())
-        return MemoryBreakdown(
-            parameters=tensor_bytes(params),
-            gradients=tensor_bytes(p.grad for p in params),
-            optimizer_state=optimizer_state_bytes(self.optimizer),
-            activations=activation_bytes(self.model, self.X[: self.worker_batch_size]),
-        )
+        return module_memory(self.model, self.optimizer, self.X[: self.worker_batch_size])
 
     def profile(self, steps: int) -> dict[str, float]:
         """Extra steps with a synchronized clock read between phases; backward is split into its own

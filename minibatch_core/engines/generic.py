@@ -28,7 +28,7 @@ from minibatch_core.engines.base import (
     evaluate_logits,
     make_model,
 )
-from minibatch_core.engines.membytes import activation_bytes, optimizer_state_bytes, tensor_bytes
+from minibatch_core.engines.membytes import module_memory
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.devices import synchronize
@@ -201,13 +201,7 @@ class GenericFastSession:
         return [evaluate_logits(self.model, self.X, self.y, self.config.loss)]
 
     def memory(self) -> MemoryBreakdown:
-        params = list(self.model.parameters())
-        return MemoryBreakdown(
-            parameters=tensor_bytes(params),
-            gradients=tensor_bytes(p.grad for p in params),
-            optimizer_state=optimizer_state_bytes(self.optimizer),
-            activations=activation_bytes(self.model, self.X[: self.batch_size]),
-        )
+        return module_memory(self.model, self.optimizer, self.X[: self.batch_size])
 
     def profile(self, steps: int) -> dict[str, float]:
         """Eager steps with a synchronized clock read between phases; ``data`` is the epoch's permuted

@@ -33,3 +33,13 @@ def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
         for h in handles:
             h.remove()
     return int(total)
+
+
+def module_memory(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor):
+    """The memory breakdown of an ``nn.Module`` trained by a ``torch.optim`` optimizer: its parameters,
+    their gradients, the optimizer's state, and one forward pass's activations on ``batch``."""
+    from minibatch_core.engines.breakdown import MemoryBreakdown
+
+    params = list(model.parameters())
+    return MemoryBreakdown(parameters=tensor_bytes(params), gradients=tensor_bytes(p.grad for p in params),
+                           optimizer_state=optimizer_state_bytes(optimizer), activations=activation_bytes(model, batch))

@@ -24,7 +24,7 @@ from minibatch_core.engines.base import (
     evaluate_logits,
     make_model,
 )
-from minibatch_core.engines.membytes import activation_bytes, optimizer_state_bytes, tensor_bytes
+from minibatch_core.engines.membytes import module_memory
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.devices import synchronize
@@ -88,14 +88,7 @@ class ReferenceSession:
         return [evaluate_logits(self.model, self._X_eval, self._y_eval, self.config.loss)]
 
     def memory(self) -> MemoryBreakdown:
-        params = list(self.model.parameters())
-        largest = self._X_eval[: self.batch_size]
-        return MemoryBreakdown(
-            parameters=tensor_bytes(params),
-            gradients=tensor_bytes(p.grad for p in params),
-            optimizer_state=optimizer_state_bytes(self.optimizer),
-            activations=activation_bytes(self.model, largest),
-        )
+        return module_memory(self.model, self.optimizer, self._X_eval[: self.batch_size])
 
     def profile(self, steps: int) -> dict[str, float]:
         """The same loop, with a synchronized clock read between its phases."""
