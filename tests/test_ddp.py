@@ -142,7 +142,7 @@ def test_a_master_port_in_use_is_a_one_line_error(monkeypatch, capsys):
 @pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_a_clear_error_and_no_process_left():
     cmd = [sys.executable, "-m", "minibatch_core", "train", "--engine", "ddp", "--workers", "2",
-           "--epochs", "1000000"]
+           "--epochs", "1000000", "--yes"]  # a run that lasts until it is killed: above the limit on purpose
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     command = psutil.Process(proc.pid)
