@@ -116,8 +116,12 @@ def test_cpu_peak_memory_comes_from_a_fresh_worker(bench_run) -> None:
         assert (runs.memory_method == info["memory_method"]).all()
         assert (runs.peak_memory_bytes == info["peak_memory_bytes"]).all()
         # the growth over training of the fresh worker, not its resident set: torch alone keeps more than
-        # 100 MiB resident, the MLP's training on Wine grows it by a few hundred KiB at most
-        assert 0 < info["peak_memory_bytes"] < 64 * 2**20
+        # 100 MiB resident, the MLP's training on Wine grows it by a few hundred KiB at most. The upper bound
+        # is what fails if the figure were the resident set. Zero is a real measurement, not a missing one:
+        # the resident set moves in pages, and the stacked engine's few KiB of tensors (2 replicas of 243
+        # weights, made before its first timed epoch) fit in heap pages the worker already holds (measured 0
+        # in three runs of 3 on this project's 2-core machine; the reference engine's DataLoader: 28-36 KiB)
+        assert 0 <= info["peak_memory_bytes"] < 64 * 2**20
         # the tensors' bytes beside it: replicas x the 13-10-10-3 MLP's float32 weights
         assert (runs.param_bytes == 4 * WINE_MLP_PARAMS * info["replicas"]).all()
 
