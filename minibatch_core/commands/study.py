@@ -66,9 +66,11 @@ def add_parser(sub) -> None:
     g.add_argument("--devices", default="cpu", metavar="DEV[,DEV...]", help="cpu, cuda, cuda:N, auto (default cpu)")
     t = p.add_argument_group("target and budget")
     t.add_argument("--target-accuracy", type=float, metavar="A", help="validation accuracy to reach, in (0, 1]")
-    t.add_argument("--target-loss", type=float, metavar="L", help="validation loss to reach, > 0")
+    t.add_argument("--target-loss", type=float, metavar="L",
+                   help="validation loss to reach, > 0 (with --loss mse: the mean squared error; required)")
     t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
-                   help="held-out fraction, in (0, 0.9]; stratified, split seed --data-seed (default 0.2)")
+                   help="held-out fraction, in (0, 0.9]; stratified by class (float targets: a plain random "
+                   "split), split seed --data-seed (default 0.2)")
     t.add_argument("--max-epochs", type=int, default=40, metavar="E",
                    help="epoch budget per run (default 40); larger batch sizes get at least the steps the smallest "
                    "batch size needed at its best rate")
@@ -85,6 +87,10 @@ def add_parser(sub) -> None:
     m.add_argument("--model", "--models", dest="model", default="mlp", metavar="SPEC",
                    help="the model: mlp (default), linear, cnn, package.module:function or path/file.py:function "
                    "(one per study)")
+    # no argparse choices: StudyConfig refuses an unknown loss in one line, as every other bad value
+    m.add_argument("--loss", default="cross_entropy", metavar="LOSS",
+                   help="cross_entropy (class numbers; accuracy reported; default) or mse (float targets of "
+                   "shape (N,) or (N, k); no accuracy, so give --target-loss)")
     m.add_argument("--threads", default="1", metavar="N",
                    help="torch intra-op threads while training: an integer, or auto = torch's default (default 1)")
     add_data_options(p)
@@ -118,7 +124,7 @@ def study_from_args(args: argparse.Namespace):
         data_seed=args.data_seed, max_epochs=args.max_epochs, max_steps=args.max_steps, lr_search=args.lr_search,
         time_budget_s=args.time_budget,
         full_budget=args.full_budget, eval_every=args.eval_every, optimizer=args.optimizer, hidden=args.hidden,
-        model=args.model,
+        model=args.model, loss=args.loss,
         scale=args.scale, target=args.target, n_samples=args.n_samples, n_features=args.n_features,
         n_classes=args.n_classes, noise_scale=not args.no_noise_scale, threads=args.threads,
     )

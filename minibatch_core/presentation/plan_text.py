@@ -50,7 +50,9 @@ def study_plan_lines(the_plan: Any) -> list[str]:
     study = the_plan.study
     lines = [f"plan: {_count(the_plan.total_runs, 'run')} (learning rate x seed pairs) in "
              f"{_count(len(the_plan.jobs), 'timed pass', 'timed passes')} on {', '.join(the_plan.devices)}; up to "
-             f"{study.max_epochs} epochs each, until {', '.join(t.describe() for t in the_plan.targets.values())}"]
+             f"{study.max_epochs} epochs each, until {', '.join(t.describe() for t in the_plan.targets.values())}"
+             + (f"; model {study.model}" if getattr(study, "model", "mlp") != "mlp" else "")
+             + (f"; loss {study.loss}" if getattr(study, "loss", "cross_entropy") != "cross_entropy" else "")]
     for job in the_plan.jobs[:MAX_CONFIGURATION_LINES]:
         lrs = sorted({base for _, base, _ in job.pairs})
         lines.append(f"  {job.engine} | {job.dataset} | {job.device} | batch {job.batch_spec} | "

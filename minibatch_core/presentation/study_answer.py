@@ -119,8 +119,8 @@ def noise_part(c: dict[str, Any]) -> str:
     noise = c.get("noise") or {}
     runs = c.get("b_simple_runs", 1)
     text = (f"The gradient-noise prediction, averaged over the measurements before the target ({runs} measuring "
-            f"run(s) of the reference model at batch {noise.get('train_batch', '?')}, lr {_g(noise.get('lr'))}), is "
-            f"{figure(c, 'b_simple', 'B_simple')}")
+            f"run(s) of the model in the reference loop at batch {noise.get('train_batch', '?')}, "
+            f"lr {_g(noise.get('lr'))}), is {figure(c, 'b_simple', 'B_simple')}")
     if c.get("b_simple_start") is not None:
         text += (f"; at the start {figure(c, 'b_simple_start', 'B_simple')}, at the step the target was reached "
                  f"{figure(c, 'b_simple_at_target', 'B_simple')}")
@@ -195,8 +195,10 @@ def answer(best: pd.DataFrame, study: pd.DataFrame, critical: list[dict[str, Any
                     "steps), but at no batch size and learning rate did the median seed reach it, so no batch size "
                     "has a best learning rate." if hits else
                     f"{where}, no run reached {target} within its budget (at most {had:,} steps).")
-            out.append(f"{lead} The best validation accuracy any run saw was {rows['best_val_accuracy'].max():.3f}, "
-                       f"lowest validation loss {rows['min_val_loss'].min():.4f}: choose a reachable target, a larger "
+            best_acc = pd.to_numeric(rows["best_val_accuracy"], errors="coerce").max()  # NaN: mse, no accuracy
+            seen = (f"The best validation accuracy any run saw was {best_acc:.3f}, lowest validation loss"
+                    if pd.notna(best_acc) else "The lowest validation loss any run saw was")
+            out.append(f"{lead} {seen} {rows['min_val_loss'].min():.4f}: choose a reachable target, a larger "
                        "budget, more seeds or other learning rates.")
             continue
         c = crit.get(key, {})

@@ -215,7 +215,7 @@ def plot_noise_scale(noise_points: pd.DataFrame, critical: list[dict[str, Any]],
                 ax.axhline(c["b_crit"], color="C1", ls="--", lw=1, label=f"B_crit measured ({c['engine']}) "
                            f"{c['b_crit']:.3g}")
         ax.set_yscale("log")
-        ax.set_xlabel(f"training step (reference model, batch {noise.get('train_batch', '?')}, "
+        ax.set_xlabel(f"training step (reference loop, batch {noise.get('train_batch', '?')}, "
                       f"lr {noise.get('lr', float('nan')):.3g})")
         ax.set_ylabel("gradient noise scale B_simple")
         ax.set_title(f"{dataset}: B_small {noise.get('b_small', '?')}, B_big {noise.get('b_big', '?')}",

@@ -146,8 +146,10 @@ def method_items(meta: dict[str, Any], study: pd.DataFrame) -> list[str]:
     res = study.loc[study["reached"].astype(bool), "eval_resolution_steps"]
     items = [
         "Held-out target: " + "; ".join(f"{d}: {v['train_rows']:,} training / {v['val_rows']:,} validation rows "
-                                        f"(stratified, split seed {v['split_seed']})"
-                                        for d, v in meta.get("splits", {}).items()) + ".",
+                                        f"({'stratified' if v.get('stratified', True) else 'random'}, split seed "
+                                        f"{v['split_seed']})" for d, v in meta.get("splits", {}).items())
+        + ("; loss mse (float targets: no accuracy, and no classes to stratify the split on)"
+           if s.get("loss") == "mse" else "") + ".",
         "Per batch size, every learning rate x seed trains until the target is met on the validation rows "
         + ("" if not s.get("lr_search", False) else "(searched: while a batch size's best rate sat at an end of "
            "the rates tried, one more rate a grid step beyond it was trained, then two between the best and its "
@@ -173,8 +175,8 @@ def method_items(meta: dict[str, Any], study: pd.DataFrame) -> list[str]:
         "Measured critical batch: S(B) = S_min + E_min/B, the form of (S/S_min − 1)(E/E_min − 1) = 1 "
         "(McCandlish et al. 2018), fitted to the best-rate median steps by least squares on log S; "
         "B_crit = E_min/S_min. Predicted: B_simple = tr(Σ)/|G|² from gradient norms at two batch sizes "
-        "(their App. A), averaged over the measurements before the target on the reference model, one measuring "
-        "run per seed.",
+        "(their App. A) of the study's loss, averaged over the measurements before the target along the study's "
+        "model trained in the reference loop, one measuring run per seed.",
         "Intervals: bootstrap over seeds (each batch size's seeds resampled with replacement, the best rate "
         "reselected and the curve refitted, 1,000 times; the measuring runs resampled likewise for B_simple); "
         "central 90% percentile interval. With fewer than 3 seeds no interval is estimated.",

@@ -25,7 +25,8 @@ def _identity(study, job, split, lr: float, torch_threads: int, n_samples: int, 
                           epochs=study.max_epochs, target=study.target, scale=study.scale,
                           data_seed=split.seed, torch_threads=torch_threads, workers=1, n_samples=n_samples,
                           n_features=split.train.n_features, n_classes=split.train.n_classes,
-                          model=getattr(study, "model", "mlp"), model_hash=source_hash(getattr(study, "model", "mlp")))
+                          model=getattr(study, "model", "mlp"), loss=getattr(study, "loss", "cross_entropy"),
+                          model_hash=source_hash(getattr(study, "model", "mlp")))
 
 
 def _study_suffix(study) -> str:

@@ -1,8 +1,10 @@
 """The gradient noise scale B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), measured in training.
 
 The prediction of the critical batch comes from gradient norms at two batch sizes B_small < B_big,
-measured every few steps along a training run of the reference model (``nn.Sequential``, autograd,
-``torch.optim``, the lesson's DataLoader loop). With E|G_B|^2 = |G|^2 + tr(Sigma)/B (their App. A):
+measured every few steps along a training run of the study's model (any ``nn.Module``: the two-batch
+estimator needs only the gradient of a batch's mean loss; autograd, ``torch.optim``, the lesson's DataLoader
+loop) with the study's loss, the engines' own ``batch_loss_fn`` (cross_entropy, or mse on float targets).
+With E|G_B|^2 = |G|^2 + tr(Sigma)/B (their App. A):
 
     |G|^2     ~ (B_big |G_big|^2 - B_small |G_small|^2) / (B_big - B_small)
     tr(Sigma) ~ (|G_small|^2 - |G_big|^2) / (1/B_small - 1/B_big)
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from minibatch_core.engines.base import evaluate_logits
+from minibatch_core.engines.base import batch_loss_fn, evaluate_logits
 from minibatch_core.engines.reference import make_optimizer
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.models import build_model
@@ -44,7 +47,7 @@ class NoisePoint:
     grad_sq: float  # the |G|^2 estimate
     trace: float  # the tr(Sigma) estimate
     val_loss: float
-    val_accuracy: float
+    val_accuracy: float  # NaN with mse (no classes)
 
 
 @dataclass
@@ -70,22 +73,24 @@ class NoiseScale:
         return d
 
 
-def _grad_sq(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    params = [p for p in model.parameters()]
-    loss = nn.functional.cross_entropy(model(X), y)
-    grads = torch.autograd.grad(loss, params)
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _grad_sq(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(model(X), y), params)
     return float(sum((g.double() ** 2).sum() for g in grads))
 
 
 def _mean_grad_sq(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch: int, draws: int,
-                  rng: torch.Generator) -> float:
+                  rng: torch.Generator, loss_fn: LossFn) -> float:
     n = X.shape[0]
     if batch >= n:
-        return _grad_sq(model, X, y)  # every row: the exact gradient, one draw suffices
+        return _grad_sq(model, X, y, loss_fn)  # every row: the exact gradient, one draw suffices
     total = 0.0
     for _ in range(draws):
         idx = torch.randperm(n, generator=rng)[:batch]
-        total += _grad_sq(model, X[idx], y[idx])
+        total += _grad_sq(model, X[idx], y[idx], loss_fn)
     return total / draws
 
 
@@ -105,9 +110,9 @@ def ratio(trace: list[float], grad_sq: list[float]) -> float | None:
 
 def measure_noise_scale(train: Dataset, val: Dataset, target: Target, *, hidden: tuple[int, ...],
                         optimizer: str, train_batch: int, lr: float, seed: int, b_small: int, b_big: int,
-                        every: int, max_steps: int, model: str = "mlp") -> NoiseScale:
-    """Train the reference model (seed, batch ``train_batch``, rate ``lr``) for up to ``max_steps`` steps,
-    measuring the two-batch gradient norms at step 0 and every ``every`` steps."""
+                        every: int, max_steps: int, model: str = "mlp", loss: str = "cross_entropy") -> NoiseScale:
+    """Train ``model`` (seed, batch ``train_batch``, rate ``lr``, the mean ``loss`` of a batch) for up to
+    ``max_steps`` steps, measuring the two-batch gradient norms at step 0 and every ``every`` steps."""
     if not 1 <= b_small < b_big:
         raise ValueError(f"need 1 <= B_small < B_big, got {b_small}, {b_big}")
     X, y = train.X, train.y
@@ -118,7 +123,7 @@ def measure_noise_scale(train: Dataset, val: Dataset, target: Target, *, hidden:
     opt = make_optimizer(optimizer, model.parameters(), lr)
     loader = DataLoader(TensorDataset(X, y), batch_size=train_batch, shuffle=True)
     rng = torch.Generator().manual_seed(10_000 + seed)
-    criterion = nn.CrossEntropyLoss()
+    criterion = batch_loss_fn(loss)  # the engines' loss, so B_simple is the noise of what they train
     points: list[NoisePoint] = []
     measure_s = train_s = 0.0
     step, reached_at = 0, None
@@ -126,15 +131,15 @@ def measure_noise_scale(train: Dataset, val: Dataset, target: Target, *, hidden:
     def measure() -> None:
         nonlocal measure_s, reached_at
         started = time.perf_counter()
-        g2s = _mean_grad_sq(model, X, y, b_small, SMALL_DRAWS, rng)
-        g2b = _mean_grad_sq(model, X, y, b_big, BIG_DRAWS, rng)
+        g2s = _mean_grad_sq(model, X, y, b_small, SMALL_DRAWS, rng, criterion)
+        g2b = _mean_grad_sq(model, X, y, b_big, BIG_DRAWS, rng, criterion)
         measure_s += time.perf_counter() - started
         model.eval()
-        loss, acc = evaluate_logits(model, val.X, val.y)
+        val_loss, acc = evaluate_logits(model, val.X, val.y, loss)
         model.train()
         grad_sq, trace = two_batch_estimates(g2s, g2b, b_small, b_big)
-        points.append(NoisePoint(step, g2s, g2b, grad_sq, trace, loss, acc))
-        if reached_at is None and target.met(loss, acc):
+        points.append(NoisePoint(step, g2s, g2b, grad_sq, trace, val_loss, acc))
+        if reached_at is None and target.met(val_loss, acc):
             reached_at = step
 
     measure()

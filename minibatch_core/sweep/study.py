@@ -33,7 +33,7 @@ from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
 from minibatch_core.input.devices import expand_devices, resolve_device
-from minibatch_core.input.split import Split, stratified_split
+from minibatch_core.input.split import Split, held_out_split
 from minibatch_core.records.study_axes import policy_factor, resolve_study_batches
 from minibatch_core.records.study_rows import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
 from minibatch_core.running import trainer
@@ -41,7 +41,7 @@ from minibatch_core.running.envinfo import load_average
 from minibatch_core.running.measure import device_name
 from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
 from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
-from minibatch_core.sweep.study_config import StudyConfig
+from minibatch_core.sweep.study_config import StudyConfig, check_study_model
 from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
 
 STUDY_JSON = "study.json"
@@ -91,7 +91,8 @@ def plan(study: StudyConfig) -> StudyPlan:
     for dataset in study.datasets:
         # loaded unscaled: the split scales both sides with the training rows' statistics only
         data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0).with_(scale="none"))
-        split = splits[dataset] = stratified_split(data, study.val_fraction, study.data_seed, scale=study.scale)
+        check_study_model(study, data)  # targets that fit the loss, a model the engines train: one line if not
+        split = splits[dataset] = held_out_split(data, study.val_fraction, study.data_seed, scale=study.scale)
         n_samples[dataset] = data.n_samples
         targets[dataset] = study.target_for(dataset)
         n_train = split.train.n_samples
@@ -298,7 +299,7 @@ NOISE_MEASUREMENTS_BEFORE_TARGET = 30
 
 def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float, median_steps: float,
                   seed: int | None = None, course: bool = True):
-    """B_simple for one dataset along the reference model's run at (batch_size, lr), ``seed`` (default: the
+    """B_simple for one dataset along the study's model's run at (batch_size, lr), ``seed`` (default: the
     first seed): B_small and B_big are the grid's smallest and largest batch sizes; about
     NOISE_MEASUREMENTS_BEFORE_TARGET measurements before the target, and the course continues to twice
     the steps the grid needed. Runs on CPU (the noise scale is a property of the data and the model)."""
@@ -318,10 +319,9 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
         torch.set_num_threads(study.threads)
     try:
         return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
-                                   model=study.model,
-                                   optimizer=study.optimizer, train_batch=batch_size, lr=lr,
-                                   seed=study.seeds[0] if seed is None else seed, b_small=b_small, b_big=b_big,
-                                   every=every,
+                                   model=study.model, loss=study.loss, optimizer=study.optimizer,
+                                   train_batch=batch_size, lr=lr, seed=study.seeds[0] if seed is None else seed,
+                                   b_small=b_small, b_big=b_big, every=every,
                                    # the course on to twice the steps is for the plot: further seeds stop sooner
                                    max_steps=min((2 * steps if course else steps + steps // 2) + every,
                                                  max(study.max_epochs * spe, study.max_steps or 0)))

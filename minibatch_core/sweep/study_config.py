@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.config import RunConfig, parse_threads
+from minibatch_core.input.config import LOSSES, RunConfig, parse_threads
 from minibatch_core.input.specs import parse_model_spec
 from minibatch_core.input.split import check_val_fraction
 from minibatch_core.records.axes import items as _items
@@ -42,6 +42,7 @@ class StudyConfig:
     optimizer: str = "adam"
     hidden: tuple[int, ...] = (10, 10)
     model: str = "mlp"  # one model per study (mlp, linear, cnn or a user's factory spec)
+    loss: str = "cross_entropy"  # or mse (float targets: no accuracy, so the target is a validation loss)
     scale: str = "none"
     target: str | None = None  # label column of a file dataset
     n_samples: int = 1000
@@ -70,6 +71,15 @@ class StudyConfig:
         if self.target_accuracy is not None and self.target_loss is not None:
             raise MinibatchError("both --target-accuracy and --target-loss were given: give exactly one "
                                  "(or neither, for the dataset's default target)")
+        if self.loss not in LOSSES:
+            raise MinibatchError(f"loss {self.loss!r} is not known: use one of {', '.join(LOSSES)}")
+        if self.loss == "mse" and self.target_accuracy is not None:
+            raise MinibatchError("--loss mse has no accuracy, so --target-accuracy cannot be met: give the "
+                                 "validation loss to reach with --target-loss")
+        if self.loss == "mse" and self.target_loss is None:
+            # a regression target's scale is the user's (units of y squared): no default level means anything
+            raise MinibatchError("--loss mse needs a target: give the validation mean squared error to reach "
+                                 "with --target-loss")
         if self.target_accuracy is not None:
             Target("accuracy", float(self.target_accuracy))
         if self.target_loss is not None:
@@ -113,10 +123,23 @@ class StudyConfig:
                          engine=engine, lr=lr, optimizer=self.optimizer, hidden=self.hidden, model=self.model,
                          target=self.target, scale=self.scale, n_samples=self.n_samples,
                          n_features=self.n_features, n_classes=self.n_classes, data_seed=self.data_seed,
-                         threads=self.threads)
+                         threads=self.threads, loss=self.loss)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["batch_sizes"] = [str(b) for b in self.batch_sizes]
         d["hidden"] = list(self.hidden)
         return d
+
+
+def check_study_model(study: StudyConfig, data: Any) -> None:
+    """The study's model, loss and engines on ``data`` (a loaded ``Dataset``), checked before anything trains:
+    float targets with cross_entropy, class numbers with mse, a factory that fails or an engine that cannot
+    train the model are one line each, as ``train`` and ``run`` refuse them."""
+    from minibatch_core.engines import check_model_facts, check_model_support
+    from minibatch_core.input.models import check_model_and_data
+
+    facts = check_model_and_data(study.model, study.hidden, study.loss, data)
+    for engine in study.engines:
+        check_model_support(engine, study.model, study.loss)
+        check_model_facts(engine, study.model, facts.random, facts.buffers)
