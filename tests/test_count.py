@@ -217,6 +217,19 @@ def test_a_real_count_under_valgrind(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (apt-get install valgrind)")
+def test_count_counts_a_model_that_is_not_the_mlp(tmp_path, capsys):
+    """Issue 18, item 7: any model's training is counted (single-process engines), and recorded as its model."""
+    out = tmp_path / "c"
+    assert main(["count", "--models", "linear", "--engines", "fast", "--batch-sizes", "full", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    row = instructions.load(out).frame.iloc[0]
+    assert (row["model"], row["engine"], row["batch_size"], row["steps"]) == ("linear", "fast", 178, 1)
+    assert row["instructions"] > 0 and "model=linear" in row["run_id"]
+    assert "model linear" in capsys.readouterr().err  # the plan names the model, not the mlp's widths
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (apt-get install valgrind)")
 def test_count_works_from_a_fresh_virtualenv(tmp_path):
     """Issue 21: the worker was started as the resolved base interpreter, which does not see a venv's
     packages (`No module named 'torch'`). A fresh venv whose packages (those this test process sees,

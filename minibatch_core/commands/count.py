@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     path = instructions.write(folder, outcome, {"wall_s": wall_s, "argv": machine.pop("argv"),
                                                 "machine": machine, **out_marker("count")})
     for c in outcome.counts:
-        print(f"{c.config.engine:>10} {c.config.dataset} batch {c.config.batch_spec:>4} seed {c.config.seed}: "
+        model = f" model {c.config.model}" if c.config.model != "mlp" else ""
+        print(f"{c.config.engine:>10} {c.config.dataset}{model} batch {c.config.batch_spec:>4} seed {c.config.seed}: "
               f"{c.instructions:>14,} instructions, {c.instructions_per_step:>12,.0f} per step")
     print(f"{len(outcome.counts)} configuration(s) counted in {wall_s:.0f} s -> {path}")
     return 0

@@ -18,9 +18,13 @@ def _count(n: int, what: str, plural: str | None = None) -> str:
 def _configuration_line(config: Any, seeds: Sequence[int]) -> str:
     workers = f" | workers {config.workers}" if config.workers > 1 else ""
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {','.join(map(str, seeds))}"
+    # hidden widths shape only the mlp: any other model is named instead (and a loss that is not the lesson's)
+    model = getattr(config, "model", "mlp")
+    shape = f"hidden {','.join(map(str, config.hidden))}" if model == "mlp" else f"model {model}"
+    loss = getattr(config, "loss", "cross_entropy")
+    shape += f" | loss {loss}" if loss != "cross_entropy" else ""
     return (f"{config.engine} | {config.dataset} | {config.device} | batch {config.batch_spec}{workers} | "
-            f"lr {config.lr:g} | {config.optimizer} | hidden {','.join(map(str, config.hidden))} | "
-            f"{config.epochs} epochs | {seed_text}")
+            f"lr {config.lr:g} | {config.optimizer} | {shape} | {config.epochs} epochs | {seed_text}")
 
 
 def sweep_plan_lines(the_plan: Any, *, all_configurations: bool = False) -> list[str]:
