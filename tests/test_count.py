@@ -217,24 +217,12 @@ def test_a_real_count_under_valgrind(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (apt-get install valgrind)")
-def test_count_counts_a_model_that_is_not_the_mlp(tmp_path, capsys):
-    """Issue 18, item 7: any model's training is counted (single-process engines), and recorded as its model."""
-    out = tmp_path / "c"
-    assert main(["count", "--models", "linear", "--engines", "fast", "--batch-sizes", "full", "--epochs", "1",
-                 "--out", str(out)]) == 0
-    row = instructions.load(out).frame.iloc[0]
-    assert (row["model"], row["engine"], row["batch_size"], row["steps"]) == ("linear", "fast", 178, 1)
-    assert row["instructions"] > 0 and "model=linear" in row["run_id"]
-    assert "model linear" in capsys.readouterr().err  # the plan names the model, not the mlp's widths
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind (apt-get install valgrind)")
-def test_count_works_from_a_fresh_virtualenv(tmp_path):
+def test_count_works_from_a_fresh_virtualenv_on_a_model_that_is_not_the_mlp(tmp_path):
     """Issue 21: the worker was started as the resolved base interpreter, which does not see a venv's
     packages (`No module named 'torch'`). A fresh venv whose packages (those this test process sees,
     through a .pth file) are visible only to the venv's own interpreter must count, and the worker
-    must have run in that venv."""
+    must have run in that venv. Issue 18, item 7, in the same count (valgrind's start costs a minute):
+    any model's training is counted, and recorded as its model."""
     import site
     import subprocess
     import sys
@@ -249,12 +237,15 @@ def test_count_works_from_a_fresh_virtualenv(tmp_path):
     (Path(purelib) / "parent_packages.pth").write_text("\n".join(dict.fromkeys(seen)) + "\n")
     out = tmp_path / "c"
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    done = subprocess.run([str(python), "-m", "minibatch_core", "count", "--engines", "fast", "--batch-sizes",
-                           "full", "--epochs", "1", "--out", str(out)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=600)
+    done = subprocess.run([str(python), "-m", "minibatch_core", "count", "--models", "linear", "--engines", "fast",
+                           "--batch-sizes", "full", "--epochs", "1", "--out", str(out)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     cs = instructions.load(out)
-    assert len(cs.frame) == 1 and cs.frame.iloc[0]["instructions"] > 0
+    row = cs.frame.iloc[0]
+    assert len(cs.frame) == 1 and row["instructions"] > 0
+    assert (row["model"], row["engine"], row["batch_size"], row["steps"]) == ("linear", "fast", 178, 1)
+    assert "model=linear" in row["run_id"] and "model linear" in done.stderr  # the plan names the model
     assert Path(cs.env["python_prefix_under_valgrind"]).resolve() == venv.resolve()
 
 
