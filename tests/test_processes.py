@@ -50,12 +50,16 @@ def _left_behind(marker: str) -> list[str]:
         psutil.wait_procs(alive, timeout=0.2)
 
 
-def _start(argv: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
+def _start(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     marker = uuid.uuid4().hex
-    env = {**os.environ, MARKER: marker, "MPLBACKEND": "Agg"}
+    env = {**os.environ, MARKER: marker, "MPLBACKEND": "Agg", **(env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "minibatch_core", *argv], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, marker
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 SMALL_RUN = ["--engines", "reference", "--batch-sizes", "32", "--seeds", "0", "--epochs", "2", "--quiet"]
@@ -68,11 +72,23 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_no_process_outlives_a_command(name, tmp_path):
-    proc, marker = _start(COMMANDS[name], tmp_path)
+def test_no_process_outlives_a_command_nor_writes_outside_its_out_folder(name, tmp_path):
+    # issue 22: no file outside --out and the system's temporary folder; a fresh home and current folder show
+    # any other write (caches, logs, a default results/ folder)
+    home, work, tmp = tmp_path / "home", tmp_path / "work", tmp_path / "tmp"
+    for folder in (home, work, tmp):
+        folder.mkdir()
+    proc, marker = _start(COMMANDS[name], work, {"HOME": str(home), "TMPDIR": str(tmp)})
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert _left_behind(marker) == []
+    # the libraries' own per-user caches are theirs, as in any program that plots: matplotlib's font cache
+    # (~/.cache/matplotlib, ~/.config/matplotlib) and torch's inductor folder in the temporary folder
+    library = (".cache", ".config", ".cache/matplotlib", ".config/matplotlib")
+    assert [f for f in _files(home) if f not in library and not f.startswith(".cache/matplotlib/")] == []
+    out = {"train": set(), "run": {"sweep"}, "study": {"study"}}[name]
+    assert {p.name for p in work.iterdir()} == out
+    assert [f for f in _files(tmp) if not f.startswith("torchinductor_")] == []  # ours are removed
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
