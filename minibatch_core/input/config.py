@@ -39,6 +39,13 @@ def parse_batch_size(value: int | str) -> int | str:
     return value
 
 
+def check_loss(value: str) -> str:
+    """One of LOSSES, or one line naming them (RunConfig and the study's config both check with this)."""
+    if value not in LOSSES:
+        raise MinibatchError(f"loss {value!r} is not known: use one of {', '.join(LOSSES)}")
+    return value
+
+
 def resolve_batch_size(spec: int | str, n_samples: int) -> int:
     """``full`` and any size above N both mean N: the recorded size is what the loader really used."""
     return n_samples if spec == "full" else min(int(spec), n_samples)
@@ -172,8 +179,7 @@ class RunConfig:
         if not (model in BUILTIN_MODELS or is_user_spec(model)):
             raise MinibatchError(f"model {self.model!r} is not valid: use {MODEL_ACCEPTED}")
         object.__setattr__(self, "model", model)
-        if self.loss not in LOSSES:
-            raise MinibatchError(f"loss {self.loss!r} is not known: use one of {', '.join(LOSSES)}")
+        check_loss(self.loss)
         # engine names are checked against the registry by the trainer, which owns it
 
     @property

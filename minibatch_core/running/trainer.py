@@ -151,14 +151,23 @@ def check_model(config: RunConfig, data: Dataset) -> None:
     The lesson's own case (mlp, a table, classes) needs no check."""
     if config.model == "mlp" and data.X.dim() == 2 and config.loss == "cross_entropy" and not data.is_regression:
         return
-    facts = check_model_and_data(config.model, config.hidden, config.loss, data)
+    facts = check_model_engines(config.model, config.hidden, config.loss, data, [config.engine])
     size = resolve_batch_size(config.batch_size, data.n_samples)
     if facts.batch_norm and (size == 1 or data.n_samples % size == 1):
         raise MinibatchError(f"model {config.model!r} has BatchNorm, which cannot train on a batch of one row, and "
                              f"batch size {config.batch_spec} on {data.n_samples} rows makes one: choose another "
                              "batch size")
-    check_model_support(config.engine, config.model, config.loss)
-    check_model_facts(config.engine, config.model, facts.random, facts.buffers)
+
+
+def check_model_engines(model: str, hidden: Sequence[int], loss: str, data: Dataset, engines: Sequence[str]):
+    """The model on one example of its data (its output shape, targets that fit the loss), then each engine's
+    support for it (a user's model, dropout, buffers): one line if bad. Returns the model's facts. ``train``,
+    ``run`` and ``study`` check with this one function."""
+    facts = check_model_and_data(model, hidden, loss, data)
+    for engine in engines:
+        check_model_support(engine, model, loss)
+        check_model_facts(engine, model, facts.random, facts.buffers)
+    return facts
 
 
 def _finite(*values: float) -> bool:

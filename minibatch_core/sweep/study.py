@@ -41,7 +41,7 @@ from minibatch_core.running.envinfo import load_average
 from minibatch_core.running.measure import device_name
 from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
 from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
-from minibatch_core.sweep.study_config import StudyConfig, check_study_model
+from minibatch_core.sweep.study_config import StudyConfig
 from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
 
 STUDY_JSON = "study.json"
@@ -91,7 +91,8 @@ def plan(study: StudyConfig) -> StudyPlan:
     for dataset in study.datasets:
         # loaded unscaled: the split scales both sides with the training rows' statistics only
         data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0).with_(scale="none"))
-        check_study_model(study, data)  # targets that fit the loss, a model the engines train: one line if not
+        # targets that fit the loss, a model the engines train: one line if not, as train and run check
+        trainer.check_model_engines(study.model, study.hidden, study.loss, data, study.engines)
         split = splits[dataset] = held_out_split(data, study.val_fraction, study.data_seed, scale=study.scale)
         n_samples[dataset] = data.n_samples
         targets[dataset] = study.target_for(dataset)

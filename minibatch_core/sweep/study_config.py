@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.config import LOSSES, RunConfig, parse_threads
+from minibatch_core.input.config import RunConfig, check_loss, parse_threads
 from minibatch_core.input.specs import parse_model_spec
 from minibatch_core.input.split import check_val_fraction
 from minibatch_core.records.axes import items as _items
@@ -71,8 +71,7 @@ class StudyConfig:
         if self.target_accuracy is not None and self.target_loss is not None:
             raise MinibatchError("both --target-accuracy and --target-loss were given: give exactly one "
                                  "(or neither, for the dataset's default target)")
-        if self.loss not in LOSSES:
-            raise MinibatchError(f"loss {self.loss!r} is not known: use one of {', '.join(LOSSES)}")
+        check_loss(self.loss)
         if self.loss == "mse" and self.target_accuracy is not None:
             raise MinibatchError("--loss mse has no accuracy, so --target-accuracy cannot be met: give the "
                                  "validation loss to reach with --target-loss")
@@ -131,15 +130,3 @@ class StudyConfig:
         d["hidden"] = list(self.hidden)
         return d
 
-
-def check_study_model(study: StudyConfig, data: Any) -> None:
-    """The study's model, loss and engines on ``data`` (a loaded ``Dataset``), checked before anything trains:
-    float targets with cross_entropy, class numbers with mse, a factory that fails or an engine that cannot
-    train the model are one line each, as ``train`` and ``run`` refuse them."""
-    from minibatch_core.engines import check_model_facts, check_model_support
-    from minibatch_core.input.models import check_model_and_data
-
-    facts = check_model_and_data(study.model, study.hidden, study.loss, data)
-    for engine in study.engines:
-        check_model_support(engine, study.model, study.loss)
-        check_model_facts(engine, study.model, facts.random, facts.buffers)
