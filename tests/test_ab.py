@@ -13,7 +13,7 @@ import pytest
 from minibatch_core.analysis.ab import Trial, judge, paired_ratios
 from minibatch_core.analysis.compare_options import IMPROVED, NOT_JUDGED, REGRESSED, UNCHANGED
 from minibatch_core.cli import main
-from minibatch_core.running.ab_runner import schedule
+from minibatch_core.running.ab_runner import MAX_EPOCHS, calibrated, schedule
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,6 +82,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert main(["ab", "HEAD", "--pairs", "2"]) == 2
     assert main(["ab", "HEAD", "--batch-sizes", "0"]) == 2
     assert main(["ab", "HEAD", "--epochs", "1"]) == 2
+    assert main(["ab", "HEAD", "--min-time", "-1"]) == 2
+    assert main(["ab", "HEAD", "--min-time", "nan"]) == 2
+    assert "--min-time" in capsys.readouterr().err
+
+
+def test_the_pilot_raises_epochs_to_the_minimum_time_and_never_lowers_them():
+    configs = [{"engine": "reference", "epochs": 6}, {"engine": "fast", "epochs": 6},
+               {"engine": "fast", "epochs": 50}, {"engine": "odd", "epochs": 6}]
+    pilot = {"results": [{"time_s": 0.004, "median_time_s": 0.005},  # 0.2 s / 5 ms = 40 timed + 1 warm-up
+                         {"time_s": 0.0001, "median_time_s": 0.0001},  # 2,000 + 1, under the cap
+                         {"time_s": 0.1, "median_time_s": 0.1},  # 2 + 1 wanted: the 50 asked for stay
+                         {"time_s": 0.0, "median_time_s": 0.0}]}  # no measurable time: the cap
+    assert [c["epochs"] for c in calibrated(configs, pilot, 0.2)] == [41, 2001, 50, MAX_EPOCHS]
+    assert [c["epochs"] for c in calibrated(configs, pilot, 0.0)] == [6, 6, 50, 6]
+    assert configs[0]["epochs"] == 6  # the given configurations are not changed in place
 
 
 def _checkout_copy(dest: Path) -> Path:

@@ -29,15 +29,17 @@ class Trial:
     version: str  # "A" | "B"
     pair: int
     config: str  # the configuration's label
-    time_s: float  # median timed epoch of this trial
+    time_s: float  # the trial's figure: its fastest timed epoch (running/ab_runner.py says why)
     losses: tuple[float, ...]  # the epoch losses, for the bit-for-bit check
     peak_memory_bytes: float
+    median_time_s: float = float("nan")  # the trial's median timed epoch, recorded beside it
+    timed_epochs: int = 0
 
 
 @dataclass
 class ABRow:
     config: str
-    a_time_s: float  # median over A's trials
+    a_time_s: float  # median over A's trials of their fastest epoch
     b_time_s: float
     ratio: float = float("nan")  # median of the per-pair ratios B/A
     low: float = float("nan")

@@ -17,7 +17,7 @@ from minibatch_core.fsio import atomic_write_text
 
 EXIT_REGRESSED = 1
 DEFAULTS = {"engines": "reference,fast", "batch_sizes": "32,full", "datasets": "wine", "devices": "cpu",
-            "seeds": "0", "epochs": 6, "pairs": 10}
+            "seeds": "0", "epochs": 6, "pairs": 10, "min_time": 0.2}
 COLUMNS = ("configuration", "A", "B", "ratio", "interval", "verdict", "loss", "memory", "pairs", "notes")
 
 
@@ -46,6 +46,10 @@ def add_parser(sub) -> None:
     t = p.add_argument_group("trials and verdict")
     t.add_argument("--pairs", type=int, default=DEFAULTS["pairs"], metavar="N",
                    help=f"trial pairs (one A and one B trial each, random order; default {DEFAULTS['pairs']})")
+    t.add_argument("--min-time", type=float, default=DEFAULTS["min_time"], metavar="SECONDS",
+                   help="timed epochs per configuration and trial add up to at least this (the epochs are raised "
+                        "once, from an untimed pilot trial of A, the same for every trial; default "
+                        f"{DEFAULTS['min_time']:g})")
     t.add_argument("--max-slowdown", type=float, default=DEFAULT_MAX_SLOWDOWN, metavar="R",
                    help=f"regress when the interval of B/A lies above R (default {DEFAULT_MAX_SLOWDOWN})")
     t.add_argument("--confidence", type=float, default=0.95, metavar="C", help="interval level (default 0.95)")
@@ -64,6 +68,8 @@ def grid(args: argparse.Namespace) -> list[dict]:
         raise MinibatchError(f"--epochs {args.epochs!r} is not valid: use an integer >= 2 (one untimed warm-up)")
     if args.pairs < 4:
         raise MinibatchError(f"--pairs {args.pairs!r} is not valid: use at least 4")
+    if not (0 <= args.min_time <= 60):
+        raise MinibatchError(f"--min-time {args.min_time!r} is not valid: use seconds in [0, 60]")
     if not (args.max_slowdown > 1 and math.isfinite(args.max_slowdown)):
         raise MinibatchError(f"--max-slowdown {args.max_slowdown!r} is not valid: use a number > 1")
     if not 0.5 <= args.confidence < 1:
@@ -130,7 +136,7 @@ def _write_out(folder: Path, rows: list[ABRow], trials: list[Trial], markdown: s
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibatch_core.running.ab_runner import check_imports, prepared, run_trials
+    from minibatch_core.running.ab_runner import calibrated, check_imports, prepared, run_trial, run_trials
 
     configs = grid(args)
     start = time.perf_counter()
@@ -140,12 +146,14 @@ def run(args: argparse.Namespace) -> int:
             for version in (a, b):
                 check_imports(version, work)
             print(f"ab: {args.pairs} pairs of trials x {len(configs)} configuration(s); A = {a.spec}, "
-                  f"B = {b.spec}", file=sys.stderr, flush=True)
+                  f"B = {b.spec}; an untimed pilot trial of A sets the epochs", file=sys.stderr, flush=True)
+            configs = calibrated(configs, run_trial(a, configs, work), args.min_time)
             raw = run_trials({"A": a, "B": b}, configs, args.pairs, args.order_seed, work,
                              progress=lambda m: print(f"ab: {m}", file=sys.stderr, flush=True))
             specs = (a.spec, b.spec)
     trials = [Trial(version, pair, label(config), float(res["time_s"]), tuple(res["losses"]),
-                    float(res["peak_memory_bytes"] if res["peak_memory_bytes"] is not None else math.nan))
+                    float(res["peak_memory_bytes"] if res["peak_memory_bytes"] is not None else math.nan),
+                    float(res.get("median_time_s", math.nan)), int(res.get("timed_epochs", 0)))
               for pair, version, out in raw for config, res in zip(configs, out["results"], strict=True)]
     exact = {label(c): str(c["device"]).startswith("cpu") for c in configs}
     rows = judge(trials, max_slowdown=args.max_slowdown, confidence=args.confidence, exact_loss=exact)
@@ -154,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                f"no regression ({len(rows)} configuration(s))") + f"; {time.perf_counter() - start:.0f} s"
     header = [f"A: {specs[0]}", f"B: {specs[1]}",
               f"{args.pairs} pairs, random order (seed {args.order_seed}), one fresh worker per trial, one thread; "
+              f"a trial's figure is its fastest timed epoch, over {', '.join(str(c['epochs'] - 1) for c in configs)} "
+              f"timed epochs (at least {args.min_time:g} s per configuration); "
               f"speed regresses when the {args.confidence:.0%} bootstrap interval of the median per-pair ratio "
               f"B/A lies above {args.max_slowdown:g}; loss curves bit for bit on CPU"]
     markdown = to_markdown(rows, header, summary)
