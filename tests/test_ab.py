@@ -84,6 +84,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert main(["ab", "HEAD", "--epochs", "1"]) == 2
     assert main(["ab", "HEAD", "--min-time", "-1"]) == 2
     assert main(["ab", "HEAD", "--min-time", "nan"]) == 2
+    assert main(["ab", "HEAD", "--blocks", "0"]) == 2
     assert "--min-time" in capsys.readouterr().err
 
 
@@ -97,6 +98,8 @@ def test_the_pilot_raises_epochs_to_the_minimum_time_and_never_lowers_them():
     assert [c["epochs"] for c in calibrated(configs, pilot, 0.2)] == [41, 2001, 50, MAX_EPOCHS]
     assert [c["epochs"] for c in calibrated(configs, pilot, 0.0)] == [6, 6, 50, 6]
     assert configs[0]["epochs"] == 6  # the given configurations are not changed in place
+    # three round-robin blocks share the minimum time: 0.3 s / 3 / 5 ms = 20 timed epochs + 1 per block
+    assert calibrated(configs[:1], {"results": pilot["results"][:1]}, 0.3, blocks=3)[0]["epochs"] == 21
 
 
 def _checkout_copy(dest: Path) -> Path:

@@ -17,7 +17,7 @@ from minibatch_core.fsio import atomic_write_text
 
 EXIT_REGRESSED = 1
 DEFAULTS = {"engines": "reference,fast", "batch_sizes": "32,full", "datasets": "wine", "devices": "cpu",
-            "seeds": "0", "epochs": 6, "pairs": 10, "min_time": 0.2}
+            "seeds": "0", "epochs": 6, "pairs": 10, "min_time": 0.3, "blocks": 3}
 COLUMNS = ("configuration", "A", "B", "ratio", "interval", "verdict", "loss", "memory", "pairs", "notes")
 
 
@@ -50,6 +50,9 @@ def add_parser(sub) -> None:
                    help="timed epochs per configuration and trial add up to at least this (the epochs are raised "
                         "once, from an untimed pilot trial of A, the same for every trial; default "
                         f"{DEFAULTS['min_time']:g})")
+    t.add_argument("--blocks", type=int, default=DEFAULTS["blocks"], metavar="N",
+                   help="each trial trains every configuration N times, round robin, and keeps its fastest "
+                        f"epoch over all of them (default {DEFAULTS['blocks']})")
     t.add_argument("--max-slowdown", type=float, default=DEFAULT_MAX_SLOWDOWN, metavar="R",
                    help=f"regress when the interval of B/A lies above R (default {DEFAULT_MAX_SLOWDOWN})")
     t.add_argument("--confidence", type=float, default=0.95, metavar="C", help="interval level (default 0.95)")
@@ -68,6 +71,8 @@ def grid(args: argparse.Namespace) -> list[dict]:
         raise MinibatchError(f"--epochs {args.epochs!r} is not valid: use an integer >= 2 (one untimed warm-up)")
     if args.pairs < 4:
         raise MinibatchError(f"--pairs {args.pairs!r} is not valid: use at least 4")
+    if isinstance(args.blocks, bool) or not 1 <= args.blocks <= 100:
+        raise MinibatchError(f"--blocks {args.blocks!r} is not valid: use an integer in [1, 100]")
     if not (0 <= args.min_time <= 60):
         raise MinibatchError(f"--min-time {args.min_time!r} is not valid: use seconds in [0, 60]")
     if not (args.max_slowdown > 1 and math.isfinite(args.max_slowdown)):
@@ -147,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
                 check_imports(version, work)
             print(f"ab: {args.pairs} pairs of trials x {len(configs)} configuration(s); A = {a.spec}, "
                   f"B = {b.spec}; an untimed pilot trial of A sets the epochs", file=sys.stderr, flush=True)
-            configs = calibrated(configs, run_trial(a, configs, work), args.min_time)
+            configs = calibrated(configs, run_trial(a, configs, work), args.min_time, args.blocks)
             raw = run_trials({"A": a, "B": b}, configs, args.pairs, args.order_seed, work,
-                             progress=lambda m: print(f"ab: {m}", file=sys.stderr, flush=True))
+                             progress=lambda m: print(f"ab: {m}", file=sys.stderr, flush=True), blocks=args.blocks)
             specs = (a.spec, b.spec)
     trials = [Trial(version, pair, label(config), float(res["time_s"]), tuple(res["losses"]),
                     float(res["peak_memory_bytes"] if res["peak_memory_bytes"] is not None else math.nan),
@@ -162,8 +167,9 @@ def run(args: argparse.Namespace) -> int:
                f"no regression ({len(rows)} configuration(s))") + f"; {time.perf_counter() - start:.0f} s"
     header = [f"A: {specs[0]}", f"B: {specs[1]}",
               f"{args.pairs} pairs, random order (seed {args.order_seed}), one fresh worker per trial, one thread; "
-              f"a trial's figure is its fastest timed epoch, over {', '.join(str(c['epochs'] - 1) for c in configs)} "
-              f"timed epochs (at least {args.min_time:g} s per configuration); "
+              f"a trial's figure is its fastest timed epoch, over {args.blocks} round-robin block(s) of "
+              f"{', '.join(str(c['epochs'] - 1) for c in configs)} timed epochs (at least {args.min_time:g} s per "
+              "configuration); "
               f"speed regresses when the {args.confidence:.0%} bootstrap interval of the median per-pair ratio "
               f"B/A lies above {args.max_slowdown:g}; loss curves bit for bit on CPU"]
     markdown = to_markdown(rows, header, summary)

@@ -5,7 +5,8 @@ folder (``PYTHONPATH``, nothing reinstalled), measured in alternating trials in 
 A trial is one fresh worker process of one version, started as this interpreter with that version's
 folder first on ``PYTHONPATH``, one torch thread. It imports torch and the version's code (seconds: not
 timed), then trains every configuration of the grid once, in process, through the version's public
-``train`` API (``isolate=False``), and reports each configuration's fastest timed epoch (warm-up epoch
+``train`` API (``isolate=False``), ``blocks`` times round robin (a configuration's blocks are apart in
+time), and reports each configuration's fastest timed epoch (warm-up epoch
 excluded; the engines synchronize CUDA around their timed regions), the median epoch, its loss curve and
 its peak memory. So the process start is paid outside every timed region, and A and B always run the
 same sequence.
@@ -14,8 +15,9 @@ Why the fastest epoch: another process sharing the core only ever adds time to a
 machine an epoch's median moves with the scheduler (measured: 5.6-13.2 ms between fresh workers of the
 same code with one core spinning) while its minimum stays within a few percent (timeit's rule). The
 epochs per configuration are set once, before the trials, from an untimed pilot trial of A, so that each
-configuration's timed epochs add up to at least ``min_time_s`` and every trial of A and B trains exactly
-the same number of epochs.
+configuration's timed epochs (over its blocks) add up to at least ``min_time_s`` and every trial of A and B
+trains exactly the same number of epochs. Blocks apart in time make it unlikely that one scheduling
+episode (the worker sharing its core for a while) covers every epoch of a configuration in a trial.
 """
 
 from __future__ import annotations
@@ -47,17 +49,21 @@ torch.set_num_threads(1)
 import minibatch_core
 from minibatch_core import RunConfig, train
 known = {f.name for f in dataclasses.fields(RunConfig)}
-out = {"module": minibatch_core.__file__, "results": []}
-for job in plan["configs"]:
-    config = RunConfig(**{k: v for k, v in job.items() if k in known})
-    try:
-        result = train(config, isolate=False)
-    except TypeError:  # a version whose train() has no isolate option
-        result = train(config)
-    times = [r.time_s for r in result.records[1:]] or [r.time_s for r in result.records]
-    out["results"].append({"time_s": min(times), "median_time_s": statistics.median(times),
-                           "timed_epochs": len(times), "losses": list(result.epoch_losses),
-                           "peak_memory_bytes": result.peak_memory_bytes})
+configs = [RunConfig(**{k: v for k, v in job.items() if k in known}) for job in plan["configs"]]
+found = [{"times": [], "losses": None, "peak": None} for _ in configs]
+for _ in range(plan.get("blocks", 1)):  # round robin: a configuration's blocks are apart in time
+    for config, mine in zip(configs, found):
+        try:
+            result = train(config, isolate=False)
+        except TypeError:  # a version whose train() has no isolate option
+            result = train(config)
+        mine["times"] += [r.time_s for r in result.records[1:]] or [r.time_s for r in result.records]
+        if mine["losses"] is None:
+            mine["losses"], mine["peak"] = list(result.epoch_losses), result.peak_memory_bytes
+out = {"module": minibatch_core.__file__,
+       "results": [{"time_s": min(m["times"]), "median_time_s": statistics.median(m["times"]),
+                    "timed_epochs": len(m["times"]), "losses": m["losses"], "peak_memory_bytes": m["peak"]}
+                   for m in found]}
 json.dump(out, open(sys.argv[2], "w"))
 '''
 
@@ -145,11 +151,11 @@ def check_imports(version: Version, work: Path) -> None:
                              f"from {version.folder} (a shadowing install?)")
 
 
-def run_trial(version: Version, configs: Sequence[dict[str, Any]], work: Path) -> dict[str, Any]:
-    """One fresh worker of ``version`` training every configuration once."""
+def run_trial(version: Version, configs: Sequence[dict[str, Any]], work: Path, blocks: int = 1) -> dict[str, Any]:
+    """One fresh worker of ``version`` training every configuration ``blocks`` times, round robin."""
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         plan, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
-        plan.write_text(json.dumps({"configs": list(configs)}), encoding="utf-8")
+        plan.write_text(json.dumps({"configs": list(configs), "blocks": blocks}), encoding="utf-8")
         done = subprocess.run([sys.executable, "-c", WORKER, str(plan), str(result)], capture_output=True,
                               text=True, env=_env(version), cwd=tmp)
         if done.returncode != 0 or not result.is_file():
@@ -161,9 +167,11 @@ def run_trial(version: Version, configs: Sequence[dict[str, Any]], work: Path) -
 MAX_EPOCHS = 5_000  # a bound on what the pilot may ask for (a configuration of a few microseconds)
 
 
-def calibrated(configs: Sequence[dict[str, Any]], pilot: dict[str, Any], min_time_s: float) -> list[dict[str, Any]]:
+def calibrated(configs: Sequence[dict[str, Any]], pilot: dict[str, Any], min_time_s: float,
+               blocks: int = 1) -> list[dict[str, Any]]:
     """The configurations with ``epochs`` raised so that, at the pilot's median epoch, the timed epochs (all
-    but the first) add up to at least ``min_time_s``; never lowered below what was asked."""
+    but the first) of ``blocks`` runs add up to at least ``min_time_s``; never lowered below what was asked."""
+    min_time_s /= max(1, blocks)
     if min_time_s <= 0:
         return [dict(c) for c in configs]
     out = []
@@ -186,11 +194,12 @@ def schedule(pairs: int, seed: int) -> list[tuple[int, str]]:
 
 
 def run_trials(versions: dict[str, Version], configs: Sequence[dict[str, Any]], pairs: int, seed: int,
-               work: Path, progress: Callable[[str], None] | None = None) -> list[tuple[int, str, dict]]:
+               work: Path, progress: Callable[[str], None] | None = None, blocks: int = 1,
+               ) -> list[tuple[int, str, dict]]:
     out = []
     plan = schedule(pairs, seed)
     for i, (pair, label) in enumerate(plan, 1):
-        out.append((pair, label, run_trial(versions[label], configs, work)))
+        out.append((pair, label, run_trial(versions[label], configs, work, blocks)))
         if progress:
             progress(f"trial {i}/{len(plan)} (pair {pair + 1}, version {label})")
     return out
