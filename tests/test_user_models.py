@@ -132,6 +132,16 @@ def test_fast_equals_reference_on_any_model(user: Path, model: str, batch: int) 
     assert ref.records[-1].loss < ref.records[0].loss  # it trained
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_generic_fast_is_the_reference_arithmetic_bit_for_bit(user: Path, optimizer: str, batch: int) -> None:
+    # one flat parameter, Adam's single-tensor formulas over it: the same floats as reference's loop
+    config = RunConfig(dataset="data.py:images", model="nets.py:make_net", epochs=3, batch_size=batch,
+                       optimizer=optimizer, lr=0.01)
+    ref = train(config, isolate=False)
+    assert _losses(train(config.with_(engine="fast"), isolate=False)) == _losses(ref)
+
+
 @pytest.mark.parametrize("model", ["nets.py:make_net", "nets.py:wide_mlp"])
 def test_stacked_replica_k_equals_fast_seed_k(user: Path, model: str) -> None:
     config = RunConfig(dataset="data.py:images", model=model, epochs=3, batch_size=8)

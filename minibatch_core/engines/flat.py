@@ -81,9 +81,12 @@ class FlatParams:
 
 class FlatAdam:
     """``torch.optim.Adam(lr=lr)`` with its defaults (betas 0.9/0.999, eps 1e-8, no weight decay, no
-    amsgrad) on one flat parameter tensor: two kernels per step with the fused op, and no host sync."""
+    amsgrad) on one flat parameter tensor: two kernels per step with the fused op, and no host sync.
+    ``exact``: torch.optim.Adam's single-tensor formulas instead (seven elementwise kernels), which compute
+    bit for bit what the reference engine's Adam computes per parameter (the fused CPU kernel rounds
+    differently)."""
 
-    def __init__(self, param: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+    def __init__(self, param: torch.Tensor, grad: torch.Tensor, lr: float, exact: bool = False) -> None:
         self.lr = lr
         self.scale = 1.0  # a learning-rate multiplier (warm-up); read at every step
         self.exp_avg = torch.zeros_like(param)
@@ -91,7 +94,7 @@ class FlatAdam:
         # float32 on the parameter's device, as torch.optim.Adam(fused=True) keeps it: graph-capturable
         self.step_count = torch.zeros((), dtype=torch.float32, device=param.device)
         self.state = [self.exp_avg, self.exp_avg_sq, self.step_count]
-        fused = getattr(torch, "_fused_adam_", None)
+        fused = None if exact else getattr(torch, "_fused_adam_", None)
         lists = ([param], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count])
         count = self.step_count
         b1, b2 = ADAM_BETAS
