@@ -1,8 +1,12 @@
-"""Baseline vs current: match configurations on their full identity, judge each, roll the verdicts up.
+"""The one comparison pipeline: match the configurations of a baseline and a current side on their
+identity, judge each matched pair with a set of metric plug-ins (``compare_options.Metric``), roll the
+verdicts up per configuration.
 
-Pure: nothing here prints or formats for people (that is ``presentation.compare_render``). The sides are
-loaded by ``result_sets``, judged by ``verdicts``, under ``compare_options``; this module matches them and
-assembles the ``Comparison`` (and re-exports the names its callers use).
+Wall-time results (``compare``: speed, loss with divergence, memory) and instruction counts
+(``compare_instructions.compare_counts``: instructions) are this pipeline with different metrics. Pure:
+nothing here prints or formats for people (that is ``presentation.compare_render``). ``load_results``,
+``bootstrap_ratio`` and ``NOT_JUDGED`` are imported "as themselves" for the scripts and tests that import
+them from here.
 """
 
 from __future__ import annotations
@@ -16,77 +20,89 @@ import pandas as pd
 from minibatch_core.analysis.compare_options import (
     IMPROVED,
     KEYS,
-    LOSS_MODES,
-    MIN_TIME_SAMPLES,
     MISSING,
     NEW,
-    NOT_JUDGED,
     REGRESSED,
     UNCHANGED,
     CompareOptions,
+    Metric,
+    Sides,
     StatusCounts,
 )
-from minibatch_core.analysis.contention import group_contention, side_cores
-from minibatch_core.analysis.result_sets import Environment, ResultSet, load_results
-from minibatch_core.analysis.verdicts import (
-    LossVerdict,
-    MemoryVerdict,
-    SpeedVerdict,
-    bootstrap_ratio,
-    config_groups,
-    diverged_seeds,
-    exact_check_reason,
-    judge_loss,
-    judge_memory,
-    judge_speed,
-)
+from minibatch_core.analysis.compare_options import NOT_JUDGED as NOT_JUDGED
+from minibatch_core.analysis.loss_verdicts import LOSS, LossVerdict, exact_check_reason
+from minibatch_core.analysis.result_sets import ResultSet
+from minibatch_core.analysis.result_sets import load_results as load_results
+from minibatch_core.analysis.verdicts import MEMORY, SPEED, MemoryVerdict, SpeedVerdict
+from minibatch_core.analysis.verdicts import bootstrap_ratio as bootstrap_ratio
 from minibatch_core.errors import MinibatchError
 
-__all__ = ["IMPROVED", "KEYS", "LOSS_MODES", "MIN_TIME_SAMPLES", "MISSING", "NEW", "NOT_JUDGED", "REGRESSED",
-           "UNCHANGED", "CompareOptions", "Comparison", "Environment", "LossVerdict", "MemoryVerdict",
-           "ResultSet", "RowComparison", "SpeedVerdict", "bootstrap_ratio", "compare", "diverged_seeds",
-           "exact_check_reason", "load_results"]
+WALL_TIME_METRICS = (SPEED, LOSS, MEMORY)
 
 
 @dataclass
 class RowComparison:
+    """One configuration: its identity (``key``), its status, and each metric's verdict (``parts``; a
+    metric missing there did not judge the row: it is on one side only)."""
+
     key: dict[str, Any]
     status: str
     batch_spec: str = ""
-    speed: SpeedVerdict | None = None
-    loss: LossVerdict | None = None
-    memory: MemoryVerdict | None = None
+    parts: dict[str, Any] = field(default_factory=dict)  # metric name -> its verdict
     notes: list[str] = field(default_factory=list)
     batch_size: int = 0  # resolved
     config_id: str = ""
+    run_id: str = ""
+
+    # the built-in metrics' verdicts by name (None: not judged by that metric)
+    @property
+    def speed(self) -> SpeedVerdict | None:
+        return self.parts.get("speed")
+
+    @property
+    def loss(self) -> LossVerdict | None:
+        return self.parts.get("loss")
+
+    @property
+    def memory(self) -> MemoryVerdict | None:
+        return self.parts.get("memory")
+
+    @property
+    def instructions(self) -> Any:  # compare_instructions.InstructionVerdict
+        return self.parts.get("instructions")
 
 
 @dataclass
 class Comparison(StatusCounts):
-    baseline: ResultSet
-    current: ResultSet
-    options: CompareOptions
+    baseline: Any  # ResultSet, or records.instructions.CountSet
+    current: Any
+    options: Any  # CompareOptions | InstructionOptions
     keys: tuple[str, ...]
     rows: list[RowComparison]
     notes: list[str]
+    metrics: tuple[str, ...] = tuple(m.name for m in WALL_TIME_METRICS)
 
     def to_frame(self) -> pd.DataFrame:
         """One flat row per configuration (for tests, CSV export, or a notebook)."""
         out = []
         for r in self.rows:
             d = {**r.key, "status": r.status, "batch_spec": r.batch_spec}
-            for prefix, part in (("speed", r.speed), ("loss", r.loss), ("memory", r.memory)):
+            for name in self.metrics:
+                part = r.parts.get(name)
                 if part is not None:
-                    d.update({f"{prefix}_{k}": v for k, v in vars(part).items()})
+                    d.update({f"{name}_{k}": v for k, v in vars(part).items()})
             d["notes"] = "; ".join(r.notes)
             out.append(d)
         return pd.DataFrame(out)
 
 
-def _rollup(parts: list[str]) -> str:
-    if REGRESSED in parts:
-        return REGRESSED
-    return IMPROVED if IMPROVED in parts else UNCHANGED
+def config_groups(frame: pd.DataFrame, keys: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
+    """A side's rows per configuration, in the order they first appear."""
+    frame = frame.copy()
+    for col in keys:
+        # a key that one run lacks is "" rather than NaN, which never equals itself
+        frame[col] = frame[col].astype(object).where(frame[col].notna(), "")
+    return {k if isinstance(k, tuple) else (k,): g for k, g in frame.groupby(list(keys), sort=False)}
 
 
 def _near_miss(key: dict, others: dict[tuple, pd.DataFrame], keys: tuple[str, ...], side: str) -> str:
@@ -99,16 +115,19 @@ def _near_miss(key: dict, others: dict[tuple, pd.DataFrame], keys: tuple[str, ..
     return ""
 
 
-def _closest_difference(base: dict[tuple, pd.DataFrame], cur: dict[tuple, pd.DataFrame],
-                        keys: tuple[str, ...]) -> str:
-    """Which axes keep the nearest pair of configurations apart, e.g. ``scale: none vs standard``."""
-    best: list[str] | None = None
+def _closest_difference(base: dict[tuple, Any], cur: dict[tuple, Any], keys: tuple[str, ...]) -> str:
+    """Which axes keep the nearest pair of configurations apart: ``axes that differ: scale; they differ
+    in scale: none vs standard (baseline vs current)``."""
+    best: list[int] | None = None
+    pair: tuple[tuple, tuple] = ((), ())
     for b in base:
         for c in cur:
-            diff = [f"{k}: {bv} vs {cv}" for k, bv, cv in zip(keys, b, c, strict=True) if bv != cv]
+            diff = [i for i, (bv, cv) in enumerate(zip(b, c, strict=True)) if bv != cv]
             if best is None or len(diff) < len(best):
-                best = diff
-    return "they differ in " + "; ".join(best or []) + " (baseline vs current)"
+                best, pair = diff, (b, c)
+    best = best or []
+    return (f"axes that differ: {', '.join(keys[i] for i in best)}; they differ in "
+            + "; ".join(f"{keys[i]}: {pair[0][i]} vs {pair[1][i]}" for i in best) + " (baseline vs current)")
 
 
 def _natural(key: tuple) -> tuple:
@@ -117,61 +136,58 @@ def _natural(key: tuple) -> tuple:
                  for v in key)
 
 
-def _unless_contended(speed: SpeedVerdict, b: pd.DataFrame, c: pd.DataFrame, ctx: dict) -> SpeedVerdict:
-    """A side measured above its core count cannot tell a slowdown from other work's: its speed is not
-    judged (the ratio is still shown), whatever the ratio says. Loss and memory do not move with load."""
-    found = [(name, f) for name, rs, g in (("baseline", ctx["baseline"], b), ("current", ctx["current"], c))
-             if (f := group_contention(g, rs.env_data, side_cores(rs.frame, rs.env_data))) is not None]
-    if not found:
-        return speed
-    what = "; ".join(f"{name} load {f.max_load:.1f} on {f.cores} cores" for name, f in found)
-    speed.verdict = NOT_JUDGED
-    speed.contended = what
-    speed.note = f"speed not judged (contended: {what})"
-    return speed
+def _status(parts: list) -> str:
+    verdicts = [p.verdict for p in parts]
+    status = REGRESSED if REGRESSED in verdicts else IMPROVED if IMPROVED in verdicts else UNCHANGED
+    for part in parts:
+        status = part.settle(status)
+    return status
+
+
+def check_matched(sides: Sides) -> None:
+    """Two sides with no configuration in common are bad input (exit 2), not a list of missing and new."""
+    base, cur = sides.base_groups, sides.cur_groups
+    if not set(base) & set(cur):
+        raise MinibatchError(
+            f"nothing matched: no configuration of {sides.current.source} ({len(cur)}) is in "
+            f"{sides.baseline.source} ({len(base)}); {_closest_difference(base, cur, sides.keys)}")
+
+
+def judge_sides(sides: Sides, metrics: tuple[Metric, ...], row_type: type = RowComparison,
+                natural_order: bool = True) -> list[RowComparison]:
+    """A row per configuration of either side: judged by every metric where both sides have it, else
+    ``missing`` / ``new`` with a hint at a near miss (``check_matched`` first)."""
+    base, cur, keys = sides.base_groups, sides.cur_groups, sides.keys
+    order = [*base, *(k for k in cur if k not in base)]  # the baseline's order, then what is new
+    rows = []
+    for k in sorted(order, key=_natural) if natural_order else order:
+        key = dict(zip(keys, k, strict=True))
+        b, c = base.get(k), cur.get(k)
+        first = (b if b is not None else c).iloc[0]
+        facts = {"batch_spec": str(first["batch_spec"]), "batch_size": int(first["batch_size"]),
+                 "config_id": str(first["config_id"]), "run_id": str(first["run_id"])}
+        if b is None or c is None:
+            hint = _near_miss(key, base if b is None else cur, keys, "baseline" if b is None else "current")
+            note = f"only in the {'current' if b is None else 'baseline'}" + (f"; {hint}" if hint else "")
+            rows.append(row_type(key, NEW if b is None else MISSING, notes=[note], **facts))
+            continue
+        parts = {m.name: m.judge(key, b, c, sides) for m in metrics}
+        rows.append(row_type(key, _status(list(parts.values())), parts=parts,
+                             notes=[p.note for p in parts.values() if p.note], **facts))
+    return rows
 
 
 def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | None = None) -> Comparison:
+    """Wall-time results: speed, loss (with divergence) and memory per configuration."""
     options = options or CompareOptions()
-    keys = KEYS
-    base_groups, cur_groups = config_groups(baseline, keys), config_groups(current, keys)
-    ctx = {"baseline": baseline, "current": current, "base_groups": base_groups, "cur_groups": cur_groups,
-           "keys": keys}
-    matched = [k for k in base_groups if k in cur_groups]
-    if not matched:
-        raise MinibatchError(
-            f"nothing matched: no configuration of {current.source} ({len(cur_groups)}) is in "
-            f"{baseline.source} ({len(base_groups)}); {_closest_difference(base_groups, cur_groups, keys)}")
+    sides = Sides(baseline, current, config_groups(baseline.frame, KEYS), config_groups(current.frame, KEYS),
+                  KEYS, options)
+    check_matched(sides)
     for rs, side in ((baseline, "baseline"), (current, "current")):
         ref = options.reference_engine
         if ref is not None and ref not in set(rs.frame["engine"]):
             raise MinibatchError(f"--normalize engine:{ref}: the {side} ({rs.source}) has no {ref} runs")
-
-    rows: list[RowComparison] = []
-    for k in sorted(set(base_groups) | set(cur_groups), key=_natural):
-        key = dict(zip(keys, k, strict=True))
-        b, c = base_groups.get(k), cur_groups.get(k)
-        first = (b if b is not None else c).iloc[0]
-        spec, size = str(first["batch_spec"]), int(first["batch_size"])
-        if b is None or c is None:
-            side, others = ("new", base_groups) if b is None else ("missing", cur_groups)
-            hint = _near_miss(key, others, keys, "baseline" if b is None else "current")
-            note = (f"only in the {'current' if b is None else 'baseline'}" + (f"; {hint}" if hint else ""))
-            rows.append(RowComparison(key, NEW if b is None else MISSING, spec, notes=[note], batch_size=size,
-                                      config_id=str(first["config_id"])))
-            continue
-        speed = _unless_contended(judge_speed(key, b, c, ctx, options), b, c, ctx)
-        loss = judge_loss(key, b, c, ctx, options)
-        memory = judge_memory(b, c, options)
-        notes = [p.note for p in (speed, loss, memory) if p.note]
-        status = _rollup([speed.verdict, loss.verdict, memory.verdict])
-        if loss.diverged == "both" and status != REGRESSED:
-            status = NOT_JUDGED  # all-NaN on both sides is no evidence of "unchanged"
-        if speed.contended and status == UNCHANGED:
-            status = NOT_JUDGED  # a speed we could not judge never passes as "unchanged"
-        rows.append(RowComparison(key, status, spec,
-                                  speed, loss, memory, notes, batch_size=size, config_id=str(first["config_id"])))
-
+    rows = judge_sides(sides, WALL_TIME_METRICS)
     notes = [*baseline.notes, *current.notes]
     if None not in (baseline.env.torch_threads, current.env.torch_threads) and \
             baseline.env.torch_threads != current.env.torch_threads:
@@ -183,4 +199,4 @@ def compare(baseline: ResultSet, current: ResultSet, options: CompareOptions | N
             notes.append(f"exact loss mode fell back to --loss-rtol {options.loss_rtol:g} on CPU: {why}")
             for row in rows:  # said once in the header rather than on every row
                 row.notes = [n.replace(why, "see the header note") for n in row.notes]
-    return Comparison(baseline, current, options, keys, rows, notes)
+    return Comparison(baseline, current, options, KEYS, rows, notes)

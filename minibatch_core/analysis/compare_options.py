@@ -1,9 +1,14 @@
-"""What compare judges by: the verdict words and ``CompareOptions`` (thresholds, normalization, loss mode)."""
+"""What compare judges by: the verdict words, the options (thresholds, normalization, loss mode), and the
+shape of a metric plug-in (``Metric``) with the two sides it judges (``Sides``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.records.identity import IDENTITY_COLUMNS
@@ -17,12 +22,15 @@ IMPROVED, UNCHANGED, REGRESSED, MISSING, NEW = "improved", "unchanged", "regress
 NOT_JUDGED = "not judged"
 LOSS_MODES = ("tolerance", "exact")
 MIN_TIME_SAMPLES = 3  # below this a bootstrap interval is degenerate (and would look falsely certain)
+# Counts of the same code repeat to well under 0.5% (docs/gates.md): a fixed growth threshold needs no
+# confidence interval
+DEFAULT_MAX_GROWTH = 1.02
 
 
 @dataclass(frozen=True)
 class CompareOptions:
     # Flags a 2x slowdown between two quiet sides (regressed when the whole interval lies above it).
-    # Sides measured above their core count are not judged at all (compare._unless_contended): that,
+    # Sides measured above their core count are not judged at all (verdicts._unless_contended): that,
     # not a huge threshold, is what keeps a busy shared machine from raising false alarms.
     max_slowdown: float = 1.25
     normalize: str = "none"  # none | calibration | engine:NAME
@@ -65,8 +73,48 @@ class CompareOptions:
         return self.normalize[len("engine:"):] if self.normalize.startswith("engine:") else None
 
 
+@dataclass(frozen=True)
+class InstructionOptions:
+    max_growth: float = DEFAULT_MAX_GROWTH  # regressed above it, improved below its inverse
+
+    def __post_init__(self) -> None:
+        if not (self.max_growth > 1 and math.isfinite(self.max_growth)):
+            raise MinibatchError(f"--max-instruction-growth {self.max_growth!r} is not valid: use a number > 1, "
+                                 "e.g. 1.02 for +2%")
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The two sides of a comparison, grouped by configuration (``keys``): what a metric judges with."""
+
+    baseline: Any  # result_sets.ResultSet, or records.instructions.CountSet
+    current: Any
+    base_groups: dict[tuple, pd.DataFrame]
+    cur_groups: dict[tuple, pd.DataFrame]
+    keys: tuple[str, ...]
+    options: Any  # CompareOptions | InstructionOptions: the thresholds the metrics judge by
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric plug-in: one verdict part of every matched configuration (speed, loss, memory,
+    instructions). ``judge(key, baseline rows, current rows, sides)`` returns a verdict dataclass with
+    ``verdict`` (one of the words above) and ``note``; its thresholds come from ``sides.options``."""
+
+    name: str  # the row attribute that holds its verdict, and its columns' prefix in to_frame
+    columns: tuple[str, ...]  # the rows' columns it reads
+    judge: Callable[[dict[str, Any], pd.DataFrame, pd.DataFrame, Sides], Any]
+
+
+class Verdict:
+    """What every verdict part can do to its row's status, beyond its own word: nothing by default."""
+
+    def settle(self, status: str) -> str:
+        return status
+
+
 class StatusCounts:
-    """What a comparison of rows with a ``status`` says as a whole (wall-time and instruction compare)."""
+    """What a comparison of rows with a ``status`` says as a whole."""
 
     rows: list
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from minibatch_core.analysis.compare import REGRESSED, Comparison, RowComparison
+from minibatch_core.analysis.compare import Comparison, RowComparison
+from minibatch_core.analysis.compare_options import REGRESSED
 
 PARTS_ALL = ("speed", "loss", "memory")
 PARTS_EXACT = ("loss",)
@@ -29,7 +30,7 @@ def failing_rows(comparison: Comparison, parts: Iterable[str] = PARTS_ALL) -> li
     """Rows where one of ``parts`` (speed, loss, memory) regressed."""
     parts = tuple(parts)
     return [r for r in comparison.rows
-            if any(getattr(r, p) is not None and getattr(r, p).verdict == REGRESSED for p in parts)]
+            if any(p in r.parts and r.parts[p].verdict == REGRESSED for p in parts)]
 
 
 def confirmed(first: Comparison, second: Comparison, parts: Iterable[str] = PARTS_ALL) -> list[RowComparison]:

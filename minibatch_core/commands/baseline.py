@@ -103,7 +103,7 @@ def update(config: Path, target: Path, from_results: Path | None = None) -> Path
             _run_sweep(config, source)
         stage = work / "new"
         _stage(source, config, stage)
-        from minibatch_core.analysis.compare import load_results  # pandas: not for --help
+        from minibatch_core.analysis.result_sets import load_results  # pandas: not for --help
 
         checked = load_results(stage)  # never commit a baseline that compare cannot read
         if not checked.frame["epoch_time_s"].notna().any():
@@ -115,7 +115,7 @@ def update(config: Path, target: Path, from_results: Path | None = None) -> Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibatch_core.analysis.compare import load_results
+    from minibatch_core.analysis.result_sets import load_results
 
     target = update(Path(args.config), Path(args.dir), Path(args.from_results) if args.from_results else None)
     rs = load_results(target)

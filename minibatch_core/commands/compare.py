@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from minibatch_core.analysis.compare import LOSS_MODES, CompareOptions, compare, load_results
-from minibatch_core.analysis.compare_instructions import DEFAULT_MAX_GROWTH, InstructionOptions, compare_counts
+from minibatch_core.analysis.compare import compare
+from minibatch_core.analysis.compare_instructions import compare_counts
+from minibatch_core.analysis.compare_options import DEFAULT_MAX_GROWTH, LOSS_MODES, CompareOptions, InstructionOptions
 from minibatch_core.analysis.gate_policy import confirmed
+from minibatch_core.analysis.result_sets import load_results
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text, file_problem
-from minibatch_core.presentation import compare_instructions_render
 from minibatch_core.presentation.compare_render import confirmation_markdown, print_comparison, to_markdown
 from minibatch_core.records import instructions
 
@@ -150,6 +151,6 @@ def run(args: argparse.Namespace) -> int:
 def run_instructions(args: argparse.Namespace) -> int:
     options = InstructionOptions(max_growth=args.max_instruction_growth)
     result = compare_counts(instructions.load(args.baseline), instructions.load(args.current), options)
-    compare_instructions_render.print_instruction_comparison(result)
-    _write_outputs(args, compare_instructions_render.to_markdown(result), result.to_frame())
+    print_comparison(result)
+    _write_outputs(args, to_markdown(result), result.to_frame())
     return EXIT_REGRESSED if result.regressed else 0

@@ -23,12 +23,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from minibatch_core.analysis.compare import CompareOptions, compare, load_results
-from minibatch_core.analysis.compare_instructions import DEFAULT_MAX_GROWTH, InstructionOptions, compare_counts
+from minibatch_core.analysis.compare import compare
+from minibatch_core.analysis.compare_instructions import compare_counts
+from minibatch_core.analysis.compare_options import DEFAULT_MAX_GROWTH, CompareOptions, InstructionOptions
 from minibatch_core.analysis.gate_policy import PARTS_ALL, PARTS_EXACT, WALL_TIME_MODES, confirmed, failing_rows
+from minibatch_core.analysis.result_sets import load_results
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_text
-from minibatch_core.presentation import compare_instructions_render as irender
 from minibatch_core.presentation import compare_render
 from minibatch_core.records import instructions
 
@@ -95,8 +96,8 @@ def instruction_gate(args: argparse.Namespace, work: Path) -> tuple[bool, str]:
           "valgrind...", file=sys.stderr, flush=True)
     current = instructions.write(work / "instructions", count_instructions(instructions.configs(baseline)))
     result = compare_counts(baseline, instructions.load(current.parent), options)
-    irender.print_instruction_comparison(result)
-    return result.regressed, irender.to_markdown(result)
+    compare_render.print_comparison(result)
+    return result.regressed, compare_render.to_markdown(result)
 
 
 def wall_time_check(args: argparse.Namespace, work: Path) -> tuple[bool, str]:

@@ -1,146 +1,64 @@
-"""Presentation of a ``Comparison``: a rich table for the terminal and Markdown for a CI job summary.
+"""The one renderer of a comparison, whatever its metrics (wall time: speed, loss, memory; or instruction
+counts): a rich table for the terminal, and Markdown for a file or a CI job summary.
 
-Reads verdicts only; every figure shown was computed in ``compare``.
+What differs between kinds of comparison is data, in ``compare_views``, chosen by the comparison's
+metrics. Reads verdicts only; every figure shown was computed in ``analysis``.
 """
 
 from __future__ import annotations
-
-import math
-import re
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from minibatch_core.analysis.compare import (
-    IMPROVED,
-    MISSING,
-    NEW,
-    NOT_JUDGED,
-    REGRESSED,
-    UNCHANGED,
-    Comparison,
-    RowComparison,
-)
-from minibatch_core.analysis.contention import contention
-from minibatch_core.presentation.labels import fmt_bytes
+from minibatch_core.analysis.compare import Comparison, RowComparison
+from minibatch_core.analysis.compare_options import IMPROVED, MISSING, NEW, NOT_JUDGED, REGRESSED, UNCHANGED
+from minibatch_core.presentation.compare_views import VIEWS, WALL_TIME, View
+from minibatch_core.presentation.compare_views import contention_notes as contention_notes
 
 STATUS_ORDER = (REGRESSED, IMPROVED, UNCHANGED, MISSING, NEW)
 STYLE = {REGRESSED: "bold red", IMPROVED: "green", UNCHANGED: "", MISSING: "yellow", NEW: "cyan",
          NOT_JUDGED: "dim"}
-MARK = {REGRESSED: "▲", IMPROVED: "▼", UNCHANGED: "", NOT_JUDGED: "", MISSING: "", NEW: ""}
-COLUMNS = ("engine", "dataset", "device", "batch", "setup", "seeds", "epochs", "epoch time", "speed ratio [CI]",
-           "final loss", "loss curve", "peak memory", "status", "notes")
+COLUMNS = WALL_TIME.columns  # the wall-time table's
 
 
-def _time(x: float, normalize: str) -> str:
-    """Seconds as ms; normalized times in their unit: calibration steps, or multiples of an engine."""
-    if math.isnan(x):
-        return "–"
-    def num(v: float) -> str:
-        return f"{v:.0f}" if abs(v) >= 100 else f"{v:#.3g}"
-
-    if normalize == "none":
-        return f"{num(x * 1e3)} ms"
-    return f"{num(x)} cal. steps" if normalize == "calibration" else f"{num(x)} × {normalize[len('engine:'):]}"
-
-
-def _mark(verdict: str) -> str:
-    return f" {MARK[verdict]}" if MARK.get(verdict) else ""
+def view_of(comparison: Comparison) -> View:
+    return VIEWS[tuple(comparison.metrics)]
 
 
 def cells(row: RowComparison, comparison: Comparison) -> dict[str, str]:
-    """The table's cells for one row, as plain text (shared by both renderers)."""
-    key = row.key
-    out = {
-        "engine": str(key["engine"]), "dataset": str(key["dataset"]), "device": str(key["device"]),
-        "batch": str(row.batch_size) + (f" ({row.batch_spec})" if row.batch_spec != str(row.batch_size) else ""),
-        # the rest of the identity (lr, and every axis off the lesson's value), as config_id spells it
-        "setup": " ".join(row.config_id.split("|")[4:]),
-        "seeds": str(key["seeds"]), "epochs": str(key["epochs"]),
-        "status": row.status, "notes": "; ".join(row.notes),
-    }
-    normalize = comparison.options.normalize
-    s, lo, m = row.speed, row.loss, row.memory
-    if s is not None:
-        out["epoch time"] = f"{_time(s.base_median, normalize)} → {_time(s.cur_median, normalize)}"
-        if math.isnan(s.ratio):
-            out["speed ratio [CI]"] = "–"
-        elif math.isnan(s.low):
-            out["speed ratio [CI]"] = f"{s.ratio:.2f} (not judged)"
-        else:
-            out["speed ratio [CI]"] = f"{s.ratio:.2f} [{s.low:.2f}, {s.high:.2f}]" + _mark(s.verdict)
-    if lo is not None:
-        if math.isnan(lo.base_final):
-            out["final loss"] = "–"
-        else:
-            rtol = comparison.options.loss_rtol
-            trend = REGRESSED if lo.rel_change > rtol else IMPROVED if lo.rel_change < -rtol else UNCHANGED
-            out["final loss"] = (f"{lo.base_final:.4g} → {lo.cur_final:.4g} ({lo.rel_change:+.1%})"
-                                 + _mark(trend))
-        if lo.exact == "differs" and lo.first_difference:
-            seed, epoch, b, c = lo.first_difference
-            out["loss curve"] = (f"differs in {lo.differing}/{lo.compared} (first: seed {seed} "
-                                 f"epoch {epoch}: {b!r} → {c!r}) ▲")
-        else:
-            shown = {"identical": f"identical ({lo.compared})", "fallback": "not exact (see note)",
-                     "not checked": "–"}
-            out["loss curve"] = shown.get(lo.exact, lo.exact)
-    if m is not None:
-        out["peak memory"] = (f"{fmt_bytes(m.base_bytes)} → {fmt_bytes(m.cur_bytes)}"
-                              + ("" if math.isnan(m.ratio) or math.isinf(m.ratio) else f" (×{m.ratio:.2f})")
-                              + _mark(m.verdict))
-    return {c: out.get(c, "") for c in COLUMNS}
-
-
-def contention_notes(comparison: Comparison) -> list[str]:
-    """One warning per side whose sweep ran on a machine loaded beyond its cores. Evidence: the side's
-    per-run ``load_1m`` column, else its env.json (``env_data``)."""
-    out = []
-    for name, side in (("current", comparison.current), ("baseline", comparison.baseline)):
-        found = contention(side.frame, side.env_data)
-        if found is not None:
-            out.append(f"{name} measured on a {found.short()}")
-    return out
-
-
-def contended_summary(comparison: Comparison) -> str:
-    """``3 not judged (contended: current load 5.2 on 2 cores)``, or '' when every side was quiet."""
-    rows = [r for r in comparison.rows if r.speed is not None and r.speed.contended]
-    if not rows:
-        return ""
-    worst = max((r.speed.contended for r in rows),
-                key=lambda t: max(float(x) for x in re.findall(r"load ([0-9.]+)", t)))
-    return f"{len(rows)} not judged (contended: {worst})"
+    """The table's cells for one row, as plain text (the same for the terminal and Markdown)."""
+    view = view_of(comparison)
+    out = view.identity_cells(row)
+    notes = [out.pop("notes", ""), *row.notes]
+    for metric in view.metrics:
+        part = row.parts.get(metric.name)
+        if part is not None:
+            out.update(metric.cells(part, comparison))
+    out.update(status=row.status, notes="; ".join(filter(None, notes)))
+    return {c: out.get(c, "") for c in view.columns}
 
 
 def summary_line(comparison: Comparison) -> str:
+    view = view_of(comparison)
     counts = ", ".join(f"{comparison.count(s)} {s}" for s in STATUS_ORDER)
     if comparison.count(NOT_JUDGED):
         counts += f", {comparison.count(NOT_JUDGED)} {NOT_JUDGED}"
-    contended = contended_summary(comparison)
-    if contended:
-        counts += f"; speed {contended}"
-    verdict = "REGRESSION" if comparison.regressed else "no regression"
-    warnings = contention_notes(comparison)
-    return (f"{verdict}: {counts} ({len(comparison.rows)} configurations)"
-            + "".join(f"; WARNING: {w}" for w in warnings))
+    counts += "".join(f"; {extra}" for m in view.metrics if (extra := m.summary(comparison)))
+    return (f"{view.head(comparison)}: {counts} ({len(comparison.rows)} configurations)"
+            + "".join(f"; WARNING: {w}" for w in view.warnings(comparison)))
 
 
 def settings_line(comparison: Comparison) -> str:
-    o = comparison.options
-    return (f"normalize {o.normalize}; speed regresses when its "
-            f"{o.confidence:.0%} bootstrap interval lies above {o.max_slowdown:g} (sides measured above "
-            f"their core count: not judged); loss mode {o.loss_mode}, "
-            f"loss rtol {o.loss_rtol:g}; "
-            f"memory regresses above ×{o.max_memory_growth:g} and +{fmt_bytes(o.memory_floor_bytes)}")
+    """Every metric's thresholds, in words."""
+    return "; ".join(m.settings(comparison.options) for m in view_of(comparison).metrics)
 
 
 def header_lines(comparison: Comparison) -> list[str]:
-    b, c = comparison.baseline, comparison.current
+    side = view_of(comparison).side
     return [
-        f"baseline: {b.source} ({b.kind}; {b.env.describe()})",
-        f"current:  {c.source} ({c.kind}; {c.env.describe()})",
+        f"baseline: {side(comparison.baseline)}",
+        f"current:  {side(comparison.current)}",
         f"matched on: {', '.join(comparison.keys)}",
         settings_line(comparison),
         *[f"note: {n}" for n in comparison.notes],
@@ -148,12 +66,14 @@ def header_lines(comparison: Comparison) -> list[str]:
 
 
 def rich_renderable(comparison: Comparison) -> Group:
-    table = Table(title="minibatch-bench compare: baseline → current", show_lines=False, expand=False)
-    wraps = ("notes", "loss curve", "final loss", "peak memory", "epoch time", "speed ratio [CI]")
-    for col in COLUMNS:
+    view = view_of(comparison)
+    table = Table(title=view.title, show_lines=False, expand=False)
+    wraps = {"notes", *(c for m in view.metrics for c in m.wraps)}
+    right = {c for m in view.metrics for c in m.right}
+    for col in view.columns:
         # identity columns never shrink to nothing in a narrow terminal; long cells fold instead
-        table.add_column(col, overflow="fold", no_wrap=col not in wraps,
-                         min_width=None if col in wraps else len(col))
+        table.add_column(col, overflow="fold", no_wrap=col not in wraps, min_width=None if col in wraps else len(col),
+                         justify="right" if col in right else "left")
     for row in comparison.rows:
         table.add_row(*cells(row, comparison).values(), style=STYLE.get(row.status, ""))
     head = Text("\n".join(header_lines(comparison)), style="dim")
@@ -174,17 +94,16 @@ def _md_escape(text: str) -> str:
 
 
 def to_markdown(comparison: Comparison) -> str:
-    lines = ["## minibatch-bench compare", "", f"**{summary_line(comparison)}**", ""]
+    view = view_of(comparison)
+    lines = [view.heading, "", f"**{summary_line(comparison)}**", ""]
     lines += [f"- {_md_escape(line)}" for line in header_lines(comparison)]
-    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["", "| " + " | ".join(view.columns) + " |", "|" + "---|" * len(view.columns)]
     for row in comparison.rows:
         values = cells(row, comparison)
         values["status"] = f"**{row.status}**" if row.status == REGRESSED else row.status
         lines.append("| " + " | ".join(_md_escape(v) for v in values.values()) + " |")
-    normalize = comparison.options.normalize
-    lines += ["", "▲ worse, ▼ better than the baseline beyond the thresholds. Speed ratio = current/baseline "
-              "median epoch time (warm-up epoch excluded)"
-              + (f", each normalized by {normalize}" if normalize != "none" else "") + ".", ""]
+    legend = " ".join(text for m in view.metrics if (text := m.legend(comparison)))
+    lines += ["", legend, ""]
     return "\n".join(lines)
 
 

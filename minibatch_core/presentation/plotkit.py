@@ -1,7 +1,6 @@
-"""What every plot shares: the prepared frame, colours and styles, panel grids, axes, saving.
+"""What every plot shares: the prepared frame, panel grids, titles and legends, readable axes, saving.
 
-Colours: batch sizes get Okabe-Ito colours that stay distinguishable for colour-blind readers and in
-greyscale (each also has its own line style and marker); engines get their own fixed palette.
+Colours and line styles are ``plot_styles``'.
 """
 
 from __future__ import annotations
@@ -28,11 +27,6 @@ from minibatch_core.records.identity import IDENTITY_COLUMNS  # noqa: E402
 
 DPI = 120
 PANEL_W, PANEL_H = 5.0, 3.7
-BATCH_COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
-LINESTYLES = ["-", "--", "-.", ":"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-PHASE_COLORS = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854"]
-ENGINE_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
 @dataclass(frozen=True)
@@ -41,29 +35,9 @@ class PlotData:
     split: pd.DataFrame | None = None  # tables.profile_split(profile.csv)
 
 
-@dataclass(frozen=True)
-class Style:
-    color: str
-    linestyle: str
-    marker: str
-
-
-# line styles for the values of the other swept axes (lr, hidden, ...): solid first, then dashes
-VARIANT_STYLES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (8, 3))]
 # axes that plots facet by (panels) or that follow the dataset; every other identity axis with more than
 # one value in a sweep (lr, hidden, optimizer, workers, a future model axis, ...) is a "variant"
 FACETED = ("engine", "dataset", "device", "batch_spec", "n_samples", "n_features", "n_classes", "target")
-
-
-def palette(n: int) -> list[str]:
-    """n distinct colours: the colour-blind-safe eight, or evenly spaced hues beyond eight."""
-    return BATCH_COLORS[:n] if n <= len(BATCH_COLORS) else list(sns.color_palette("husl", n).as_hex())
-
-
-def batch_styles(specs: list[str]) -> dict[str, Style]:
-    colors = palette(len(specs))
-    return {s: Style(colors[i], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
-            for i, s in enumerate(specs)}
 
 
 def varying_axes(frame: pd.DataFrame) -> list[str]:
@@ -80,46 +54,6 @@ def variant_labels(frame: pd.DataFrame, axes: list[str]) -> pd.Series:
     if not axes:
         return pd.Series("", index=frame.index)
     return frame[axes].apply(lambda r: " · ".join(f"{axis_name(c)} {L.axis_value(r[c])}" for c in axes), axis=1)
-
-
-def series_styles(order: list[str], first: dict[str, str], variant: dict[str, str]) -> dict[str, Style]:
-    """A style per series (e.g. batch size x lr): colour and marker by its first part (batch size or
-    engine), line style by its variant (or by the first part when nothing else varies), so every
-    combination is told apart and each swept axis maps to one visual channel."""
-    firsts = list(dict.fromkeys(first[s] for s in order))
-    variants = list(dict.fromkeys(variant[s] for s in order))
-    colors = palette(len(firsts))
-    out = {}
-    for s in order:
-        i, j = firsts.index(first[s]), variants.index(variant[s])
-        dash = VARIANT_STYLES[j % len(VARIANT_STYLES)] if len(variants) > 1 else LINESTYLES[i % len(LINESTYLES)]
-        out[s] = Style(colors[i], dash, MARKERS[i % len(MARKERS)])
-    return out
-
-
-HATCHES = {"-": None, "--": "//", ":": "..", "-.": "xx"}
-
-
-def hatch(linestyle) -> str | None:
-    """A bar's hatching for a series' line style (bars have no line style)."""
-    return HATCHES.get(linestyle, "\\\\") if isinstance(linestyle, str) else "++"
-
-
-def variant_count(runs: pd.DataFrame) -> int:
-    return len(runs.attrs.get("variant_order", [""]))
-
-
-def styles_of(runs: pd.DataFrame, kind: str = "series") -> dict[str, Style]:
-    """``kind`` "series" (batch size x variant) or "engine_series" (engine x variant), from ``prepare``."""
-    order = runs.attrs[f"{kind}_order"]
-    head = "batch" if kind == "series" else "engine"
-    pairs = runs.drop_duplicates(kind).set_index(kind)
-    return series_styles(order, pairs[head].to_dict(), pairs["variant"].to_dict())
-
-
-def engine_styles(engines: list[str]) -> dict[str, Style]:
-    return {e: Style(ENGINE_COLORS[i % len(ENGINE_COLORS)], LINESTYLES[i % len(LINESTYLES)],
-                     MARKERS[i % len(MARKERS)]) for i, e in enumerate(engines)}
 
 
 def prepare(runs: pd.DataFrame, *, checked: bool = False) -> pd.DataFrame:

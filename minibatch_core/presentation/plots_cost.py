@@ -8,6 +8,7 @@ import pandas as pd
 
 from minibatch_core.analysis.tables import PHASES, batch_order, engine_order, timed_epochs
 from minibatch_core.presentation import labels as L
+from minibatch_core.presentation import plot_styles as S
 from minibatch_core.presentation import plotkit as K
 from minibatch_core.presentation.plotkit import PlotData
 
@@ -36,7 +37,7 @@ def epoch_time_vs_batch(data: PlotData) -> plt.Figure:
     runs = data.runs
     timed = timed_epochs(runs)
     engines = runs.attrs["engine_series_order"]  # engine x every other swept axis (lr, hidden, ...)
-    styles = K.styles_of(runs, "engine_series")
+    styles = S.styles_of(runs, "engine_series")
     setups = runs.attrs["setup_order"]
     # a lone panel gets the room of two: the report shows it at full width
     fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3 + (len(setups) == 1),
@@ -69,7 +70,7 @@ def peak_memory_vs_batch(data: PlotData) -> plt.Figure:
     tensor_cols = [c for c in ("param_bytes", "grad_bytes", "optimizer_state_bytes", "activation_bytes")
                    if c in per_run]
     engines = runs.attrs["engine_series_order"]
-    styles = K.styles_of(runs, "engine_series")
+    styles = S.styles_of(runs, "engine_series")
     setups = runs.attrs["setup_order"]
     measures = [("peak_memory_bytes", "peak memory, measured (KiB)")]
     if tensor_cols:
@@ -112,7 +113,7 @@ def throughput(data: PlotData) -> plt.Figure:
     runs = data.runs
     timed = timed_epochs(runs)
     engines = runs.attrs["engine_series_order"]
-    styles = K.styles_of(runs, "engine_series")
+    styles = S.styles_of(runs, "engine_series")
     setups = runs.attrs["setup_order"]
     fig, axes = K.grid(len(setups), ncols=min(len(setups), 2), height=K.PANEL_H + 0.3 + (len(setups) == 1),
                        width=K.PANEL_W + 1 + 2.5 * (len(setups) == 1) + 0.12 * len(engines) * len(batch_order(runs)))
@@ -126,9 +127,9 @@ def throughput(data: PlotData) -> plt.Figure:
             med = g.median().reindex(specs)
             x = np.arange(len(specs)) + (i - (len(engines) - 1) / 2) * width
             st = styles[engine]
-            variant = K.variant_count(runs) > 1  # the other axes' values as hatching, so bars differ in print too
+            variant = S.variant_count(runs) > 1  # the other axes' values as hatching, so bars differ in print too
             ax.bar(x, med.values, width=width * 0.95, color=st.color, label=engine,
-                   hatch=K.hatch(st.linestyle) if variant else None, edgecolor="white" if variant else None)
+                   hatch=S.hatch(st.linestyle) if variant else None, edgecolor="white" if variant else None)
         ax.set_xticks(np.arange(len(specs)))
         ax.set_xticklabels(names)
         K.plain_log_y(ax, counts=True)
@@ -151,7 +152,7 @@ def profile_split(data: PlotData) -> plt.Figure:
     engines = engine_order(split["engine"].unique().tolist())
     setups = list(dict.fromkeys(split["setup"]))
     phases = [p for p in PHASES if f"{p}_share" in split]
-    colors = K.PHASE_COLORS
+    colors = S.PHASE_COLORS
     panels = [(s, e) for s in setups for e in engines if ((split["setup"] == s) & (split["engine"] == e)).any()]
     most = max(((split["setup"] == s) & (split["engine"] == e)).sum() for s, e in panels)
     # a panel grows with its bars (0.55 in each) so that many rows stay bars, not slivers

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from minibatch_core.presentation import labels as L
+from minibatch_core.presentation import plot_styles as S
 from minibatch_core.presentation import plotkit as K
 from minibatch_core.presentation.plotkit import PlotData
 
@@ -65,7 +66,7 @@ def _seed_proxy(text: str, band: bool = False) -> dict:
 
 def loss_vs_epoch(data: PlotData) -> plt.Figure:
     runs = data.runs
-    styles = K.styles_of(runs)
+    styles = S.styles_of(runs)
     fig, axes, parts = _loss_panels(runs)
     extra: dict = {}
     for ax, setup, engine, part, finite in parts:
@@ -112,7 +113,7 @@ def overlap_note(curves: dict[str, tuple[float, float]]) -> str | None:
 
 def loss_vs_time(data: PlotData) -> plt.Figure:
     runs = data.runs
-    styles = K.styles_of(runs)
+    styles = S.styles_of(runs)
     fig, axes, parts = _loss_panels(runs, sharex=True)
     extra: dict = {}
     for ax, setup, engine, part, finite in parts:
