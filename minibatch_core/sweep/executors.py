@@ -143,6 +143,13 @@ def open_executor(options: ExecutorOptions | None) -> Executor:
     return RayExecutor(options)
 
 
+def fresh_per_task(executor_name: str) -> bool:
+    """Whether the executor already runs every task in a worker process that serves it alone (ray's
+    ``max_calls=1``): there a task trains where it lands; on the local executor it asks the trainer for a
+    fresh worker (``isolate``), as every run does. Sweeps and studies decide with this one rule."""
+    return executor_name != "local"
+
+
 def task_resources(device: str, threads: int | None, workers: int = 1) -> dict[str, float]:
     """What a run asks the cluster for: its torch threads on CPU (per worker), one GPU per process on CUDA."""
     cpus = float(max(1, threads or 1) * max(1, workers))
