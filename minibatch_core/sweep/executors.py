@@ -80,6 +80,11 @@ class Outcome:
     attempts: int = 1
 
 
+def stopped_status(err: BaseException) -> str:
+    """The ``status`` a sweep's env.json or a study's study.json records when ``err`` stopped it."""
+    return "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
+
+
 class Executor(Protocol):
     name: str
 

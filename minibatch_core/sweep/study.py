@@ -37,7 +37,7 @@ from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.running.measure import device_name, torch_threads
 from minibatch_core.running.to_target import Target, ToTargetRun, train_pass
-from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, fresh_per_task, task_resources
+from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, fresh_per_task, stopped_status, task_resources
 from minibatch_core.sweep.study_config import StudyConfig
 from minibatch_core.sweep.study_plan import StudyJob, StudyPlan, plan, search_jobs, units
 from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
@@ -190,8 +190,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             write_meta()
         report(done, total, "done")
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
-        write_meta(status=status, runs_done=done, study_wall_s=time.perf_counter() - started)
+        write_meta(status=stopped_status(err), runs_done=done, study_wall_s=time.perf_counter() - started)
         raise
     wall = time.perf_counter() - started
     write_meta(status="complete", runs_done=done, runs_total=done, study_wall_s=wall, load_average_end=load_average())

@@ -27,7 +27,7 @@ from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.sweep.eta import Estimate, RemainingTime
-from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, fresh_per_task, task_resources
+from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, fresh_per_task, stopped_status, task_resources
 from minibatch_core.sweep.sweep_config import SweepConfig, load_toml, read_toml, sweep_from_toml
 from minibatch_core.sweep.sweep_plan import Job, Plan, check_plan_size, plan, planned_size
 
@@ -201,8 +201,7 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
             write_records(range(len(the_plan.jobs)))  # the plan's order, for readers of the final file
         report(done, total, "done")
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
-        write_env(status=status, runs_done=done, finished_utc=utc_now(),
+        write_env(status=stopped_status(err), runs_done=done, finished_utc=utc_now(),
                   sweep_wall_s=time.perf_counter() - started, load_average_end=load_average())
         raise
     wall = time.perf_counter() - started
