@@ -80,6 +80,9 @@ class Outcome:
     attempts: int = 1
 
 
+ProgressCallback = Callable[[int, int, str], None]  # a sweep's or study's (runs done, runs total, what runs now)
+
+
 def stopped_status(err: BaseException) -> str:
     """The ``status`` a sweep's env.json or a study's study.json records when ``err`` stopped it."""
     return "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"

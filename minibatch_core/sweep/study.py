@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,15 @@ from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.running.measure import device_name, torch_threads
 from minibatch_core.running.to_target import Target, ToTargetRun, train_pass
-from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, fresh_per_task, stopped_status, task_resources
+from minibatch_core.sweep.executors import (
+    Executor,
+    LocalExecutor,
+    ProgressCallback,
+    Task,
+    fresh_per_task,
+    stopped_status,
+    task_resources,
+)
 from minibatch_core.sweep.study_config import StudyConfig
 from minibatch_core.sweep.study_plan import StudyJob, StudyPlan, plan, search_jobs, units
 from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
@@ -61,9 +68,6 @@ def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target, iso
                       batch_size=job.batch_size, max_epochs=10 ** 9 if by_steps else study.max_epochs,
                       time_budget_s=study.time_budget_s, full_budget=study.full_budget,
                       eval_every=study.eval_every, max_steps=job.step_budget if by_steps else None)
-
-
-ProgressCallback = Callable[[int, int, str], None]
 
 
 def job_label(job: StudyJob) -> str:

@@ -27,7 +27,15 @@ from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.sweep.eta import Estimate, RemainingTime
-from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, fresh_per_task, stopped_status, task_resources
+from minibatch_core.sweep.executors import (
+    Executor,
+    LocalExecutor,
+    ProgressCallback,
+    Task,
+    fresh_per_task,
+    stopped_status,
+    task_resources,
+)
 from minibatch_core.sweep.sweep_config import SweepConfig, load_toml, read_toml, sweep_from_toml
 from minibatch_core.sweep.sweep_plan import Job, Plan, check_plan_size, plan, planned_size
 
@@ -37,9 +45,6 @@ __all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Pl
 
 
 # --- running ----------------------------------------------------------------------------------------------
-
-ProgressCallback = Callable[[int, int, str], None]  # (runs done, runs total, what runs now)
-
 
 def job_label(job: Job) -> str:
     c = job.config
