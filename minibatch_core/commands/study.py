@@ -105,6 +105,9 @@ def add_parser(sub) -> None:
     o.add_argument("--overwrite", action="store_true",
                    help="write into --out even when it holds a study or other files: study's own files are "
                         "replaced, any other file stays")
+    o.add_argument("--no-isolate", action="store_true",
+                   help="train every pass in this process instead of a fresh worker process per pass (the same "
+                   "steps and losses; timings then share the process's state)")
     o.add_argument("--quiet", action="store_true", help="no progress; print only the output folder")
     o.add_argument("--dry-run", action="store_true",
                    help="print the plan (passes, runs, targets) and exit without training or writing anything")
@@ -154,10 +157,11 @@ def choose_folder(out: str | Path | None, overwrite: bool = False) -> Path:
 
 
 def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan=None,
-              executor=None, overwrite: bool = False, confirmed: bool = True) -> StudyOutcome:
+              executor=None, overwrite: bool = False, confirmed: bool = True, isolate: bool = True) -> StudyOutcome:
     """Plan (every value checked before a folder exists), train, analyse, predict, report. ``on_plan``
     gets the plan's lines (``presentation.plan_text``) before anything trains; ``executor``:
-    ``sweep.executors.ExecutorOptions`` (default local: every pass in this process, one at a time)."""
+    ``sweep.executors.ExecutorOptions`` (default local: one pass at a time, each in a fresh worker process
+    of this command unless ``isolate`` is false, as ``train`` and ``run`` train)."""
     import pandas as pd
 
     from minibatch_core.analysis.study import best_lrs, critical_batch, noise_run_choice
@@ -172,6 +176,10 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan
     the_plan = plan(study)
     if not confirmed:
         _check_size(the_plan.total_runs, study.max_epochs)
+    if isolate and (executor is None or executor.kind == "local"):
+        from minibatch_core.running.isolation import start_workers
+
+        start_workers(study.engines)  # the workers' imports (seconds) run while this process sets up
     folder = choose_folder(out, overwrite)
     if on_plan:
         from minibatch_core.presentation.plan_text import study_plan_lines
@@ -184,7 +192,7 @@ def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan
         folder.mkdir(parents=True, exist_ok=True)
         env = {**collect(study.to_dict()), **out_marker("study"),
                "executor": runner.describe() if hasattr(runner, "describe") else {"kind": runner.name}}
-        wall = execute(the_plan, folder, env, on_progress=on_progress, executor=runner)
+        wall = execute(the_plan, folder, env, on_progress=on_progress, executor=runner, isolate=isolate)
     finally:  # a local Ray instance stops before the noise measurement and the report's plot workers
         runner.close()
     frame = split_by_hardware(pd.read_csv(folder / STUDY_CSV))
@@ -267,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
     options = executor_from_args(args)
     outcome = run_study(study, args.out, on_progress=None if args.quiet else show,
                         on_plan=None if args.quiet else show_plan, executor=options,
-                        overwrite=args.overwrite, confirmed=args.yes)
+                        overwrite=args.overwrite, confirmed=args.yes, isolate=not args.no_isolate)
     if args.quiet:
         print(outcome.folder)
         return 0

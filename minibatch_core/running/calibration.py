@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from minibatch_core.input.devices import resolve_device, synchronize
+from minibatch_core.running.measure import torch_threads
 
 WORKLOAD = "mlp-13-64-64-3 adam, batch 32, 200 steps, fixed data; median of 7 repeats after 1 warm-up"
 
@@ -36,13 +37,8 @@ def measure_calibration(device: str = "cpu", steps: int = 200, repeats: int = 7,
     """``threads``: the sweep's torch threads (None: torch's default). The workload runs at the runs' own
     count: at torch's default (a thread per core) four sweeps started together on two cores spun in an
     OpenMP barrier for minutes, and a calibration at another count than the runs describes other work."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _measure(device, steps, repeats)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _measure(device: str, steps: int, repeats: int) -> Calibration:

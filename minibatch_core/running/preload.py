@@ -18,5 +18,5 @@ from minibatch_core.running import trainer  # noqa: F401
 # Every object imported so far moves to the permanent generation, which the garbage collector never
 # scans. Without this, each forked worker's first full collection walked the whole torch/scikit-learn
 # heap, writing to every object and so copying every page of it: 0.3-0.5 s per worker (measured in
-# trainer._prewarm's gc.collect), paid 30 times by the default sweep.
+# trainer.prewarm_engine's gc.collect), paid 30 times by the default sweep.
 gc.freeze()

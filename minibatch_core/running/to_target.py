@@ -10,19 +10,29 @@ within it (it is an upper bound by at most that many steps).
 
 Clock: training segments only (the epoch's shuffle included), synchronized on CUDA; evaluation and the
 epoch-loss bookkeeping are excluded.
+
+``train_pass`` is one study pass run as the trainer runs every other: in a fresh worker, at the run's
+torch threads, the engine prewarmed first.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
+from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
-from minibatch_core.running.measure import Stopwatch
+from minibatch_core.input.devices import resolve_device
+from minibatch_core.running.isolation import run_isolated
+from minibatch_core.running.measure import Stopwatch, torch_threads
+from minibatch_core.running.trainer import prewarm_engine, start_session
 
 CHECKS_PER_EPOCH = 8
 GEOMETRIC_RATIO = 2 ** 0.25
@@ -187,3 +197,24 @@ def train_to_target(session, val: Dataset, target: Target, *, batch_size: int, n
             stopped = "max steps"
             break
     return ToTargetRun(outcomes, spe, done, done / spe, train_s, eval_s, n_checks, stopped)
+
+
+def train_pass(config: RunConfig, lrs: Sequence[float], seeds: Sequence[int], warmup_steps: int, train: Dataset,
+               val: Dataset, target: Target, *, isolate: bool = True, **limits: Any) -> ToTargetRun:
+    """One pass (replica k: ``lrs[k]``, ``seeds[k]``) trained on ``train`` to ``target`` on ``val`` as the
+    trainer trains every run: in a fresh worker (``isolate``; else here, in a process that is itself fresh
+    or whose memory nobody reads), at ``config.threads``, the engine prewarmed on a few rows first. The
+    session is eager (``trainer.start_session``). ``limits``: ``train_to_target``'s keywords (batch size,
+    budgets, checks)."""
+    args = (config, list(lrs), list(seeds), warmup_steps, train, val, target, limits)
+    return run_isolated(_train_pass, *args) if isolate else _train_pass(*args)
+
+
+def _train_pass(config: RunConfig, lrs: list[float], seeds: list[int], warmup_steps: int, train: Dataset,
+                val: Dataset, target: Target, limits: dict[str, Any]) -> ToTargetRun:
+    engine, device = get_engine(config.engine), resolve_device(config.device)
+    with torch_threads(config.threads):
+        prewarm_engine(engine, config, train, device, seeds, eager=True)
+        session = start_session(engine, config, train, device, seeds, eager=True)
+        session.set_schedule(lrs, warmup_steps)
+        return train_to_target(session, val, target, n_train=train.n_samples, device=device, **limits)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ from minibatch_core.input.models import check_model_and_data
 from minibatch_core.input.specs import source_hash
 from minibatch_core.running.distributed import DistributedOptions, run_distributed
 from minibatch_core.running.isolation import run_isolated
-from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name
+from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name, torch_threads
 from minibatch_core.running.results import EpochRecord, RunResult
 
 PROFILE_MAX_STEPS = 200
@@ -76,36 +76,30 @@ def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True
     return out
 
 
-def _prewarm(engine: Engine, config: RunConfig, data: Dataset, device: torch.device,
-             seeds: list[int]) -> None:
-    """Run the engine once on a few rows first. A fresh worker faults in torch's code pages and
-    allocator arenas lazily; without this, tens of MB of that would be billed to the measured run."""
+def start_session(engine: Engine, config: RunConfig, data: Dataset, device: torch.device, seeds: list[int], *,
+                  eager: bool = False):
+    """``engine.start``; ``eager``: without CUDA graphs where the engine offers them (a study steps in
+    segments of varying length, which graphs captured for whole epochs cannot do)."""
+    options = {"use_graphs": False} if eager and "use_graphs" in inspect.signature(engine.start).parameters else {}
+    return engine.start(config, data, device, seeds, **options)
+
+
+def prewarm_engine(engine: Engine, config: RunConfig, data: Dataset, device: torch.device, seeds: list[int], *,
+                   eager: bool = False) -> None:
+    """Run the engine once on a few rows first (``eager``: as ``start_session``). A fresh worker faults in
+    torch's code pages and allocator arenas lazily; without this, tens of MB of that would be billed to the
+    measured run, and its first steps' time to the clock."""
     rows = slice(None, None, max(1, data.n_samples // max(8, config.workers)))  # a row for every worker
     tiny = Dataset(data.name, data.X[rows], data.y[rows], data.n_classes)
     if resolve_batch_size(config.batch_size, tiny.n_samples) > 1 and \
             tiny.n_samples % resolve_batch_size(config.batch_size, tiny.n_samples) == 1:
         tiny = Dataset(data.name, tiny.X[:-1], tiny.y[:-1], data.n_classes)  # BatchNorm: no batch of one
-    session = engine.start(config.with_(epochs=1, record_batches=False), tiny, device, seeds)
+    session = start_session(engine, config.with_(epochs=1, record_batches=False), tiny, device, seeds, eager=eager)
     session.run_epoch()
     session.evaluate()
     session.memory()
     del session
     gc.collect()
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` (a ``RunConfig.threads``) for the block; None leaves
-    torch's own setting. The caller's setting comes back after: in-process runs must not leak it."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _measure(config: RunConfig, seeds: list[int], profile: bool, isolated: bool = True) -> list[RunResult]:
@@ -142,7 +136,7 @@ def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True, i
     data = load_for(config)
     check_model(config, data)
     if prewarm:
-        _prewarm(engine, config, data, device, list(seeds))
+        prewarm_engine(engine, config, data, device, list(seeds))
     return Run(config, list(seeds), engine, data, device, isolated=isolated)
 
 
@@ -165,9 +159,14 @@ def check_model_engines(model: str, hidden: Sequence[int], loss: str, data: Data
     ``run`` and ``study`` check with this one function."""
     facts = check_model_and_data(model, hidden, loss, data)
     for engine in engines:
-        check_model_support(engine, model, loss)
-        check_model_facts(engine, model, facts.random, facts.buffers)
+        check_engine_support(engine, model, loss, facts)
     return facts
+
+
+def check_engine_support(engine: str, model: str, loss: str, facts) -> None:
+    """Whether ``engine`` trains ``model`` with ``loss``, given the model's checked ``facts``: one line if not."""
+    check_model_support(engine, model, loss)
+    check_model_facts(engine, model, facts.random, facts.buffers)
 
 
 def _finite(*values: float) -> bool:

@@ -80,6 +80,14 @@ class Outcome:
     attempts: int = 1
 
 
+ProgressCallback = Callable[[int, int, str], None]  # a sweep's or study's (runs done, runs total, what runs now)
+
+
+def stopped_status(err: BaseException) -> str:
+    """The ``status`` a sweep's env.json or a study's study.json records when ``err`` stopped it."""
+    return "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
+
+
 class Executor(Protocol):
     name: str
 
@@ -141,6 +149,13 @@ def open_executor(options: ExecutorOptions | None) -> Executor:
     from minibatch_core.sweep.ray_executor import RayExecutor
 
     return RayExecutor(options)
+
+
+def fresh_per_task(executor_name: str) -> bool:
+    """Whether the executor already runs every task in a worker process that serves it alone (ray's
+    ``max_calls=1``): there a task trains where it lands; on the local executor it asks the trainer for a
+    fresh worker (``isolate``), as every run does. Sweeps and studies decide with this one rule."""
+    return executor_name != "local"
 
 
 def task_resources(device: str, threads: int | None, workers: int = 1) -> dict[str, float]:

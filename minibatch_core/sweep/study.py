@@ -1,25 +1,23 @@
 """Studies: for each batch size, a grid of learning rates x seeds trained to a validation target.
 
-``StudyConfig`` (``study_config.py``) is what to run; ``plan`` loads and splits every dataset and
-checks every value before anything trains; ``execute`` trains each job to the target and rewrites
-study.csv, runs.csv and checks.csv atomically after each one, so an interruption leaves valid files
+``StudyConfig`` (``study_config.py``) is what to run; ``plan`` (``study_plan.py``) loads and splits every
+dataset and checks every value before anything trains; ``execute`` trains each job to the target and
+rewrites study.csv, runs.csv and checks.csv atomically after each one, so an interruption leaves valid files
 holding exactly the jobs that completed. ``run_study`` (``commands/study.py``, also
 ``minibatch_core.run_study``) is the whole thing from Python, analysis and report included. Nothing here
 formats or plots.
 
-One *job* is one timed pass: with the ``stacked`` engine every (learning rate, seed) pair of a batch
-size trains in one pass as replicas; with ``fast`` each pair is its own pass.
+Each pass trains as every run of the suite does (``running.to_target.train_pass``): in a fresh worker
+process on the local executor (a ray task's worker already serves it alone), at the study's torch threads,
+the engine prewarmed on a few rows first.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,165 +25,71 @@ import pandas as pd
 import torch
 
 from minibatch_core.engines import get_engine
-from minibatch_core.engines.segments import supports_segments
-from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
-from minibatch_core.input.devices import expand_devices, resolve_device
-from minibatch_core.input.split import Split, held_out_split
+from minibatch_core.input.devices import resolve_device
+from minibatch_core.input.split import Split
 from minibatch_core.records.study_axes import policy_factor, resolve_study_batches
 from minibatch_core.records.study_rows import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
 from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
-from minibatch_core.running.measure import device_name
-from minibatch_core.running.to_target import Target, ToTargetRun, train_to_target
-from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
+from minibatch_core.running.measure import device_name, torch_threads
+from minibatch_core.running.to_target import Target, ToTargetRun, train_pass
+from minibatch_core.sweep.executors import (
+    Executor,
+    LocalExecutor,
+    ProgressCallback,
+    Task,
+    fresh_per_task,
+    stopped_status,
+    task_resources,
+)
 from minibatch_core.sweep.study_config import StudyConfig
+from minibatch_core.sweep.study_plan import StudyJob, StudyPlan, plan, search_jobs, units
 from minibatch_core.sweep.study_search import LrSearch, median_steps, step_budget
 
 STUDY_JSON = "study.json"
 __all__ = ["StudyConfig", "StudyJob", "StudyPlan", "execute", "measure_noise", "plan", "run_job"]
 
 
-@dataclass(frozen=True)
-class StudyJob:
-    dataset: str
-    engine: str
-    device: str
-    batch_spec: str
-    batch_size: int
-    pairs: tuple[tuple[float, float, int], ...]  # (effective lr, base lr, seed) per replica
-    warmup_steps: int
-    search_round: int = 0  # 0: the grid; 1, 2, ...: rates the learning-rate search added
-    step_budget: int | None = None  # steps the pass may train (None: max_epochs epochs)
-    budget_rule: str = "max epochs"  # what set the budget (study_search.step_budget)
-
-
-@dataclass
-class StudyPlan:
-    study: StudyConfig
-    devices: tuple[str, ...]
-    splits: dict[str, Split]
-    targets: dict[str, Target]
-    jobs: list[StudyJob] = field(default_factory=list)
-    n_samples: dict[str, int] = field(default_factory=dict)  # dataset -> rows before the split
-
-    @property
-    def total_runs(self) -> int:
-        return sum(len(j.pairs) for j in self.jobs)
-
-
-def plan(study: StudyConfig) -> StudyPlan:
-    """Every dataset loaded and split, every engine and device checked, every job listed: a bad value
-    raises MinibatchError (one line) here, before any folder exists."""
-    for name in study.engines:
-        engine = get_engine(name)
-        if not supports_segments(engine.start):
-            raise MinibatchError(f"engine {name!r} cannot train to a target in segments: use fast or stacked")
-    devices = tuple(expand_devices(list(study.devices)))
-    splits: dict[str, Split] = {}
-    targets: dict[str, Target] = {}
-    n_samples: dict[str, int] = {}
-    jobs: list[StudyJob] = []
-    for dataset in study.datasets:
-        # loaded unscaled: the split scales both sides with the training rows' statistics only
-        data = trainer.load_for(study.run_config(dataset, study.engines[0], "cpu", 1, 1e-3, 0).with_(scale="none"))
-        # targets that fit the loss, a model the engines train: one line if not, as train and run check
-        trainer.check_model_engines(study.model, study.hidden, study.loss, data, study.engines)
-        split = splits[dataset] = held_out_split(data, study.val_fraction, study.data_seed, scale=study.scale)
-        n_samples[dataset] = data.n_samples
-        targets[dataset] = study.target_for(dataset)
-        n_train = split.train.n_samples
-        for device, engine, (spec, size) in itertools.product(
-                devices, study.engines, resolve_study_batches(study.batch_sizes, n_train)):
-            factor = policy_factor(study.lr_policy, size)
-            pairs = [(base * factor, base, seed) for base in study.lrs for seed in study.seeds]
-            steps_per_epoch = -(-n_train // size)
-            warm = round(study.warmup_epochs * steps_per_epoch)
-            groups = [pairs] if get_engine(engine).multi_seed else [[p] for p in pairs]
-            jobs += [StudyJob(dataset, engine, device, spec, size, tuple(g), warm) for g in groups]
-    return StudyPlan(study, devices, splits, targets, jobs, n_samples)
-
-
 def start_session(engine_name: str, config: RunConfig, data: Dataset, device: torch.device, seeds: list[int]):
-    """The engine's session, eager: a study steps in segments of varying length, which CUDA graphs
-    captured for whole epochs cannot do."""
-    start = get_engine(engine_name).start
-    eager = {"use_graphs": False} if "use_graphs" in inspect.signature(start).parameters else {}
-    return start(config, data, device, seeds, **eager)
+    """The engine's session as a study pass runs it: eager (``trainer.start_session``)."""
+    return trainer.start_session(get_engine(engine_name), config, data, device, seeds, eager=True)
 
 
-def _prewarm(engine_name: str, config: RunConfig, train: Dataset, device: torch.device, seeds: list[int]) -> None:
-    """A few steps on a few rows first, so the first job does not pay for lazy initialization."""
-    rows = slice(None, None, max(1, train.n_samples // 16))
-    tiny = Dataset(train.name, train.X[rows], train.y[rows], train.n_classes)
-    start_session(engine_name, config, tiny, device, seeds).run_epoch()
-
-
-def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target) -> ToTargetRun:
-    device = resolve_device(job.device)
+def run_job(study: StudyConfig, job: StudyJob, split: Split, target: Target, isolate: bool = True) -> ToTargetRun:
+    """One pass to the target, in a fresh worker (``isolate``) or in this process."""
     lrs = [lr for lr, _, _ in job.pairs]
     seeds = [seed for _, _, seed in job.pairs]
     config = study.run_config(job.dataset, job.engine, job.device, job.batch_spec, lrs[0], seeds[0])
-    previous = torch.get_num_threads()
-    if study.threads is not None:
-        torch.set_num_threads(study.threads)
-    try:
-        _prewarm(job.engine, config, split.train, device, seeds)
-        session = start_session(job.engine, config, split.train, device, seeds)
-        session.set_schedule(lrs, job.warmup_steps)
-        return _to_target(study, job, split, target, session, device)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _to_target(study: StudyConfig, job: StudyJob, split: Split, target: Target, session,
-               device: torch.device) -> ToTargetRun:
     by_steps = job.step_budget is not None and job.budget_rule != "max epochs"
-    return train_to_target(session, split.val, target, batch_size=job.batch_size, n_train=split.train.n_samples,
-                           device=device, max_epochs=10 ** 9 if by_steps else study.max_epochs,
-                           time_budget_s=study.time_budget_s, full_budget=study.full_budget,
-                           eval_every=study.eval_every, max_steps=job.step_budget if by_steps else None)
-
-
-ProgressCallback = Callable[[int, int, str], None]
+    return train_pass(config, lrs, seeds, job.warmup_steps, split.train, split.val, target, isolate=isolate,
+                      batch_size=job.batch_size, max_epochs=10 ** 9 if by_steps else study.max_epochs,
+                      time_budget_s=study.time_budget_s, full_budget=study.full_budget,
+                      eval_every=study.eval_every, max_steps=job.step_budget if by_steps else None)
 
 
 def job_label(job: StudyJob) -> str:
     return f"{job.engine} | {job.dataset} | {job.device} | batch {job.batch_spec} | {len(job.pairs)} run(s)"
 
 
-def job_in_context(study: StudyConfig, job: StudyJob, split: Split, target: Target
+def job_in_context(study: StudyConfig, job: StudyJob, split: Split, target: Target, isolate: bool = True
                    ) -> tuple[ToTargetRun, str, int]:
     """An executor's task: one job, plus what its rows record of the process that trained it."""
-    result = run_job(study, job, split, target)
+    result = run_job(study, job, split, target, isolate)
     return result, device_name(resolve_device(job.device)), study.threads or torch.get_num_threads()
 
 
-def _units(jobs: list[StudyJob]) -> list[list[StudyJob]]:
-    """The grid's jobs grouped per dataset x device x engine x batch size, in plan order (smallest batch
-    size first within each dataset x device x engine)."""
-    units: dict[tuple, list[StudyJob]] = {}
-    for job in jobs:
-        units.setdefault((job.dataset, job.device, job.engine, job.batch_size), []).append(job)
-    return list(units.values())
-
-
-def _search_jobs(study: StudyConfig, like: StudyJob, bases: list[float], factor: float, round_: int) -> list[StudyJob]:
-    pairs = [(base * factor, base, seed) for base in bases for seed in study.seeds]
-    groups = [pairs] if get_engine(like.engine).multi_seed else [[p] for p in pairs]
-    return [replace(like, pairs=tuple(g), search_round=round_) for g in groups]
-
-
 def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
-            on_progress: ProgressCallback | None = None, executor: Executor | None = None) -> float:
+            on_progress: ProgressCallback | None = None, executor: Executor | None = None,
+            isolate: bool = True) -> float:
     """Train every job into ``out_dir`` on ``executor`` (default: local, in plan order); returns the wall
     seconds. study.json first, then study.csv, runs.csv and checks.csv rewritten atomically after every
     job. Per batch size: the grid, then (with ``lr_search``) the rates the search adds, round by round;
     the passes of one round go to the executor together (a cluster trains them at once), and the search
     waits for them; each pass's step budget per ``study_search.step_budget``. study.json records the
-    search (``lr_search``) and the budgets."""
+    search (``lr_search``) and the budgets. ``isolate``: each pass in a fresh worker (``run_job``)."""
     from contextlib import closing
 
     executor = executor or LocalExecutor()
@@ -196,7 +100,9 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             "splits": {d: s.describe() for d, s in the_plan.splits.items()},
             "targets": {d: {"metric": t.metric, "value": t.value, "text": t.describe()}
                         for d, t in the_plan.targets.items()},
-            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0, "lr_search": []}
+            "status": "running", "runs_total": the_plan.total_runs, "runs_done": 0, "lr_search": [],
+            "isolate": isolate}
+    isolate_here = isolate and not fresh_per_task(executor.name)
 
     def write_meta(**changes: Any) -> None:
         meta.update(changes)
@@ -223,8 +129,9 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
         nonlocal done
         first_key = len(order)
         order.extend(range(first_key, first_key + len(jobs)))
-        tasks = [Task(job_in_context, (study, job, the_plan.splits[job.dataset], the_plan.targets[job.dataset]),
-                      job_label(job), **task_resources(job.device, study.threads)) for job in jobs]
+        tasks = [Task(job_in_context, (study, job, the_plan.splits[job.dataset], the_plan.targets[job.dataset],
+                                       isolate_here), job_label(job), **task_resources(job.device, study.threads))
+                 for job in jobs]
         report(done, total, tasks[0].label if len(tasks) == 1 or executor.name == "local"
                else f"{len(tasks)} passes queued")
         reached: list[tuple[float, bool, float | None]] = []
@@ -256,7 +163,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
         return reached
 
     try:
-        for unit in _units(the_plan.jobs):
+        for unit in units(the_plan.jobs):
             first = unit[0]
             key = (first.dataset, first.engine, first.device)
             spe = -(-the_plan.splits[first.dataset].train.n_samples // first.batch_size)
@@ -269,7 +176,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
                 step = search.next_round(median_steps(results))
                 if step is None:
                     break
-                jobs = _search_jobs(study, unit[0], step[0], factor, len(search.rounds))
+                jobs = search_jobs(study, unit[0], step[0], factor, len(search.rounds))
                 total += sum(len(j.pairs) for j in jobs)
                 meta["runs_total"] = total
                 results += train(jobs)
@@ -287,8 +194,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             write_meta()
         report(done, total, "done")
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
-        write_meta(status=status, runs_done=done, study_wall_s=time.perf_counter() - started)
+        write_meta(status=stopped_status(err), runs_done=done, study_wall_s=time.perf_counter() - started)
         raise
     wall = time.perf_counter() - started
     write_meta(status="complete", runs_done=done, runs_total=done, study_wall_s=wall, load_average_end=load_average())
@@ -315,10 +221,7 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
     steps = max(1, int(median_steps))
     every = max(1, steps // NOISE_MEASUREMENTS_BEFORE_TARGET)
     spe = -(-split.train.n_samples // batch_size)
-    previous = torch.get_num_threads()
-    if study.threads is not None:  # the study's thread count, as its runs (a helper workload is no exception)
-        torch.set_num_threads(study.threads)
-    try:
+    with torch_threads(study.threads):  # the study's thread count, as its runs (a helper workload is no exception)
         return measure_noise_scale(split.train, split.val, the_plan.targets[dataset], hidden=study.hidden,
                                    model=study.model, loss=study.loss, optimizer=study.optimizer,
                                    train_batch=batch_size, lr=lr, seed=study.seeds[0] if seed is None else seed,
@@ -326,5 +229,3 @@ def measure_noise(the_plan: StudyPlan, dataset: str, batch_size: int, lr: float,
                                    # the course on to twice the steps is for the plot: further seeds stop sooner
                                    max_steps=min((2 * steps if course else steps + steps // 2) + every,
                                                  max(study.max_epochs * spe, study.max_steps or 0)))
-    finally:
-        torch.set_num_threads(previous)

@@ -1,284 +1,50 @@
 """Sweeps: a grid of configurations x seeds, measured one timed run at a time, recorded as it goes.
 
-``SweepConfig`` is what to run (every axis of ``records.axes``, validated at construction); ``plan``
-expands it into jobs, the product over the axes, and checks every one of them before anything trains;
-``execute`` measures the jobs in order and rewrites ``runs.csv`` / ``profile.csv`` atomically after each
-one, so an interrupted sweep leaves valid files holding exactly the runs that completed. Nothing here
-formats or plots.
+``SweepConfig`` (``sweep_config.py``) is what to run (every axis of ``records.axes``, validated at
+construction); ``plan`` (``sweep_plan.py``) expands it into jobs, the product over the axes, and checks every
+one of them before anything trains; ``execute`` measures the jobs in order and rewrites ``runs.csv`` /
+``profile.csv`` atomically after each one, so an interrupted sweep leaves valid files holding exactly the
+runs that completed. Nothing here formats or plots.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import MAX_SMALL_BYTES, atomic_write_csv, atomic_write_text, read_bytes_checked
-from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS, RunConfig, resolve_batch_size
-from minibatch_core.input.devices import expand_devices
-from minibatch_core.records.axes import AXES, AXIS_BY_KEY
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.records.columns import PROFILE_COLUMNS, RUN_COLUMNS, names
 from minibatch_core.records.io import CALIBRATION_JSON, ENV_JSON, PROFILE_CSV, RUNS_CSV
 from minibatch_core.records.rows import profile_rows, run_rows
 from minibatch_core.running import trainer
-from minibatch_core.running.distributed import DistributedOptions, choose_backend
 from minibatch_core.running.envinfo import load_average
 from minibatch_core.sweep.eta import Estimate, RemainingTime
-from minibatch_core.sweep.executors import Executor, LocalExecutor, Task, task_resources
-from minibatch_core.sweep.feasibility import LeftOut, LeftOutTally, cannot_run
+from minibatch_core.sweep.executors import (
+    Executor,
+    LocalExecutor,
+    ProgressCallback,
+    Task,
+    fresh_per_task,
+    stopped_status,
+    task_resources,
+)
+from minibatch_core.sweep.sweep_config import SweepConfig, load_toml, read_toml, sweep_from_toml
+from minibatch_core.sweep.sweep_plan import Job, Plan, check_plan_size, plan, planned_size
 
-__all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "execute",
-           "load_toml", "plan"]
-
-
-class SweepConfig:
-    """What a sweep runs: the values of every axis (``records.axes.AXES``) plus ``profile``.
-
-    Settings are the axes' keys, which are also the TOML keys and, with dashes, the ``run`` flags
-    (``batch_sizes`` / ``--batch-sizes``). A multi-valued axis holds a tuple (the plan is their product), a
-    single-valued one its value. Each is parsed and validated by its axis at construction; a setting not
-    given takes the default sweep's value.
-    """
-
-    def __init__(self, *, profile: bool = True, **settings: Any) -> None:
-        unknown = [k for k in settings if k not in AXIS_BY_KEY]
-        if unknown:
-            raise MinibatchError(f"unknown sweep setting {unknown[0]!r}: use "
-                                 f"{', '.join(sorted([*AXIS_BY_KEY, 'profile']))}")
-        if not isinstance(profile, bool):
-            raise MinibatchError(f"profile {profile!r} is not valid: use true or false")
-        self.profile = profile
-        self.values: dict[str, Any] = {
-            a.key: a.parse(settings[a.key]) if a.key in settings else a.sweep_value() for a in AXES}
-
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__.get("values", {})
-        if name in values:
-            return values[name]
-        raise AttributeError(name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SweepConfig) and (self.values, self.profile) == (other.values, other.profile)
-
-    def __repr__(self) -> str:
-        return f"SweepConfig({self.to_dict()!r})"
-
-    @property
-    def engine_list(self) -> tuple[str, ...]:
-        return self.values["engines"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (env.json's ``sweep``), readable back by ``from_mapping``."""
-        def plain(value: Any) -> Any:
-            return [plain(v) for v in value] if isinstance(value, tuple) else value
-
-        out = {key: plain(value) for key, value in self.values.items()}
-        out["batch_sizes"] = [str(b) for b in self.values["batch_sizes"]]
-        out["profile"] = self.profile
-        return out
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], base: SweepConfig | None = None) -> SweepConfig:
-        """Keys as in a TOML file (``batch-sizes`` and ``batch_sizes`` both work); unknown keys are an
-        error. Values override ``base`` (default: the default sweep)."""
-        changes = {key.replace("-", "_"): value for key, value in values.items()}
-        merged = {**(base.values if base else {}), **changes}
-        profile = merged.pop("profile", base.profile if base else True)
-        return cls(profile=profile, **merged)
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file's sweep settings (top-level keys or a ``[sweep]`` table); its ``[executor]`` table is
-    ``executors.ExecutorOptions``'s, read by ``read_toml``."""
-    data = read_toml(path)
-    data.pop("executor", None)
-    # a [sweep] table is accepted as well as top-level keys
-    if set(data) == {"sweep"} and isinstance(data["sweep"], dict):
-        data = data["sweep"]
-    return data
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(read_bytes_checked(path, limit=MAX_SMALL_BYTES, what="config file").decode("utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise MinibatchError(f"config file {str(path)!r} is not valid TOML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise MinibatchError(f"config file {str(path)!r} is not a TOML text file (undecodable byte at offset "
-                             f"{err.start})") from None
-    return data
-
-
-def sweep_from_toml(path: str | Path, base: SweepConfig | None = None) -> SweepConfig:
-    """A TOML file's settings over ``base``, each parsed by its axis (``records.axes``); a bad value is
-    refused naming the file, the key and what it accepts."""
-    data = load_toml(path)
-    try:
-        return SweepConfig.from_mapping(data, base=base)
-    except MinibatchError as err:
-        for key, value in data.items():  # which key: the first that fails on its own
-            try:
-                SweepConfig.from_mapping({key: value}, base=base)
-            except MinibatchError as one:
-                raise MinibatchError(f"config file {str(path)!r}: {key} = {value!r}: {one}") from None
-        raise MinibatchError(f"config file {str(path)!r}: {err}") from None
-
-
-# --- the plan: every job, checked before anything trains ---------------------------------------------
-
-@dataclass(frozen=True)
-class Job:
-    """One timed call of ``train_seeds``: one seed, or every seed for a multi-seed engine."""
-
-    config: RunConfig  # seed = the group's first seed
-    seeds: tuple[int, ...]
-    profile: bool
-
-
-@dataclass(frozen=True)
-class Plan:
-    sweep: SweepConfig
-    devices: tuple[str, ...]  # ``auto`` expanded
-    jobs: tuple[Job, ...]
-    n_samples: dict[str, int] = field(default_factory=dict)  # dataset -> rows (for resolved batch sizes)
-    notes: tuple[str, ...] = ()  # what planning changed, one line each (batch sizes merged)
-    left_out: tuple[LeftOut, ...] = ()  # combinations this machine or engine cannot run, with the reason
-
-    @property
-    def total_runs(self) -> int:
-        return sum(len(j.seeds) for j in self.jobs)
-
-
-def plan(sweep: SweepConfig) -> Plan:
-    """Expand and validate the whole grid: the product over every axis, seeds grouped per engine. Raises
-    MinibatchError (one line) on the first bad value, before any folder is made or anything trains."""
-    devices = tuple(expand_devices(list(sweep.devices)))
-    engines = {name: get_engine(name) for name in sweep.engines}
-    axes = [a for a in AXES if a.key != "seeds"]
-    choices = [devices if a.key == "devices" else (sweep.values[a.key] if a.multi else (sweep.values[a.key],))
-               for a in axes]
-    seeds = sweep.seeds
-    n_samples: dict[str, int] = {}
-    jobs: list[Job] = []
-    merged: dict[tuple[str, int], list[str]] = {}  # (dataset, resolved size) -> the specs that gave it
-    left = LeftOutTally()
-    checked: dict[tuple, Any] = {}  # (model, dataset, loss, hidden, data settings) -> the model's facts
-    for combination in itertools.product(*choices):
-        base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
-        engine = engines[base.engine]
-        if base.workers > 1 and not engine.distributed:
-            continue  # the workers axis is the distributed engines': one-process engines run once, at W=1
-        reason = cannot_run(engine, base)
-        if reason:  # sklearn on CUDA, ddp on more GPUs than there are: left out, listed, the rest runs
-            left.add(base, reason, len(seeds))
-            continue
-        if engine.distributed:
-            choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
-        if base.dataset not in n_samples:
-            n_samples[base.dataset] = trainer.load_for(base).n_samples
-        reason = _model_cannot(base, sweep, checked)
-        if reason:  # sklearn for a conv net: left out, listed, the rest runs
-            left.add(base, reason, len(seeds))
-            continue
-        specs = merged.setdefault((base.dataset, resolve_batch_size(base.batch_size, n_samples[base.dataset])), [])
-        if str(base.batch_size) not in specs:
-            specs.append(str(base.batch_size))
-        if _kept_spec(specs) != str(base.batch_size):
-            continue  # the same batch as a spec already planned: measured once, under the kept spec
-        if engines[base.engine].multi_seed:
-            jobs.append(Job(base, seeds, sweep.profile))
-        else:
-            jobs += [Job(base.with_(seed=s), (s,), sweep.profile and i == 0) for i, s in enumerate(seeds)]
-    notes = tuple(f"batch sizes {_listed(specs)} all resolve to {size} (all rows of {dataset}): measured once, "
-                  f"as {_kept_spec(specs)}" for (dataset, size), specs in merged.items() if len(specs) > 1)
-    if notes:  # a spec merged away after its twin was planned (full before 200): drop those jobs
-        keep = {(d, _kept_spec(specs)) for (d, _), specs in merged.items()}
-        jobs = [j for j in jobs if (j.config.dataset, str(j.config.batch_size)) in keep]
-    if not jobs and left.result():
-        raise MinibatchError("nothing to run on this machine: " + "; ".join(x.describe() for x in left.result()))
-    return Plan(sweep, devices, tuple(jobs), n_samples, notes, left.result())
-
-
-def _listed(specs: list[str], shown: int = 6) -> str:
-    """A long list summarized: a note stays one readable line whatever the grid."""
-    if len(specs) <= shown:
-        return ", ".join(specs)
-    return f"{', '.join(specs[:shown - 1])}, ... {specs[-1]} ({len(specs)} in all)"
-
-
-def planned_size(sweep: SweepConfig) -> int:
-    """The runs a sweep plans at most (the product of its axes and seeds), counted without expanding it."""
-    size = len(sweep.seeds)
-    for axis in AXES:
-        if axis.key != "seeds" and axis.multi:
-            size *= max(1, len(sweep.values[axis.key]))
-    return size
-
-
-def check_plan_size(sweep: SweepConfig, confirmed: bool, command: str = "run") -> None:
-    """Refuse, before anything is expanded or loaded, a plan above MAX_RUNS runs or MAX_EPOCHS epochs
-    unless ``confirmed`` (--yes)."""
-    if confirmed:
-        return
-    runs = planned_size(sweep)
-    if runs > MAX_RUNS:
-        raise MinibatchError(f"this plan holds up to {runs:,} runs, above the {MAX_RUNS:,} that `{command}` starts "
-                             "without asking: narrow the lists (seeds, batch sizes, lrs, ...) or add --yes")
-    epochs = sweep.values.get("epochs")
-    if isinstance(epochs, int) and epochs > MAX_EPOCHS:
-        raise MinibatchError(f"epochs {epochs:,} is above the {MAX_EPOCHS:,} that `{command}` trains without "
-                             "asking: give fewer, or add --yes")
-
-
-_SKIP_WHY = {"sklearn": "it trains only the lesson's mlp with cross_entropy",
-             "stacked": "their dropout or buffers cannot be reproduced by stacked replicas"}
-
-
-def _model_cannot(base: RunConfig, sweep: SweepConfig, checked: dict[tuple, Any]) -> str | None:
-    """Check a configuration's model on its data once (factory, output shape, targets vs loss: a one-line
-    error before anything runs). Why the engine cannot train the model (it is then left out of the plan,
-    listed), or None; refused outright when that engine is the sweep's only one."""
-    from minibatch_core.engines import check_model_facts, check_model_support
-    from minibatch_core.input.models import check_model_and_data
-
-    key = (base.model, base.dataset, base.loss, base.hidden, base.target, base.scale, base.n_samples,
-           base.n_features, base.n_classes, base.data_seed)
-    if key not in checked:
-        checked[key] = check_model_and_data(base.model, base.hidden, base.loss, trainer.load_for(base))
-    facts = checked[key]
-    try:
-        check_model_support(base.engine, base.model, base.loss)
-        check_model_facts(base.engine, base.model, facts.random, facts.buffers)
-    except MinibatchError:
-        if len(sweep.engines) == 1:
-            raise
-        return f"model {base.model}: {_SKIP_WHY.get(base.engine, 'this engine cannot train it')}"
-    return None
-
-
-def _kept_spec(specs: list[str]) -> str:
-    """Of batch specs that resolve to the same size, the one recorded: ``full`` (it says what it is),
-    else the first given."""
-    return "full" if "full" in specs else specs[0]
+# the config's and the plan's names too, where callers have always found them
+__all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "check_plan_size",
+           "execute", "load_toml", "plan", "planned_size", "read_toml", "sweep_from_toml"]
 
 
 # --- running ----------------------------------------------------------------------------------------------
-
-ProgressCallback = Callable[[int, int, str], None]  # (runs done, runs total, what runs now)
-
 
 def job_label(job: Job) -> str:
     c = job.config
@@ -320,7 +86,7 @@ def train_job(job: Job, isolate: bool, fresh_process: bool = False) -> list:
 
 def job_tasks(the_plan: Plan, executor_name: str, isolate: bool) -> list[Task]:
     """Each job as an executor task, asking for what it uses (threads, GPUs, ddp's workers)."""
-    remote = executor_name != "local"
+    remote = fresh_per_task(executor_name)
     return [Task(train_job, (job, isolate and not remote, remote), job_label(job),
                  **task_resources(job.config.device, job.config.threads, job.config.workers))
             for job in the_plan.jobs]
@@ -440,8 +206,7 @@ def execute(the_plan: Plan, out_dir: str | Path, env: dict[str, Any], *,
             write_records(range(len(the_plan.jobs)))  # the plan's order, for readers of the final file
         report(done, total, "done")
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else f"failed: {type(err).__name__}"
-        write_env(status=status, runs_done=done, finished_utc=utc_now(),
+        write_env(status=stopped_status(err), runs_done=done, finished_utc=utc_now(),
                   sweep_wall_s=time.perf_counter() - started, load_average_end=load_average())
         raise
     wall = time.perf_counter() - started
