@@ -107,3 +107,17 @@ def test_a_results_frame_is_the_records_layers_rows():
     assert {"run_id", "config_id", "torch_threads", "model", "loss", "scale"} <= set(frame.columns)
     assert frame["run_id"].tolist() == ["reference|wine|cpu|bfull|s0|lr0.001"] * 2
     pd.testing.assert_frame_equal(frame, run_rows(result))
+
+
+def test_a_count_folder_rebuilds_the_configs_it_counted(tmp_path):
+    from minibatch_core.records import instructions
+    from minibatch_core.running.counting import CountOutcome, InstructionCount
+
+    asked = [RunConfig(epochs=3, batch_size="full", optimizer="sgd", hidden=(4, 5), scale="standard", seed=7),
+             RunConfig(dataset="synthetic", n_samples=300, epochs=2, model="linear", loss="mse")]
+    shapes = [(178, 13, 3), (300, 20, 2)]
+    counts = [InstructionCount(config=c, instructions=1000, steps=10, samples=100, batch_size=32, n_samples=n,
+                               n_features=f, n_classes=k, torch_threads=1, final_loss=0.5)
+              for c, (n, f, k) in zip(asked, shapes, strict=True)]
+    instructions.write(tmp_path, CountOutcome(counts, {}))
+    assert instructions.configs(instructions.load(tmp_path)) == asked
