@@ -14,6 +14,9 @@ PACKAGE = Path(minibatch_core.__file__).parent
 LAYERS = ["errors", "fsio", "input", "engines", "running", "records", "sweep", "analysis", "presentation",
           "commands", "bench", "cli", "__main__"]
 RANK = {name: (0 if name in ("errors", "fsio") else i) for i, name in enumerate(LAYERS)}
+# the one upward import: RunResult.to_frame() is the records layer's writer (records.rows.run_rows), called
+# inside the method, so a result's frame and runs.csv's rows cannot differ
+ALLOWED = {("running/results.py", "minibatch_core.records.rows")}
 
 
 def _layer(module: str) -> str | None:
@@ -57,7 +60,7 @@ def test_no_module_imports_a_layer_above_it():
         own = RANK[rel.parts[0].removesuffix(".py")]
         for line, module in _imports(path):
             layer = _layer(module)
-            if layer is not None and layer in RANK and RANK[layer] > own:
+            if layer is not None and layer in RANK and RANK[layer] > own and (str(rel), module) not in ALLOWED:
                 upward.append(f"{rel}:{line} imports {module}")
     assert not upward, "upward imports:\n" + "\n".join(upward)
 

@@ -4,17 +4,21 @@ results folder with runs.csv, tables, plots and a report."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
 
 from minibatch_core.commands.executor_options import add_executor_options, executor_from_args, executor_from_toml
 from minibatch_core.commands.options import add_axis_options, given_axes
+from minibatch_core.commands.run_execute import execute_and_report
+from minibatch_core.commands.run_folder import (  # noqa: F401  (importable from here, as before)
+    DEFAULT_ROOT,
+    LATEST,
+    OWN_FILES,
+    _check_writable,
+    choose_folder,
+    point_latest,
+)
 from minibatch_core.errors import MinibatchError
 
-DEFAULT_ROOT = Path("results")
-LATEST = "latest"
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -63,66 +67,6 @@ def sweep_from_args(args: argparse.Namespace, base=None):
     if args.no_profile:
         given["profile"] = False
     return SweepConfig.from_mapping(given, base=base)
-
-
-def _timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-# what `run` writes into its folder: the only files --overwrite replaces
-OWN_FILES = ("runs.csv", "profile.csv", "calibration.json", "env.json", "summary.csv", "summary.md",
-             "scaling.csv", "report.md", "report.html")
-
-
-def _legacy_run_folder(env: dict) -> bool:
-    """env.json of a sweep written before the folder marker: its settings and argv, not a count's kind."""
-    return isinstance(env.get("sweep"), dict) and "argv" in env and "kind" not in env and "study" not in env
-
-
-def choose_folder(out: str | None, overwrite: bool = False) -> tuple[Path, bool]:
-    """The folder to write (not yet created) and whether it is the default, timestamped one."""
-    from minibatch_core.fsio import claim_out_folder
-
-    if out:
-        folder = Path(out)
-        if (folder / "runs.csv").exists() and not overwrite:
-            raise MinibatchError(f"--out {out!r} already holds a sweep (runs.csv); refusing to overwrite it: "
-                                 f"choose a new folder, finish it with --resume {out}, or add --overwrite")
-        claim_out_folder(folder, "run", marker_files=("env.json",), overwrite=overwrite, legacy=_legacy_run_folder)
-        _check_writable(folder, f"--out {out!r}")
-        return folder, False
-    _check_writable(DEFAULT_ROOT, f"the default output folder {str(DEFAULT_ROOT)!r} (in {Path.cwd()})")
-    stamp = _timestamp()
-    folder, n = DEFAULT_ROOT / stamp, 1
-    while folder.exists():  # two sweeps in the same second: never share a folder
-        n += 1
-        folder = DEFAULT_ROOT / f"{stamp}-{n}"
-    return folder, True
-
-
-def _check_writable(folder: Path, what: str) -> None:
-    """Before anything trains: a sweep that cannot write its results must not spend minutes first."""
-    from minibatch_core.fsio import folder_problem
-
-    problem = folder_problem(folder)
-    if problem:
-        raise MinibatchError(f"{what} cannot be written: {problem} (choose another folder with --out)")
-
-
-def point_latest(folder: Path) -> bool:
-    """results/latest -> folder, as a relative symlink replaced atomically. False where not possible."""
-    link = folder.parent / LATEST
-    tmp = folder.parent / f".{LATEST}.{os.getpid()}.tmp"
-    try:
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(folder.name, tmp, target_is_directory=True)
-        os.replace(tmp, link)
-        return True
-    except OSError:
-        if tmp.is_symlink():
-            tmp.unlink()
-        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         executor.close()
         raise
-    return _execute_and_report(args, the_plan, folder, env, default_place, executor=executor)
+    return execute_and_report(args, the_plan, folder, env, default_place, executor=executor)
 
 
 def _open(options):
@@ -186,10 +130,6 @@ def _open(options):
     from minibatch_core.sweep.executors import open_executor
 
     return open_executor(options)
-
-
-def _describe(executor) -> dict:
-    return executor.describe() if hasattr(executor, "describe") else {"kind": executor.name}
 
 
 def _engines_hint(args: argparse.Namespace) -> list[str]:
@@ -235,7 +175,7 @@ def _resume(args: argparse.Namespace) -> int:
     env = {**env, "classes": class_numbers(sweep), "resumed_utc": [*history, utc_now()],
            "resumed_with_changes": changed or None}
     calibration = recorded.calibration if n_kept else None
-    return _execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
+    return execute_and_report(args, the_plan, recorded.folder, env, False, kept_runs=kept,
                                kept_profiles=recorded.profiles if kept is not None else None,
                                calibration=calibration, executor=_open(options))
 
@@ -262,71 +202,6 @@ def _dry_run(the_plan) -> int:
     return 0
 
 
-def _execute_and_report(args: argparse.Namespace, the_plan, folder: Path, env: dict, default_place: bool,
-                        *, executor, **resumed) -> int:
-    from minibatch_core.sweep.sweep import execute
-
-    env = {**env, "executor": _describe(executor)}
-    progress = None if args.quiet else _progress()
-    try:
-        if progress is None:
-            outcome = execute(the_plan, folder, env, isolate=not args.no_isolate, executor=executor, **resumed)
-        else:
-            with progress:
-                task = progress.add_task("starting", total=the_plan.total_runs, eta="after the first run")
-
-                def show(done: int, total: int, label: str) -> None:
-                    progress.update(task, completed=done, total=total, description=label)
-
-                def estimate(left) -> None:  # sweep.eta.Estimate, from the runs timed so far
-                    progress.update(task, eta=left.describe() if left else "after the first run")
-
-                outcome = execute(the_plan, folder, env, on_progress=show, isolate=not args.no_isolate,
-                                  on_estimate=estimate, executor=executor, **resumed)
-                progress.update(task, description="done; building tables, plots and report")
-    except KeyboardInterrupt:
-        print(f"minibatch-bench run: {_interrupted(folder, _runs_total(folder, the_plan))}", file=sys.stderr)
-        return 130
-    finally:  # a local Ray instance stops here, before the report forks its plot workers
-        executor.close()
-    # after the progress display has stopped: its refresh thread must be gone before the report forks
-    # its plot workers (a fork while another thread holds a lock can hang the child)
-    _build(folder)
-    latest = point_latest(folder) if default_place else False
-    where = f"{folder}" + (f" (also {folder.parent / LATEST})" if latest else "")
-    if args.quiet:
-        print(folder)
-    else:
-        print(f"{outcome.runs_done} runs in {outcome.wall_s:.1f} s -> {where}: runs.csv, summary.md, "
-              "report.html")
-    return 0
-
-
-def _runs_total(folder: Path, the_plan) -> int:
-    import json
-
-    try:  # execute recorded the total, kept runs of a resumed sweep included
-        return int(json.loads((folder / "env.json").read_text())["runs_total"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return the_plan.total_runs
-
-
-def _interrupted(folder: Path, total: int) -> str:
-    """What an interruption left, as it is: runs.csv exists only once a run completed."""
-    if not (folder / "runs.csv").exists():
-        return (f"interrupted before any run completed: nothing was recorded ({folder} holds only env.json); "
-                f"`minibatch-bench run --resume {folder}` starts it again")
-    return (f"interrupted after {_runs_done(folder)} of {total} runs; the completed runs are kept in "
-            f"{folder / 'runs.csv'}: `minibatch-bench run --resume {folder}` runs the rest, "
-            f"`minibatch-bench report {folder}` reports what is there")
-
-
-def _build(folder: Path) -> None:
-    from minibatch_core.presentation.report import build  # matplotlib and seaborn: only when plotting
-
-    build(folder)
-
-
 def class_numbers(sweep) -> dict[str, dict[str, str]]:
     """Per dataset (as runs.csv names it), which label became which class number: {"0": "class_0", ...}."""
     from minibatch_core.input.data import load_dataset
@@ -339,27 +214,3 @@ def class_numbers(sweep) -> dict[str, dict[str, str]]:
     return out
 
 
-def _runs_done(folder: Path) -> int:
-    import pandas as pd
-
-    try:
-        return int(pd.read_csv(folder / "runs.csv", usecols=["run_id"])["run_id"].nunique())
-    except (OSError, ValueError):
-        return 0
-
-
-def _progress():
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    # the remaining time comes from the sweep's own estimate (per configuration, from its first run:
-    # sweep/eta.py), not from rich's average speed, which mixes batch 1 with batch full
-    return Progress(TextColumn("[bold]runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.description}"),
-                    console=Console(stderr=True), transient=False)

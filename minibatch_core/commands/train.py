@@ -8,21 +8,17 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from minibatch_core.commands.options import DATASET_HELP, add_data_options, add_model_options, seed_arg
-from minibatch_core.engines import engine_names, is_distributed
+from minibatch_core.commands.options import add_one_value_options, config_values
+from minibatch_core.engines import is_distributed
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.config import MAX_EPOCHS, RunConfig, config_defaults
+from minibatch_core.input.config import MAX_EPOCHS, RunConfig
 from minibatch_core.input.devices import BACKENDS
-from minibatch_core.input.specs import parse_model_spec
 from minibatch_core.presentation.labels import fmt_bytes
-from minibatch_core.records.axes import parse_widths
 
 LIVE_EVERY_S = 5.0  # a run longer than this prints a progress line on stderr at most this often
 
 if TYPE_CHECKING:  # torch comes with these; run() imports them only once the input has been checked
     from minibatch_core.running.results import RunResult
-
-D = config_defaults()
 
 
 def add_parser(sub) -> None:
@@ -32,26 +28,8 @@ def add_parser(sub) -> None:
         description="Train the lesson's MLP once. Prints 'Epoch [e/E] Average Loss: x' per epoch (the "
         "lesson's epoch loss: sum of batch loss x batch size over N) and a summary of time and memory.",
     )
-    p.add_argument("--dataset", default=D["dataset"], help=f"dataset: {DATASET_HELP} (default {D['dataset']})")
-    p.add_argument("--batch-size", default=str(D["batch_size"]), metavar="B",
-                   help=f"positive integer or 'full' (= N); a size above N acts as full (default {D['batch_size']})")
-    p.add_argument("--epochs", type=int, default=D["epochs"],
-                   help=f"epochs, >= 1 (default {D['epochs']}, the lesson's)")
-    p.add_argument("--seed", type=seed_arg, default=D["seed"],
-                   help=f"torch.manual_seed before the model is built (default {D['seed']})")
-    p.add_argument("--device", default=D["device"], help=f"cpu, cuda, cuda:N or auto (default {D['device']})")
-    p.add_argument("--engine", default=D["engine"],
-                   help=f"training engine: {', '.join(engine_names())} (default {D['engine']}, the lesson's loop)")
-    p.add_argument("--lr", default=D["lr"], help=f"learning rate, > 0 (default {D['lr']})")
-    p.add_argument("--threads", default=D["threads"], metavar="N|auto",
-                   help=f"torch intra-op threads for the run (default {D['threads']}: these models are tiny and a "
-                   "second thread only adds latency; 'auto' = torch's default, one per core)")
-    add_model_options(p)
-    add_data_options(p)
-    d = p.add_argument_group("distributed (the ddp engine)")
-    d.add_argument("--workers", type=int, default=1, metavar="W",
-                   help="processes training the model together; --batch-size stays the global batch, split "
-                   "into W shards (default 1; above 1 only with --engine ddp)")
+    groups = add_one_value_options(p)  # one per axis: --dataset, --batch-size, --seed, --threads, --hidden ...
+    d = groups["ddp"]  # beside --workers
     d.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="torch.distributed backend: auto (nccl on CUDA, gloo on CPU), gloo or nccl")
     d.add_argument("--oversubscribe", action="store_true",
@@ -69,28 +47,8 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        dataset=args.dataset,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        seed=args.seed,
-        device=args.device,
-        engine=args.engine,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        hidden=parse_widths(args.hidden),  # the hidden axis's parser: run and study read --hidden alike
-        target=args.target,
-        scale=args.scale,
-        n_samples=args.n_samples,
-        n_features=args.n_features,
-        n_classes=args.n_classes,
-        data_seed=args.data_seed,
-        record_batches=args.print_batches or args.json,
-        threads=args.threads,
-        workers=args.workers,
-        model=parse_model_spec(args.model),
-        loss=args.loss,
-    )
+    """The run the options ask for: every axis read by its parser (run, study and train read --hidden alike)."""
+    return RunConfig(**config_values(args), record_batches=args.print_batches or args.json)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,25 +2,24 @@
 
 An axis is a ``RunConfig`` field. Its default is the dataclass's (the lesson's); the default *sweep* may
 widen it (``sweep_default``: batch sizes 1, 32 and full, every engine, three seeds). Each axis knows how to
-parse a CLI/TOML value into validated values, which runs.csv column records it, and how to read the
-recorded (resolved) value off a result. The sweep's options, its TOML keys, the plan's product, the
-configuration identity and compare's matching are all derived from ``AXES``: adding an axis is one
-entry here plus the code that uses the value.
+parse a CLI/TOML value into validated values, which runs.csv column records it and how, and whether the
+result holds the value as trained (the resolved device, the thread count torch used). Everything that
+lists the axes is derived from ``AXES``: ``run``'s and ``train``'s options, the TOML keys, the plan's product,
+the configuration identity (``records.identity``) and its columns in runs.csv, study.csv and
+instructions.csv, and compare's matching. Adding an axis is one entry here, the ``RunConfig`` field it sets,
+and the code that uses the value.
 
 Nothing here imports torch: the CLI builds its options from this table before anything heavy loads.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import (
     LOSSES,
-    MAX_SEED,
     OPTIMIZERS,
     SCALERS,
     RunConfig,
@@ -29,184 +28,67 @@ from minibatch_core.input.config import (
     parse_threads,
 )
 from minibatch_core.input.specs import parse_model_spec
-
-MAX_SEEDS = 1_000_000  # seeds one list may expand to (far above any plan run without --yes)
-
-# --- list parsing: a CLI string "a,b" or a TOML list -> validated values --------------------------------
-
-
-def items(name: str, value: Any) -> list[Any]:
-    """A comma-separated string or a list/tuple -> a flat list of non-empty items."""
-    if isinstance(value, str):
-        found: list[Any] = [p.strip() for p in value.split(",") if p.strip()]
-    elif isinstance(value, (list, tuple)):
-        found = [p.strip() if isinstance(p, str) else p for p in value]
-        found = [p for p in found if p != ""]
-    else:
-        found = [value]
-    if not found:
-        raise MinibatchError(f"{name} is empty: give at least one value")
-    return found
-
-
-def unique(values: Iterable[Any]) -> tuple[Any, ...]:
-    out: list[Any] = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    return tuple(out)
+from minibatch_core.records.values import (  # noqa: F401  (the parsers' old home: callers import them from here)
+    MAX_SEEDS,
+    device_text,
+    engine_list,
+    engine_name,
+    hidden_label,
+    items,
+    named,
+    one_of,
+    optional_text,
+    parse_hidden_list,
+    parse_int,
+    parse_lrs,
+    parse_seed,
+    parse_seeds,
+    parse_widths,
+    unique,
+)
 
 
-def parse_int(name: str, value: Any, minimum: int) -> int:
-    """An integer >= minimum from an int or its text; bools, fractions and words are refused."""
-    number: int | None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float):
-        number = int(value) if value.is_integer() else None
-    else:
-        number = int(value) if re.fullmatch(r"\s*\d+\s*", str(value)) else None
-    if number is None or number < minimum:
-        raise MinibatchError(f"{name} {value!r} is not valid: use an integer >= {minimum}")
-    return number
+def _as_is(value: Any) -> Any:
+    return value
 
 
-def parse_seeds(value: Any) -> tuple[int, ...]:
-    """``"0-9"``, ``"0,1,2"``, ``"0-2,7"`` or a list of ints -> distinct non-negative ints, in order."""
-    bad = "use non-negative integers, e.g. 0,1,2 or 0-9"
-    seeds: list[int] = []
-    for item in items("seeds", value):
-        if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
-            raise MinibatchError(f"seed {item!r} is not valid: {bad}")
-        if isinstance(item, (int, float)):
-            if not 0 <= item <= MAX_SEED:
-                raise MinibatchError(f"seed {item!r} is not valid: {bad}, at most 2**63-1")
-            seeds.append(int(item))
-            continue
-        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", str(item).strip())
-        if not match:
-            raise MinibatchError(f"seed {item!r} is not valid: {bad}")
-        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
-        if hi < lo:
-            raise MinibatchError(f"seed range {item!r} is empty: write it low-high, e.g. 0-9")
-        if hi > MAX_SEED:
-            raise MinibatchError(f"seed {hi} is not valid: seeds go from 0 to 2**63-1 ({MAX_SEED})")
-        if hi - lo + 1 > MAX_SEEDS:  # never expanded: a range of 10**12 seeds would fill the memory first
-            raise MinibatchError(f"seed range {item!r} holds {hi - lo + 1:,} seeds, more than the {MAX_SEEDS:,} "
-                                 "a plan may hold")
-        seeds.extend(range(lo, hi + 1))
-        if len(seeds) > MAX_SEEDS:
-            raise MinibatchError(f"seeds {value!r} hold more than the {MAX_SEEDS:,} seeds a plan may hold")
-    return unique(seeds)
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
-def parse_lrs(value: Any) -> tuple[float, ...]:
-    return unique(check_lr(item, plural=True) for item in items("lrs", value))
+def _label(hidden: Any) -> str:
+    return hidden if isinstance(hidden, str) else hidden_label(hidden)
 
 
-def parse_widths(item: Any) -> tuple[int, ...]:
-    """``"10,10"``, ``"10-10"``, ``"10x10"`` or ``[10, 10]`` -> (10, 10)."""
-    # every separator stands between two widths: "10,x" and "10,,10" are refused, not read as (10,)
-    parts: list[Any] = list(item) if isinstance(item, (list, tuple)) else re.split(r"[,x-]", str(item).strip())
-    ok = bool(parts) and all((isinstance(p, int) and not isinstance(p, bool) and p >= 1) or
-                             (isinstance(p, str) and p.strip().isdigit() and int(p) >= 1) for p in parts)
-    if not ok:
-        raise MinibatchError(f"hidden widths {item!r} are not valid: use positive integers, e.g. 10,10")
-    return tuple(int(p) for p in parts)
-
-
-def parse_hidden_list(value: Any) -> tuple[tuple[int, ...], ...]:
-    """One architecture (``"10,10"``, ``[10, 10]``) or several (``["10,10", "32,32"]``, ``[[10,10],[32]]``,
-    ``"10,10;32,32"``)."""
-    if isinstance(value, str):
-        specs: list[Any] = [s for s in value.split(";") if s.strip()]
-    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
-        specs = [value]
-    elif isinstance(value, (list, tuple)):
-        specs = list(value)
-    else:
-        specs = [value]
-    if not specs:
-        raise MinibatchError("hidden is empty: give widths, e.g. 10,10")
-    return unique(parse_widths(s) for s in specs)
-
-
-def hidden_label(hidden: Iterable[int]) -> str:
-    """``(10, 10)`` -> ``"10-10"``: how runs.csv writes an architecture."""
-    return "-".join(str(w) for w in hidden)
-
-
-def _choices(name: str, accepted: Iterable[str]) -> Callable[[Any], str]:
-    accepted = tuple(accepted)
-
-    def parse(value: Any) -> str:
-        text = str(value).strip().lower()
-        if text not in accepted:
-            raise MinibatchError(f"{name} {value!r} is not known: use one of {', '.join(accepted)}")
-        return text
-
-    return parse
-
-
-def _text(name: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise MinibatchError(f"{name} {value!r} is not valid: give a name")
-        return value.strip()
-
-    return parse
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
-
-
-def _lower(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise MinibatchError(f"device {value!r} is not valid: use cpu, cuda, cuda:N or auto")
-    return value.strip().lower()
-
-
-def _engine(value: Any) -> str:
-    from minibatch_core.engines import engine_names  # the registry's names only: no engine is imported
-
-    name = str(value).strip()
-    if name not in engine_names():
-        raise MinibatchError(f"unknown engine {name!r}: use one of {', '.join(engine_names())}")
-    return name
-
-
-def _engines(value: Any) -> tuple[str, ...]:
-    """A list of engines; ``all`` = every registered engine, ``default`` (or nothing) = every single-process
-    one (all but ddp), in the registry's order."""
-    from minibatch_core.engines import default_engine_names, engine_names
-
-    if value in ((), [], None, "", "default") or (isinstance(value, (list, tuple)) and list(value) == ["default"]):
-        return tuple(default_engine_names())
-    if value == "all" or (isinstance(value, (list, tuple)) and list(value) == ["all"]):
-        return tuple(engine_names())
-    return unique(_engine(v) for v in items("engines", value))
-
-
-# --- the table ---------------------------------------------------------------------------------------------
+def _or_empty(value: Any) -> str:
+    return value or ""
 
 
 @dataclass(frozen=True)
 class Axis:
-    """One sweep axis. ``field`` is the RunConfig field; ``key`` the sweep's setting (TOML key, and the
-    ``run`` flag with dashes); ``column`` the runs.csv column that records the resolved value."""
+    """One sweep axis. ``field`` is the RunConfig field and ``train``'s option (with dashes); ``key`` the
+    sweep's setting (TOML key, and the ``run`` option with dashes); ``column`` the runs.csv column that
+    records the value, written by ``record``."""
 
     field: str
     key: str
-    parse_one: Callable[[Any], Any]
+    parse_one: Callable[[Any], Any] | None  # None: one of ``choices``
     help: str
     multi: bool = True  # a list in a sweep (the plan is the product); False: one value per sweep
     column: str = ""
     sweep_default: Any = None  # the default sweep's values where they differ from RunConfig's default
     parse_many: Callable[[Any], tuple] | None = None  # where a list has its own syntax (seed ranges)
     in_identity: bool = True  # False: recorded, but two runs differing here are the same experiment
+    choices: tuple[str, ...] = ()  # the accepted names, where the axis is a choice (the options list them)
+    group: str = "run"  # where the options show it: data, model, ddp (the distributed options) or run
+    record: Callable[[Any], Any] = _as_is  # the value -> its runs.csv cell
+    # the result of a run holds the value as trained under ``record_column`` (a RunResult's ``device`` is
+    # cuda:0 where the config says cuda); the config's value is recorded otherwise
+    resolved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.parse_one is None:
+            object.__setattr__(self, "parse_one", one_of(self.field, self.choices))
 
     @property
     def default(self) -> Any:
@@ -239,38 +121,49 @@ def _positive(name: str, minimum: int = 1) -> Callable[[Any], int]:
 
 AXES: tuple[Axis, ...] = (
     # data: everything that changes the rows a run trains on
-    Axis("dataset", "datasets", _text("dataset"), "datasets: wine, iris, breast_cancer, digits, synthetic, or "
-         "a .csv/.parquet path"),
-    Axis("target", "target", _optional_text, "label column of a CSV/Parquet dataset", multi=False),
-    Axis("scale", "scale", _choices("scale", SCALERS), "feature scaling: none (the lesson's) or standard",
-         multi=False),
-    Axis("n_samples", "n_samples", _positive("n_samples", 2), "synthetic: rows", multi=False),
-    Axis("n_features", "n_features", _positive("n_features"), "synthetic: features", multi=False),
-    Axis("n_classes", "n_classes", _positive("n_classes", 2), "synthetic: classes", multi=False),
-    Axis("data_seed", "data_seed", _positive("data_seed", 0), "seed of the generated data", multi=False),
+    Axis("dataset", "datasets", named("dataset"), "dataset: wine, iris, breast_cancer, digits, synthetic "
+         "(bundled with scikit-learn), digits-images (1x8x8 images), a .csv/.parquet file with --target, or "
+         "package.module:function / file.py:function returning (X, y) or a torch Dataset", group="data",
+         record=str, resolved=True),
+    Axis("target", "target", optional_text, "label column of a CSV/Parquet dataset", multi=False, group="data",
+         record=_or_empty),
+    Axis("scale", "scale", None, "feature scaling: none (the lesson's) or standard", multi=False,
+         choices=SCALERS, group="data"),
+    Axis("n_samples", "n_samples", _positive("n_samples", 2), "synthetic: rows", multi=False, group="data",
+         record=int, resolved=True),
+    Axis("n_features", "n_features", _positive("n_features"), "synthetic: features", multi=False, group="data",
+         record=int, resolved=True),
+    Axis("n_classes", "n_classes", _positive("n_classes", 2), "synthetic: classes", multi=False, group="data",
+         record=int, resolved=True),
+    Axis("data_seed", "data_seed", parse_seed("data seed"), "seed of the generated data (training seeds do not "
+         "change it)", multi=False, group="data", record=int),
     # where and how it trains
-    Axis("device", "devices", _lower, "cpu, cuda, cuda:N or auto", sweep_default=("auto",)),
-    Axis("threads", "threads", parse_threads, "torch intra-op threads (an integer, or auto = torch's default)",
-         multi=False, column="torch_threads"),
-    Axis("workers", "workers", _positive("workers"), "data-parallel processes (the ddp engine)"),
+    Axis("device", "devices", device_text, "cpu, cuda, cuda:N or auto", sweep_default=("auto",), record=str,
+         resolved=True),
+    Axis("threads", "threads", parse_threads, "torch intra-op threads (an integer, or auto = torch's default; "
+         "one by default: these models are tiny and a second thread only adds latency)", multi=False,
+         column="torch_threads", record=_count, resolved=True),
+    Axis("workers", "workers", _positive("workers"), "data-parallel processes (the ddp engine; the batch size "
+         "stays the global batch, split into W shards)", group="ddp", record=int),
     # the model and its optimization
-    Axis("model", "models", parse_model_spec, "models: mlp (the lesson's, --hidden), linear, cnn, "
-         "package.module:function or path/file.py:function"),
-    Axis("loss", "loss", _choices("loss", LOSSES), "cross_entropy (classes; accuracy reported) or mse "
-         "(float targets)", multi=False),
-    Axis("optimizer", "optimizer", _choices("optimizer", OPTIMIZERS), "adam (the lesson's) or sgd"),
-    Axis("hidden", "hidden", parse_widths, "hidden widths, e.g. 10,10", parse_many=parse_hidden_list),
-    Axis("lr", "lrs", lambda v: check_lr(v, plural=True), "learning rates, > 0", parse_many=parse_lrs),
-    Axis("epochs", "epochs", _positive("epochs"), "epochs per run", multi=False),
-    Axis("batch_size", "batch_sizes", parse_batch_size, "positive integers and/or full",
-         column="batch_spec", sweep_default=(1, 32, "full")),
+    Axis("model", "models", parse_model_spec, "model: mlp (the lesson's, shaped by hidden), linear, cnn, "
+         "package.module:function or path/file.py:function", group="model", record=str),
+    Axis("loss", "loss", None, "cross_entropy (classes; accuracy reported) or mse (float targets)", multi=False,
+         choices=LOSSES, group="model"),
+    Axis("optimizer", "optimizer", None, "adam (the lesson's) or sgd", choices=OPTIMIZERS, group="model"),
+    Axis("hidden", "hidden", parse_widths, "hidden widths of the mlp, e.g. 10,10 (run: several architectures, "
+         "one per word)", parse_many=parse_hidden_list, group="model", record=_label),
+    Axis("lr", "lrs", check_lr, "learning rate, > 0", parse_many=parse_lrs, record=float),
+    Axis("epochs", "epochs", _positive("epochs"), "epochs per run", multi=False, record=int),
+    Axis("batch_size", "batch_sizes", parse_batch_size, "batch size: a positive integer or full (= N; a size "
+         "above N acts as full)", column="batch_spec", sweep_default=(1, 32, "full"), record=str, resolved=True),
     # engines side by side innermost: a sweep's engine ratios come from neighbouring runs
-    Axis("engine", "engines", _engine, "training engines, or all (every registered engine, ddp included)",
-         sweep_default="default", parse_many=_engines),
-    Axis("seed", "seeds", lambda v: parse_seeds(v)[0], "seeds: 0,1,2 or 0-9", sweep_default=(0, 1, 2),
-         parse_many=parse_seeds, in_identity=False),
+    Axis("engine", "engines", engine_name, "training engine (reference: the lesson's loop); run also takes "
+         "all (every registered engine, ddp included)", sweep_default="default", parse_many=engine_list,
+         record=str, resolved=True),
+    Axis("seed", "seeds", parse_seed("seed"), "torch.manual_seed before the model is built (run: 0,1,2 or 0-9)",
+         sweep_default=(0, 1, 2), parse_many=parse_seeds, in_identity=False, record=int),
 )
 
 AXIS_BY_KEY = {a.key: a for a in AXES}
 AXIS_BY_FIELD = {a.field: a for a in AXES}
-

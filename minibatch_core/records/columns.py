@@ -2,13 +2,16 @@
 
 This list is the contract. The writer (``records.rows``) writes these columns and no others, the loader
 (``records.io``) checks and types them, and results/README.md's tables are generated from it
-(``python3 -m minibatch_core.records.columns`` prints them; a test keeps the README in step).
+(``python3 -m minibatch_core.records.columns`` prints them; a test keeps the README in step). Every
+identity axis (``records.axes.AXES``) has its column: described below, or generated from the axis.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from minibatch_core.records.axes import AXES
 
 STR, INT, FLOAT, BOOL = "str", "int", "float", "bool"
 
@@ -122,6 +125,23 @@ RUN_COLUMNS: tuple[Column, ...] = (
     _c("loss", STR, "`cross_entropy` (classes; accuracy reported) or `mse` (float targets; no accuracy)",
        fill="cross_entropy", nullable=False),
 )
+
+
+
+def _axis_columns(listed: tuple[Column, ...]) -> tuple[Column, ...]:
+    """A column for every identity axis the list above does not describe (a new axis is recorded without
+    a line here): typed by its default, meaning its help, and a file without it meant the default."""
+    known = {c.name for c in listed}
+    kinds = {bool: BOOL, int: INT, float: FLOAT}
+    out = []
+    for axis in AXES:
+        if axis.in_identity and axis.record_column not in known:
+            fill = axis.record(axis.default)
+            out.append(_c(axis.record_column, kinds.get(type(fill), STR), axis.help, fill=fill))
+    return tuple(out)
+
+
+RUN_COLUMNS += _axis_columns(RUN_COLUMNS)
 
 PROFILE_COLUMNS: tuple[Column, ...] = (
     _c("config_id", STR, "the configuration, as in runs.csv"),

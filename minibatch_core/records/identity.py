@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from minibatch_core.input.config import is_synthetic
-from minibatch_core.records.axes import AXES, hidden_label
+from minibatch_core.input.config import RunConfig, is_synthetic
+from minibatch_core.records.axes import AXES, Axis, hidden_label  # noqa: F401  (hidden_label: callers use it here)
 
 # resolved facts of the data recorded beside the axes that produced them: two synthetic configurations
 # differ in them, and for any dataset they tell a changed file from the one the baseline used
@@ -19,42 +19,72 @@ DATA_SHAPE_COLUMNS = ("n_samples", "n_features", "n_classes")
 # the content hash of a user model's source file: a changed model file is a different configuration
 MODEL_COLUMNS = ("model_hash",)
 
+IDENTITY_AXES: tuple[Axis, ...] = tuple(a for a in AXES if a.in_identity)
 IDENTITY_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    [a.record_column for a in AXES if a.in_identity] + list(DATA_SHAPE_COLUMNS) + list(MODEL_COLUMNS)))
+    [a.record_column for a in IDENTITY_AXES] + list(DATA_SHAPE_COLUMNS) + list(MODEL_COLUMNS)))
 
-# the lesson's values, which run ids leave out to stay short
-_LESSON = {"optimizer": "adam", "hidden": "10-10", "scale": "none", "target": "", "data_seed": 0,
-           "workers": 1, "torch_threads": 1,
-           "model": "mlp", "loss": "cross_entropy", "model_hash": ""}
+# the ids' fixed head, in this order; the rest of an id names what differs from the lesson
 _HEAD = ("engine", "dataset", "device", "batch_spec", "lr")
+# the lesson's values, which run ids leave out to stay short: every axis's default as runs.csv records it
+# (the head, the epochs and a synthetic dataset's shape are always in the id, or never)
+_LESSON = {**{a.record_column: a.record(a.default) for a in IDENTITY_AXES
+              if a.record_column not in (*_HEAD, "epochs", *DATA_SHAPE_COLUMNS)}, "model_hash": ""}
+_NAMES = {name: a for a in IDENTITY_AXES for name in (a.field, a.record_column)}
 
 
-def identity(*, engine: str, dataset: str, device: str, batch_spec: str, lr: float, optimizer: str,
-             hidden: tuple[int, ...] | str, epochs: int, target: str | None, scale: str, data_seed: int,
-             torch_threads: int, workers: int, n_samples: int, n_features: int, n_classes: int,
-             model: str = "mlp", loss: str = "cross_entropy", model_hash: str = "") -> dict[str, Any]:
-    """The identity columns of one configuration, as runs.csv records them."""
-    return {
-        "engine": engine, "dataset": dataset, "target": target or "", "scale": scale,
-        "n_samples": int(n_samples), "n_features": int(n_features), "n_classes": int(n_classes),
-        "data_seed": int(data_seed), "device": device, "torch_threads": int(torch_threads),
-        "workers": int(workers), "optimizer": optimizer,
-        "hidden": hidden if isinstance(hidden, str) else hidden_label(hidden),
-        "lr": float(lr), "epochs": int(epochs), "batch_spec": str(batch_spec),
-        "model": model, "loss": loss, "model_hash": model_hash or "",
-    }
+def identity(config: Any = None, /, **values: Any) -> dict[str, Any]:
+    """The identity columns of one configuration, as runs.csv records them.
+
+    Each axis's value is the one named in ``values`` (by its runs.csv column or its RunConfig field:
+    ``torch_threads`` or ``threads``), else ``config``'s (a RunConfig, or a mapping by either name), else
+    the axis's default (the lesson's); ``model_hash`` alike, empty by default."""
+    unknown = [k for k in values if k not in _NAMES and k not in MODEL_COLUMNS]
+    if unknown:
+        raise TypeError(f"identity() got an unknown axis {unknown[0]!r}: use {', '.join(IDENTITY_COLUMNS)}")
+    given = _by_name(config)
+    out: dict[str, Any] = {}
+    for axis in IDENTITY_AXES:
+        value = axis.default
+        for source in (given, values):  # the named value wins over the config's
+            for name in (axis.field, axis.record_column):
+                if name in source:
+                    value = source[name]
+        out[axis.record_column] = axis.record(value)
+    out["model_hash"] = values.get("model_hash", given.get("model_hash")) or ""
+    return out
+
+
+def _by_name(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    return dict(config) if isinstance(config, Mapping) else dict(vars(config))
+
+
+def resolved(facts: Any) -> dict[str, Any]:
+    """The axes' values as trained that ``facts`` (a RunResult, an InstructionCount) holds: the resolved
+    device, data shape, thread count, ... under their runs.csv names."""
+    return {a.record_column: getattr(facts, a.record_column) for a in IDENTITY_AXES
+            if a.resolved and hasattr(facts, a.record_column)}
 
 
 def of_result(result: Any) -> dict[str, Any]:
     """The identity of a ``RunResult``: resolved device, data shape and thread count, as trained."""
-    c = result.config
-    return identity(engine=result.engine, dataset=result.dataset, device=result.device,
-                    batch_spec=result.batch_spec, lr=c.lr, optimizer=c.optimizer, hidden=c.hidden,
-                    epochs=c.epochs, target=c.target, scale=c.scale, data_seed=c.data_seed,
-                    torch_threads=result.torch_threads, workers=getattr(c, "workers", 1),
-                    n_samples=result.n_samples, n_features=result.n_features, n_classes=result.n_classes,
-                    model=getattr(c, "model", "mlp"), loss=getattr(c, "loss", "cross_entropy"),
-                    model_hash=getattr(result, "model_hash", ""))
+    return identity(result.config, **resolved(result), model_hash=getattr(result, "model_hash", ""))
+
+
+def config_of(row: Mapping[str, Any], **changes: Any) -> RunConfig:
+    """The RunConfig a recorded identity (runs.csv's or instructions.csv's names and spellings) stands for,
+    each value read by its axis's parser; the data's shape only for generated data, where it is a setting
+    rather than a fact of the file."""
+    shape = () if is_synthetic(str(row["dataset"])) else DATA_SHAPE_COLUMNS
+    values = {a.field: a.parse_one(_plain(row[a.record_column])) for a in AXES
+              if a.record_column in row and a.record_column not in shape}
+    return RunConfig(**{**values, **changes})
+
+
+def _plain(value: Any) -> Any:
+    """A cell as the Python value its parser expects (numpy integers are not ints)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _number(value: Any) -> str:

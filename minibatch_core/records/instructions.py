@@ -28,7 +28,8 @@ from minibatch_core.fsio import (
     read_json_checked,
 )
 from minibatch_core.input.specs import source_hash
-from minibatch_core.records.identity import IDENTITY_COLUMNS, config_id, identity, run_id
+from minibatch_core.records.columns import FLOAT, INT, RUN_COLUMNS, STR
+from minibatch_core.records.identity import IDENTITY_COLUMNS, config_id, config_of, identity, resolved, run_id
 from minibatch_core.running.counting import CountOutcome, InstructionCount
 
 INSTRUCTIONS_CSV = "instructions.csv"
@@ -43,23 +44,20 @@ COUNT_COLUMNS = ("warmup_epochs", "measured_epochs", "instructions", "steps", "s
 COLUMNS = (*ROW_COLUMNS, *COUNT_COLUMNS)
 # what a comparison matches rows on: the identity, the seed, and how much training was counted
 MATCH_COLUMNS = (*IDENTITY_COLUMNS, "seed", "measured_epochs")
-_INTEGER_COLUMNS = ("batch_size", "seed", "epochs", "n_samples", "n_features", "n_classes", "data_seed",
-                    "torch_threads", "workers", "warmup_epochs", "measured_epochs", "instructions", "steps",
-                    "samples")
-_TEXT_COLUMNS = ("run_id", "config_id", "engine", "dataset", "target", "scale", "device", "optimizer", "hidden",
-                 "batch_spec", "model", "loss", "model_hash")
-# identity columns added after count folders were first written, and what a folder without them meant
-_LATER_COLUMNS = {"model": "mlp", "loss": "cross_entropy", "model_hash": ""}
+_COLUMN = {c.name: c for c in RUN_COLUMNS}
+_INTEGER_COLUMNS = (*(c for c in IDENTITY_COLUMNS if _COLUMN[c].dtype == INT), "seed", "batch_size",
+                    "warmup_epochs", "measured_epochs", "instructions", "steps", "samples")
+_FLOAT_COLUMNS = (*(c for c in IDENTITY_COLUMNS if _COLUMN[c].dtype == FLOAT), "instructions_per_step",
+                  "instructions_per_sample")
+_TEXT_COLUMNS = ("run_id", "config_id", *(c for c in IDENTITY_COLUMNS if _COLUMN[c].dtype == STR))
+# identity columns a folder may lack (written before the column existed), and what it meant then: runs.csv's
+# fill, the default of that time
+_LATER_COLUMNS = {c: _COLUMN[c].fill for c in IDENTITY_COLUMNS if _COLUMN[c].fill is not None}
 
 
 def count_identity(count: InstructionCount) -> dict[str, Any]:
     """The identity columns of one counted configuration (runs.csv's names, values and spellings)."""
-    c = count.config
-    return identity(engine=c.engine, dataset=c.dataset, device=c.device, batch_spec=c.batch_spec, lr=c.lr,
-                    optimizer=c.optimizer, hidden=c.hidden, epochs=c.epochs, target=c.target, scale=c.scale,
-                    data_seed=c.data_seed, torch_threads=count.torch_threads, workers=c.workers,
-                    n_samples=count.n_samples, n_features=count.n_features, n_classes=count.n_classes,
-                    model=c.model, loss=c.loss, model_hash=source_hash(c.model))
+    return identity(count.config, **resolved(count), model_hash=source_hash(count.config.model))
 
 
 def to_frame(counts: Sequence[InstructionCount]) -> pd.DataFrame:
@@ -131,7 +129,7 @@ def load(folder: str | Path) -> CountSet:
             raise MinibatchError(f"{path}: column {col} holds {bad!r} where a count (integer >= 0) belongs "
                                  "(truncated or edited?)")
         frame[col] = values.astype("int64")
-    for col in ("lr", "instructions_per_step", "instructions_per_sample"):
+    for col in _FLOAT_COLUMNS:
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().any() or not all(math.isfinite(v) for v in values):
             raise MinibatchError(f"{path}: column {col} holds a non-number (truncated or edited?)")
@@ -146,21 +144,10 @@ def load(folder: str | Path) -> CountSet:
 
 def configs(cs: CountSet) -> list:
     """The RunConfigs that reproduce a count folder's rows, in its order: what the gate counts again."""
-    from minibatch_core.input.config import RunConfig, is_synthetic
-
     out = []
     for _, row in cs.frame.iterrows():
-        # the shape options only mean something for generated data; elsewhere they are the data's facts
-        shape = ({k: int(row[k]) for k in ("n_samples", "n_features", "n_classes")}
-                 if is_synthetic(str(row["dataset"])) else {})
         try:
-            out.append(RunConfig(
-                dataset=row["dataset"], batch_size=row["batch_spec"], epochs=int(row["epochs"]),
-                seed=int(row["seed"]), device=row["device"], engine=row["engine"], lr=float(row["lr"]),
-                optimizer=row["optimizer"], hidden=tuple(int(w) for w in str(row["hidden"]).split("-")),
-                target=row["target"] or None, scale=row["scale"], data_seed=int(row["data_seed"]),
-                threads=int(row["torch_threads"]), workers=int(row["workers"]), model=row["model"],
-                loss=row["loss"], **shape))
+            out.append(config_of(row))
         except (ValueError, MinibatchError) as err:
             raise MinibatchError(f"{cs.source}: configuration {row['run_id']} cannot be rebuilt ({err})") from None
     return out

@@ -1,10 +1,14 @@
 """The columns of a study's study.csv (one row per run) and checks.csv (one row per run x target check):
 name, type, unit and meaning, in the order they are written. The study's runs.csv uses runs.csv's
-schema (``columns.RUN_COLUMNS``), whose ``val_loss`` / ``val_accuracy`` columns a study fills."""
+schema (``columns.RUN_COLUMNS``), whose ``val_loss`` / ``val_accuracy`` columns a study fills. study.csv
+holds every identity column (``records.identity.IDENTITY_COLUMNS``): those not listed here come last."""
 
 from __future__ import annotations
 
-from minibatch_core.records.columns import BOOL, FLOAT, INT, STR, Column, _c
+from dataclasses import replace
+
+from minibatch_core.records.columns import BOOL, FLOAT, INT, RUN_COLUMNS, STR, Column, _c
+from minibatch_core.records.identity import IDENTITY_COLUMNS
 
 STUDY_COLUMNS: tuple[Column, ...] = (
     _c("run_id", STR, "as in runs.csv, plus `|<axis>=<value>` for the study axes off their default", required=True),
@@ -72,6 +76,17 @@ STUDY_COLUMNS: tuple[Column, ...] = (
     _c("host", STR, "as in runs.csv: the machine that trained the pass", fill=""),
     _c("executor", STR, "as in runs.csv: `local` or `ray`", fill="local"),
 )
+
+
+def _identity_columns(listed: tuple[Column, ...]) -> tuple[Column, ...]:
+    """Every identity column of runs.csv (``records.identity``) the list above does not name, "as in runs.csv":
+    a study.csv row holds its run's whole configuration, whatever axes there are."""
+    known = {c.name for c in listed}
+    return tuple(replace(c, meaning="as in runs.csv", required=False, nullable=True) for c in RUN_COLUMNS
+                 if c.name in IDENTITY_COLUMNS and c.name not in known)
+
+
+STUDY_COLUMNS += _identity_columns(STUDY_COLUMNS)
 
 CHECKS_COLUMNS: tuple[Column, ...] = (
     _c("run_id", STR, "as in study.csv", required=True),

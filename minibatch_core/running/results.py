@@ -1,4 +1,4 @@
-"""What a run produces: plain dataclasses every engine fills the same way, plus their tidy frame."""
+"""What a run produces: plain dataclasses every engine fills the same way (their rows: ``records.rows``)."""
 
 from __future__ import annotations
 
@@ -87,49 +87,11 @@ class RunResult:
         return self.records[0].steps if self.records else 0
 
     def to_frame(self):
-        """One row per epoch, with the run's identity repeated on every row (tidy)."""
-        import pandas as pd
+        """runs.csv's rows of this run, one per epoch with the identity on every row: the records layer's one
+        writer (``records.rows.run_rows``), reached from here so that ``result.to_frame()`` keeps working."""
+        from minibatch_core.records.rows import run_rows  # the one upward import tests/test_layering.py allows
 
-        rows = []
-        cumulative = 0.0
-        allreduce = self.allreduce_time_s
-        for i, r in enumerate(self.records):
-            cumulative += r.time_s
-            rows.append(
-                {
-                    "engine": self.engine,
-                    "dataset": self.dataset,
-                    "device": self.device,
-                    "device_name": self.device_name,
-                    "batch_spec": self.batch_spec,
-                    "batch_size": self.batch_size,
-                    "seed": self.seed,
-                    "lr": self.config.lr,
-                    "optimizer": self.config.optimizer,
-                    "epochs": self.config.epochs,
-                    "epoch": r.epoch,
-                    "epoch_loss": r.loss,
-                    "eval_loss": r.eval_loss,
-                    "eval_accuracy": r.eval_accuracy,
-                    "epoch_time_s": r.time_s,
-                    "cumulative_time_s": cumulative,
-                    "warmup": r.epoch == 1,
-                    "steps": r.steps,
-                    "samples_per_s": r.samples_per_s,
-                    "peak_memory_bytes": self.peak_memory_bytes,
-                    "param_bytes": self.memory.parameters,
-                    "grad_bytes": self.memory.gradients,
-                    "optimizer_state_bytes": self.memory.optimizer_state,
-                    "activation_bytes": self.memory.activations,
-                    "replicas": self.replicas,
-                    "n_samples": self.n_samples,
-                    "workers": self.workers,
-                    "worker_batch_size": self.worker_batch_size or self.batch_size,
-                    "peak_memory_sum_bytes": self.peak_memory_sum_bytes,
-                    "allreduce_time_s": allreduce[i] if allreduce else 0.0,  # one process: none
-                }
-            )
-        return pd.DataFrame(rows)
+        return run_rows(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
