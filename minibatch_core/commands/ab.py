@@ -17,7 +17,7 @@ from minibatch_core.fsio import atomic_write_text
 
 EXIT_REGRESSED = 1
 DEFAULTS = {"engines": "reference,fast", "batch_sizes": "32,full", "datasets": "wine", "devices": "cpu",
-            "seeds": "0", "epochs": 6, "pairs": 10, "min_time": 0.3, "blocks": 3}
+            "seeds": "0", "epochs": 6, "pairs": 10, "min_time": 0.2, "blocks": 3}
 COLUMNS = ("configuration", "A", "B", "ratio", "interval", "verdict", "loss", "memory", "pairs", "notes")
 
 
