@@ -141,8 +141,15 @@ class FlatSGD:
 
 
 def make_flat_optimizer(name: str, params: FlatParams, lr: float) -> FlatAdam | FlatSGD:
-    cls = FlatAdam if name == "adam" else FlatSGD
-    return cls(params.param, params.grad, lr)
+    return flat_optimizer(name, params.param, params.grad, lr)
+
+
+def flat_optimizer(name: str, param: torch.Tensor, grad: torch.Tensor, lr: float,
+                   exact: bool = False) -> FlatAdam | FlatSGD:
+    """The lesson's optimizer over one flat parameter and its flat gradient (``exact``: see FlatAdam)."""
+    if name == "adam":
+        return FlatAdam(param, grad, lr, exact=exact)
+    return FlatSGD(param, grad, lr)
 
 
 # torch's own threshold below which it runs an elementwise op on one thread (at::internal::GRAIN_SIZE)

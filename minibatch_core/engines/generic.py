@@ -32,7 +32,7 @@ from minibatch_core.engines.base import (
     evaluate_logits,
     make_model,
 )
-from minibatch_core.engines.flat import FlatAdam, FlatSGD
+from minibatch_core.engines.flat import flat_optimizer
 from minibatch_core.engines.membytes import activation_bytes, module_memory, tensor_bytes
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset
@@ -49,19 +49,12 @@ def global_permutation(n: int) -> torch.Tensor:
     return torch.randperm(n, generator=sampler)
 
 
-def fast_optimizer(name: str, params, lr: float, device: torch.device, capturable: bool = False) -> optim.Optimizer:
+def fast_optimizer(name: str, params, lr: float, capturable: bool = False) -> optim.Optimizer:
     """torch's optimizer with the lesson's settings (CUDA): one fused launch per step, capturable when the
     step is a CUDA graph."""
     if name != "adam":
         return optim.SGD(params, lr=lr, foreach=True)
     return optim.Adam(params, lr=lr, fused=True, capturable=capturable)
-
-
-def flat_optimizer(name: str, flat: torch.nn.Parameter, lr: float) -> FlatAdam | FlatSGD:
-    """The lesson's optimizer over one flat parameter (CPU), with the reference engine's arithmetic."""
-    if name == "adam":
-        return FlatAdam(flat.data, flat.grad, lr, exact=True)
-    return FlatSGD(flat.data, flat.grad, lr)
 
 
 def flatten_parameters(model: torch.nn.Module) -> torch.nn.Parameter | None:
@@ -113,10 +106,9 @@ class GenericFastSession:
             self._capture()
 
     def _make_optimizer(self, lr: float):
-        if self.flat is not None:
-            return flat_optimizer(self.config.optimizer, self.flat, lr)
-        return fast_optimizer(self.config.optimizer, self.model.parameters(), lr, self.device,
-                              capturable=self.use_graphs)
+        if self.flat is not None:  # the reference engine's arithmetic, bit for bit
+            return flat_optimizer(self.config.optimizer, self.flat.data, self.flat.grad, lr, exact=True)
+        return fast_optimizer(self.config.optimizer, self.model.parameters(), lr, capturable=self.use_graphs)
 
     def _zero_grad(self) -> None:
         if self.flat is None:
