@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minibatch_core.analysis.ab import Trial, judge, paired_ratios
+from minibatch_core.analysis.ab import Trial, judge, pair_ratio, paired_ratios
 from minibatch_core.analysis.compare_options import IMPROVED, NOT_JUDGED, REGRESSED, UNCHANGED
 from minibatch_core.cli import main
-from minibatch_core.running.ab_runner import MAX_EPOCHS, calibrated, schedule
+from minibatch_core.running import ab_runner
+from minibatch_core.running.ab_runner import MAX_EPOCHS, Version, calibrated, run_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,13 +58,54 @@ def test_too_few_pairs_are_not_judged():
     assert row.speed == NOT_JUDGED and row.verdict == NOT_JUDGED and "3 complete pairs" in row.notes[0]
 
 
-def test_the_schedule_alternates_in_pairs_in_a_random_order():
-    order = schedule(40, seed=1)
-    assert len(order) == 80
-    for i in range(0, 80, 2):
-        assert {order[i][1], order[i + 1][1]} == {"A", "B"} and order[i][0] == order[i + 1][0]
-    firsts = [order[i][1] for i in range(0, 80, 2)]
+def test_a_trial_pair_takes_turns_back_to_back_in_a_random_order(monkeypatch, tmp_path):
+    log = []
+
+    class FakeWorker:
+        def __init__(self, label):
+            self.label = label
+
+        def train(self, index):
+            log.append((self.label, index))
+            # A's epochs take 1 ms x (turn + 1): a machine that slows down as the trial goes on
+            turn = sum(1 for lab, i in log if lab == self.label and i == index) - 1
+            scale = 1.0 if self.label == "A" else 1.5
+            return {"times": [1e-3 * (turn + 1) * scale, 2e-3 * (turn + 1) * scale], "losses": [1.0], "peak": 0}
+
+    class FakeWorkers:
+        def __init__(self, versions, configs, work):
+            self.started = {v.label: FakeWorker(v.label) for v in versions}
+
+        def __enter__(self):
+            return self.started
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(ab_runner, "workers", FakeWorkers)
+    versions = [Version("A", "a", tmp_path), Version("B", "b", tmp_path)]
+    found = run_pair(versions, [{"epochs": 3}, {"epochs": 3}], tmp_path, blocks=20)
+    assert len(log) == 2 * 2 * 20
+    turns = [log[i:i + 2] for i in range(0, len(log), 2)]
+    # each turn: both versions train the same configuration back to back; configurations round robin
+    assert all({t[0][0], t[1][0]} == {"A", "B"} and t[0][1] == t[1][1] for t in turns)
+    assert [t[0][1] for t in turns] == [0, 1] * 20
+    firsts = [t[0][0] for t in turns]
     assert 5 < firsts.count("A") < 35  # both orders occur
+    a, b = found["A"]["results"][0], found["B"]["results"][0]
+    assert a["turn_times_s"] == [1e-3 * k for k in range(1, 21)] and a["time_s"] == 1e-3
+    assert len(a["epoch_times_s"]) == a["timed_epochs"] == 40
+    ta = Trial("A", 0, "c", a["time_s"], (), 0, turn_times_s=tuple(a["turn_times_s"]))
+    tb = Trial("B", 0, "c", b["time_s"], (), 0, turn_times_s=tuple(b["turn_times_s"]))
+    assert pair_ratio(ta, tb) == pytest.approx(1.5)  # the drift cancels turn by turn
+
+
+def test_a_pairs_ratio_is_the_median_of_its_turns_and_ignores_one_bad_turn():
+    a = Trial("A", 0, "c", 1.0, (), 0, turn_times_s=(1.0, 2.0, 1.0, 3.0, 1.0))
+    b = Trial("B", 0, "c", 1.1, (), 0, turn_times_s=(1.1, 2.2, 5.0, 3.3, 1.1))  # turn 3: B hit an episode
+    assert pair_ratio(a, b) == pytest.approx(1.1)
+    # without turns (trials from elsewhere): the fastest epochs
+    assert pair_ratio(Trial("A", 0, "c", 2.0, (), 0), Trial("B", 0, "c", 3.0, (), 0)) == pytest.approx(1.5)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
@@ -122,7 +164,7 @@ def test_ab_flags_a_slowed_checkout_and_not_an_identical_one(tmp_path, capsys):
     # 5 ms per epoch on top of an epoch of well under 1 ms (fast engine, full batch, Wine)
     fast.write_text(text.replace("            return self._run_epoch()\n",
                                  "            __import__('time').sleep(0.005)\n            return self._run_epoch()\n"))
-    grid = ["--engines", "fast", "--batch-sizes", "full", "--epochs", "4", "--pairs", "4"]
+    grid = ["--engines", "fast", "--batch-sizes", "full", "--epochs", "4", "--pairs", "4", "--blocks", "4", "--min-time", "0.1"]
     out = tmp_path / "out"
     assert main(["ab", str(same), str(slow), *grid, "--out", str(out), "--markdown", str(tmp_path / "ab.md")]) == 1
     assert "REGRESSION" in capsys.readouterr().out

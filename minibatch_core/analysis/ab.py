@@ -1,8 +1,9 @@
 """The A/B verdict of ``minibatch-bench ab``: paired per-trial ratios B/A of two code versions measured
 interleaved on the same machine (asv's ``continuous``; Abedi and Brecht, ICPE 2017; duet benchmarking).
 
-Each trial pair ran A and B back to back (in a random order) under whatever load the machine had then,
-so the ratio of the pair cancels most of that load. The verdict per configuration is the median of the
+Each trial pair ran a fresh worker of A and one of B side by side, taking turns (back to back, in a random
+order) to train each configuration, so the ratio of two adjacent turns cancels most of whatever load the
+machine had then; a pair's ratio is the median over its turns. The verdict per configuration is the median of the
 pairs' ratios with a percentile bootstrap interval resampling the pairs: regressed when the whole
 interval lies above ``max_slowdown``, improved when it lies below its inverse. Pure functions.
 """
@@ -34,6 +35,8 @@ class Trial:
     peak_memory_bytes: float
     median_time_s: float = float("nan")  # the trial's median timed epoch, recorded beside it
     timed_epochs: int = 0
+    turn_times_s: tuple[float, ...] = ()  # the fastest epoch of each turn, in turn order
+    epoch_times_s: tuple[float, ...] = ()  # every timed epoch, in order
 
 
 @dataclass
@@ -54,12 +57,22 @@ class ABRow:
     notes: list[str] = field(default_factory=list)
 
 
+def pair_ratio(a: Trial, b: Trial) -> float:
+    """B/A of one trial pair: the median over its turns of B's turn / A's turn (the two ran back to back, so
+    whatever the machine did then hit both); where the turns are not recorded, B's fastest epoch / A's."""
+    if a.turn_times_s and len(a.turn_times_s) == len(b.turn_times_s):
+        ta, tb = np.asarray(a.turn_times_s, dtype=float), np.asarray(b.turn_times_s, dtype=float)
+        ok = (ta > 0) & np.isfinite(ta) & np.isfinite(tb)
+        return float(np.median(tb[ok] / ta[ok])) if ok.any() else math.nan
+    return b.time_s / a.time_s if a.time_s > 0 else math.nan
+
+
 def paired_ratios(trials: list[Trial], config: str) -> np.ndarray:
     """B/A of each pair in which both versions measured ``config``, in pair order."""
-    a = {t.pair: t.time_s for t in trials if t.config == config and t.version == "A"}
-    b = {t.pair: t.time_s for t in trials if t.config == config and t.version == "B"}
-    pairs = sorted(set(a) & set(b))
-    return np.array([b[p] / a[p] for p in pairs if a[p] > 0 and math.isfinite(a[p] * b[p])], dtype=float)
+    a = {t.pair: t for t in trials if t.config == config and t.version == "A"}
+    b = {t.pair: t for t in trials if t.config == config and t.version == "B"}
+    ratios = [pair_ratio(a[p], b[p]) for p in sorted(set(a) & set(b))]
+    return np.array([r for r in ratios if math.isfinite(r)], dtype=float)
 
 
 def bootstrap_median(ratios: np.ndarray, *, confidence: float = 0.95, n_boot: int = 4000,

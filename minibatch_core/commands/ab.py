@@ -17,7 +17,7 @@ from minibatch_core.fsio import atomic_write_text
 
 EXIT_REGRESSED = 1
 DEFAULTS = {"engines": "reference,fast", "batch_sizes": "32,full", "datasets": "wine", "devices": "cpu",
-            "seeds": "0", "epochs": 6, "pairs": 10, "min_time": 0.2, "blocks": 3}
+            "seeds": "0", "epochs": 6, "pairs": 8, "min_time": 0.3, "blocks": 16}
 COLUMNS = ("configuration", "A", "B", "ratio", "interval", "verdict", "loss", "memory", "pairs", "notes")
 
 
@@ -25,12 +25,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "ab", help="A/B: two code versions measured interleaved on this machine; exit 1 on a slowdown",
         description="Measure two versions of the project (git revisions, or paths to checkouts; CURRENT "
-        "defaults to the working tree) in alternating trials in a random order, each trial a fresh worker "
-        "of its own version (one torch thread) that trains every configuration of the grid once. Per "
-        "configuration: the median of the per-pair ratios B/A of the median timed epoch, with a bootstrap "
-        "interval over the pairs; regressed when the whole interval lies above --max-slowdown. Loss curves "
-        "are compared bit for bit on CPU, peak memory as compare does. Exit 0: no regression; 1: a "
-        "regression; 2: bad input (unknown revision, a version that fails to import, ...).")
+        "defaults to the working tree) in interleaved trial pairs: a fresh worker of each version (one torch "
+        "thread), alive together, taking turns in a random order to train each configuration of the grid, "
+        "--blocks rounds. Per configuration: the median of the per-pair ratios B/A of the fastest timed epoch, "
+        "with a bootstrap interval over the pairs; regressed when the whole interval lies above "
+        "--max-slowdown. Loss curves are compared bit for bit on CPU, peak memory as compare does. Exit 0: no "
+        "regression; 1: a regression; 2: bad input (unknown revision, a version that fails to import, ...).")
     p.add_argument("base", metavar="BASE", help="version A: a git revision of this project, or a checkout's path")
     p.add_argument("current", metavar="CURRENT", nargs="?", help="version B (default: the working tree)")
     g = p.add_argument_group("the grid (as in `run`)")
@@ -45,14 +45,15 @@ def add_parser(sub) -> None:
                    help=f"epochs per configuration and trial, the first one untimed (default {DEFAULTS['epochs']})")
     t = p.add_argument_group("trials and verdict")
     t.add_argument("--pairs", type=int, default=DEFAULTS["pairs"], metavar="N",
-                   help=f"trial pairs (one A and one B trial each, random order; default {DEFAULTS['pairs']})")
+                   help=f"trial pairs (a fresh worker of A and one of B, taking turns; default {DEFAULTS['pairs']})")
     t.add_argument("--min-time", type=float, default=DEFAULTS["min_time"], metavar="SECONDS",
                    help="timed epochs per configuration and trial add up to at least this (the epochs are raised "
                         "once, from an untimed pilot trial of A, the same for every trial; default "
                         f"{DEFAULTS['min_time']:g})")
     t.add_argument("--blocks", type=int, default=DEFAULTS["blocks"], metavar="N",
-                   help="each trial trains every configuration N times, round robin, and keeps its fastest "
-                        f"epoch over all of them (default {DEFAULTS['blocks']})")
+                   help="each trial pair trains every configuration N times per version, A and B back to back in a "
+                        "random order each time, and keeps each version's fastest epoch over all of them "
+                        f"(default {DEFAULTS['blocks']})")
     t.add_argument("--max-slowdown", type=float, default=DEFAULT_MAX_SLOWDOWN, metavar="R",
                    help=f"regress when the interval of B/A lies above R (default {DEFAULT_MAX_SLOWDOWN})")
     t.add_argument("--confidence", type=float, default=0.95, metavar="C", help="interval level (default 0.95)")
@@ -135,7 +136,9 @@ def _write_out(folder: Path, rows: list[ABRow], trials: list[Trial], markdown: s
     frame = pd.DataFrame([{**{k: v for k, v in vars(r).items() if k != "notes"}, "notes": "; ".join(r.notes)}
                           for r in rows])
     atomic_write_text(folder / "ab.csv", frame.to_csv(index=False))
-    atomic_write_text(folder / "trials.csv", pd.DataFrame([{**vars(t), "losses": " ".join(map(repr, t.losses))}
+    atomic_write_text(folder / "trials.csv", pd.DataFrame([{**vars(t), "losses": " ".join(map(repr, t.losses)),
+                                                             "turn_times_s": " ".join(map(repr, t.turn_times_s)),
+                                                             "epoch_times_s": " ".join(map(repr, t.epoch_times_s))}
                                                            for t in trials]).to_csv(index=False))
     atomic_write_text(folder / "ab.md", markdown)
 
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         with prepared("A", args.base, work) as a, prepared("B", args.current, work) as b:
             for version in (a, b):
                 check_imports(version, work)
-            print(f"ab: {args.pairs} pairs of trials x {len(configs)} configuration(s); A = {a.spec}, "
+            print(f"ab: {args.pairs} interleaved trial pairs x {len(configs)} configuration(s); A = {a.spec}, "
                   f"B = {b.spec}; an untimed pilot trial of A sets the epochs", file=sys.stderr, flush=True)
             configs = calibrated(configs, run_trial(a, configs, work), args.min_time, args.blocks)
             raw = run_trials({"A": a, "B": b}, configs, args.pairs, args.order_seed, work,
@@ -158,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
             specs = (a.spec, b.spec)
     trials = [Trial(version, pair, label(config), float(res["time_s"]), tuple(res["losses"]),
                     float(res["peak_memory_bytes"] if res["peak_memory_bytes"] is not None else math.nan),
-                    float(res.get("median_time_s", math.nan)), int(res.get("timed_epochs", 0)))
+                    float(res.get("median_time_s", math.nan)), int(res.get("timed_epochs", 0)),
+                    tuple(res.get("turn_times_s", ())), tuple(res.get("epoch_times_s", ())))
               for pair, version, out in raw for config, res in zip(configs, out["results"], strict=True)]
     exact = {label(c): str(c["device"]).startswith("cpu") for c in configs}
     rows = judge(trials, max_slowdown=args.max_slowdown, confidence=args.confidence, exact_loss=exact)
@@ -166,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
     summary = (f"REGRESSION in {len(regressed)} of {len(rows)} configuration(s)" if regressed else
                f"no regression ({len(rows)} configuration(s))") + f"; {time.perf_counter() - start:.0f} s"
     header = [f"A: {specs[0]}", f"B: {specs[1]}",
-              f"{args.pairs} pairs, random order (seed {args.order_seed}), one fresh worker per trial, one thread; "
-              f"a trial's figure is its fastest timed epoch, over {args.blocks} round-robin block(s) of "
+              f"{args.pairs} trial pairs, each a fresh worker per version, one thread, taking turns in a random order "
+              f"(seed {args.order_seed}); a trial's figure is its fastest timed epoch, over {args.blocks} turn(s) of "
               f"{', '.join(str(c['epochs'] - 1) for c in configs)} timed epochs (at least {args.min_time:g} s per "
               "configuration); "
               f"speed regresses when the {args.confidence:.0%} bootstrap interval of the median per-pair ratio "

@@ -1,23 +1,23 @@
 """Trials of ``minibatch-bench ab``: two versions of the project, each prepared once (a ``git worktree``
 of a revision in a temporary folder, or a checkout given as a path) and imported straight from its
-folder (``PYTHONPATH``, nothing reinstalled), measured in alternating trials in a random order.
+folder (``PYTHONPATH``, nothing reinstalled), measured in interleaved trials.
 
-A trial is one fresh worker process of one version, started as this interpreter with that version's
-folder first on ``PYTHONPATH``, one torch thread. It imports torch and the version's code (seconds: not
-timed), then trains every configuration of the grid once, in process, through the version's public
-``train`` API (``isolate=False``), ``blocks`` times round robin (a configuration's blocks are apart in
-time), and reports each configuration's fastest timed epoch (warm-up epoch
-excluded; the engines synchronize CUDA around their timed regions), the median epoch, its loss curve and
-its peak memory. So the process start is paid outside every timed region, and A and B always run the
-same sequence.
+A trial pair is one fresh worker process per version, both alive together, each started as this interpreter
+with its version's folder first on ``PYTHONPATH``, one torch thread. They import torch and their code side
+by side (seconds: not timed), then take turns: for each of ``blocks`` rounds and each configuration, A and B
+train it once each, back to back in a random order, in process, through the version's public ``train`` API
+(``isolate=False``), while the other waits on its pipe. Each version's figure for a configuration is its
+fastest timed epoch over the trial (warm-up epochs excluded; the engines synchronize CUDA around their
+timed regions), with the median epoch, its loss curve and its peak memory beside it.
 
-Why the fastest epoch: another process sharing the core only ever adds time to an epoch, so on a busy
-machine an epoch's median moves with the scheduler (measured: 5.6-13.2 ms between fresh workers of the
-same code with one core spinning) while its minimum stays within a few percent (timeit's rule). The
-epochs per configuration are set once, before the trials, from an untimed pilot trial of A, so that each
-configuration's timed epochs (over its blocks) add up to at least ``min_time_s`` and every trial of A and B
-trains exactly the same number of epochs. Blocks apart in time make it unlikely that one scheduling
-episode (the worker sharing its core for a while) covers every epoch of a configuration in a trial.
+Why turns within a trial rather than a trial of A, then a trial of B: on this project's shared 2-core VM,
+whole stretches of seconds run slow (the host, not our processes: about a third of 7-s trials measured
+5-15 % slow as a whole, with one core spinning or none), so a trial of A and the trial of B after it often
+saw different machines. Turns a fraction of a second apart see the same one (duet benchmarking's idea,
+Bulej et al. 2020, without sharing the core). Why the fastest epoch: another process sharing the core only
+ever adds time to an epoch (timeit's rule). The epochs per configuration are set once, before the trials,
+from an untimed pilot of A, so that each configuration's timed epochs add up to at least ``min_time_s`` and
+every trial of A and B trains exactly the same number of epochs.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,9 +41,14 @@ from minibatch_core.errors import MinibatchError
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 # Runs in the worker, against the version on PYTHONPATH: only its public API (RunConfig, train) is used,
-# so an older revision is measured as it is.
+# so an older revision is measured as it is. It imports, says "ready", then trains the configuration whose
+# index it reads on stdin and answers with that run's timed epochs, until it reads -1. What the measured code
+# prints goes to stderr: stdout carries only the answers.
 WORKER = r'''
-import dataclasses, gc, json, statistics, sys
+import dataclasses, gc, json, os, sys
+answers = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
 plan = json.load(open(sys.argv[1]))
 import torch
 torch.set_num_threads(1)
@@ -50,22 +56,19 @@ import minibatch_core
 from minibatch_core import RunConfig, train
 known = {f.name for f in dataclasses.fields(RunConfig)}
 configs = [RunConfig(**{k: v for k, v in job.items() if k in known}) for job in plan["configs"]]
-found = [{"times": [], "losses": None, "peak": None} for _ in configs]
-for _ in range(plan.get("blocks", 1)):  # round robin: a configuration's blocks are apart in time
-    for config, mine in zip(configs, found):
-        gc.freeze()  # what is imported so far: the train() calls' collections need not walk it (~0.2 s each)
-        try:
-            result = train(config, isolate=False)
-        except TypeError:  # a version whose train() has no isolate option
-            result = train(config)
-        mine["times"] += [r.time_s for r in result.records[1:]] or [r.time_s for r in result.records]
-        if mine["losses"] is None:
-            mine["losses"], mine["peak"] = list(result.epoch_losses), result.peak_memory_bytes
-out = {"module": minibatch_core.__file__,
-       "results": [{"time_s": min(m["times"]), "median_time_s": statistics.median(m["times"]),
-                    "timed_epochs": len(m["times"]), "losses": m["losses"], "peak_memory_bytes": m["peak"]}
-                   for m in found]}
-json.dump(out, open(sys.argv[2], "w"))
+print(json.dumps({"module": minibatch_core.__file__}), file=answers)
+for line in sys.stdin:
+    index = int(line)
+    if index < 0:
+        break
+    gc.freeze()  # what is imported so far: the train() calls' collections need not walk it (~0.2 s each)
+    try:
+        result = train(configs[index], isolate=False)
+    except TypeError:  # a version whose train() has no isolate option
+        result = train(configs[index])
+    times = [r.time_s for r in result.records[1:]] or [r.time_s for r in result.records]
+    print(json.dumps({"times": times, "losses": list(result.epoch_losses), "peak": result.peak_memory_bytes}),
+          file=answers)
 '''
 
 
@@ -152,17 +155,101 @@ def check_imports(version: Version, work: Path) -> None:
                              f"from {version.folder} (a shadowing install?)")
 
 
+class _Worker:
+    """A fresh worker process of one version, answering one configuration at a time (WORKER)."""
+
+    def __init__(self, version: Version, plan: Path, folder: Path):
+        self.version = version
+        self.log = open(folder / f"stderr-{version.label}.txt", "w+", encoding="utf-8")  # noqa: SIM115
+        self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(plan)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.log, text=True, env=_env(version),
+                                        cwd=folder)
+
+    def _answer(self) -> dict[str, Any]:
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            self.log.seek(0)
+            last = (self.log.read().strip().splitlines() or ["no output"])[-1]
+            raise MinibatchError(f"a trial of version {self.version.label} ({self.version.spec}) failed: {last}")
+        return json.loads(line)
+
+    def ready(self) -> dict[str, Any]:
+        return self._answer()
+
+    def train(self, index: int) -> dict[str, Any]:
+        try:
+            self.process.stdin.write(f"{index}\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: _answer says why
+        return self._answer()
+
+    def close(self, graceful: bool) -> None:
+        if self.process.poll() is None:
+            try:
+                if not graceful:
+                    raise OSError
+                self.process.stdin.write("-1\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@contextmanager
+def workers(versions: Sequence[Version], configs: Sequence[dict[str, Any]], work: Path) -> Iterator[dict]:
+    """One fresh worker per version, started together (their imports overlap, untimed), each ready to
+    train any configuration; all are gone when the block ends, however it ends."""
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        plan = Path(tmp) / "plan.json"
+        plan.write_text(json.dumps({"configs": list(configs)}), encoding="utf-8")
+        started: dict[str, _Worker] = {}
+        graceful = False
+        try:
+            for version in versions:
+                started[version.label] = _Worker(version, plan, Path(tmp))
+            for worker in started.values():
+                worker.ready()
+            yield started
+            graceful = True
+        finally:
+            for worker in started.values():
+                worker.close(graceful)
+
+
+def _summary(found: dict[str, Any]) -> dict[str, Any]:
+    times = found["times"]
+    return {"time_s": min(times), "median_time_s": statistics.median(times), "timed_epochs": len(times),
+            "turn_times_s": found["turns"], "epoch_times_s": times, "losses": found["losses"],
+            "peak_memory_bytes": found["peak"]}
+
+
+def run_pair(versions: Sequence[Version], configs: Sequence[dict[str, Any]], work: Path, blocks: int = 1,
+             rng: random.Random | None = None) -> dict[str, dict[str, Any]]:
+    """One trial of each version, interleaved: a fresh worker per version, alive together; for each of
+    ``blocks`` rounds and each configuration, every version trains it once, back to back in a random order.
+    So whatever the machine does during the trial hits both versions within a fraction of a second.
+    Per version and configuration: its fastest timed epoch, the median one, its loss curve and peak memory."""
+    rng = rng or random.Random(0)
+    found = {v.label: [{"times": [], "turns": [], "losses": None, "peak": None} for _ in configs] for v in versions}
+    with workers(versions, configs, work) as running:
+        for _ in range(blocks):
+            for index in range(len(configs)):
+                for label in rng.sample(list(running), len(running)):
+                    answer, mine = running[label].train(index), found[label][index]
+                    mine["times"] += answer["times"]
+                    mine["turns"].append(min(answer["times"]))
+                    if mine["losses"] is None:
+                        mine["losses"], mine["peak"] = answer["losses"], answer["peak"]
+    return {label: {"results": [_summary(f) for f in per_config]} for label, per_config in found.items()}
+
+
 def run_trial(version: Version, configs: Sequence[dict[str, Any]], work: Path, blocks: int = 1) -> dict[str, Any]:
     """One fresh worker of ``version`` training every configuration ``blocks`` times, round robin."""
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        plan, result = Path(tmp) / "plan.json", Path(tmp) / "result.json"
-        plan.write_text(json.dumps({"configs": list(configs), "blocks": blocks}), encoding="utf-8")
-        done = subprocess.run([sys.executable, "-c", WORKER, str(plan), str(result)], capture_output=True,
-                              text=True, env=_env(version), cwd=tmp)
-        if done.returncode != 0 or not result.is_file():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MinibatchError(f"a trial of version {version.label} ({version.spec}) failed: {last}")
-        return json.loads(result.read_text(encoding="utf-8"))
+    return run_pair([version], configs, work, blocks)[version.label]
 
 
 MAX_EPOCHS = 5_000  # a bound on what the pilot may ask for (a configuration of a few microseconds)
@@ -183,24 +270,14 @@ def calibrated(configs: Sequence[dict[str, Any]], pilot: dict[str, Any], min_tim
     return out
 
 
-def schedule(pairs: int, seed: int) -> list[tuple[int, str]]:
-    """(pair, version) in running order: each pair runs A and B back to back, in a random order."""
-    rng = random.Random(seed)
-    order = []
-    for pair in range(pairs):
-        both = ["A", "B"]
-        rng.shuffle(both)
-        order += [(pair, v) for v in both]
-    return order
-
-
 def run_trials(versions: dict[str, Version], configs: Sequence[dict[str, Any]], pairs: int, seed: int,
                work: Path, progress: Callable[[str], None] | None = None, blocks: int = 1,
                ) -> list[tuple[int, str, dict]]:
-    out = []
-    plan = schedule(pairs, seed)
-    for i, (pair, label) in enumerate(plan, 1):
-        out.append((pair, label, run_trial(versions[label], configs, work, blocks)))
+    """``pairs`` interleaved trials of A and B (run_pair), the turns' order drawn from ``seed``."""
+    rng, out = random.Random(seed), []
+    for pair in range(pairs):
+        found = run_pair([versions["A"], versions["B"]], configs, work, blocks, rng)
+        out += [(pair, label, found[label]) for label in ("A", "B")]
         if progress:
-            progress(f"trial {i}/{len(plan)} (pair {pair + 1}, version {label})")
+            progress(f"trial pair {pair + 1}/{pairs}")
     return out
