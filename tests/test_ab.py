@@ -158,13 +158,14 @@ def _checkout_copy(dest: Path) -> Path:
 def test_ab_flags_a_slowed_checkout_and_not_an_identical_one(tmp_path, capsys):
     same = _checkout_copy(tmp_path / "same")
     slow = _checkout_copy(tmp_path / "slow")
-    fast = slow / "minibatch_core" / "engines" / "fast.py"
+    fast = slow / "minibatch_core" / "engines" / "flat_mlp.py"  # fast's (and stacked's) run_epoch
     text = fast.read_text()
     assert "            return self._run_epoch()\n" in text
     # 5 ms per epoch on top of an epoch of well under 1 ms (fast engine, full batch, Wine)
     fast.write_text(text.replace("            return self._run_epoch()\n",
                                  "            __import__('time').sleep(0.005)\n            return self._run_epoch()\n"))
-    grid = ["--engines", "fast", "--batch-sizes", "full", "--epochs", "4", "--pairs", "4", "--blocks", "4", "--min-time", "0.1"]
+    grid = ["--engines", "fast", "--batch-sizes", "full", "--epochs", "4", "--pairs", "4", "--blocks", "4",
+            "--min-time", "0.1"]
     out = tmp_path / "out"
     assert main(["ab", str(same), str(slow), *grid, "--out", str(out), "--markdown", str(tmp_path / "ab.md")]) == 1
     assert "REGRESSION" in capsys.readouterr().out
