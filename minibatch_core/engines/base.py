@@ -87,7 +87,8 @@ class Engine:
 @dataclass
 class WorkerReport:
     """What a multi-process session knows that one process's probe cannot see. Optional: sessions
-    that train in several processes provide ``worker_report()``, called once after the timed epochs."""
+    that train in several processes provide ``worker_report(peak_memory_bytes)``, called once after the timed
+    epochs on every process with its own probe's peak (a collective)."""
 
     workers: int
     worker_batch_size: int  # the largest per-worker share of the global batch

@@ -7,18 +7,19 @@ shard's per-sample losses times W/B (B: this step's global batch): DDP averages 
 ranks, so the averaged gradient is (1/B) x the sum over the whole batch, the single-process mean, also
 when shards are unequal (a last short batch, B not divisible by W, even an empty shard).
 
-Rank 0's session is the one the trainer drives (its clock, its probe). It steers the other ranks with
-commands broadcast over a gloo *control* group: start a session (with the config and the data), run an
-epoch, profile, report memory, shut down. The other ranks run :func:`serve`. The process group itself is
+SPMD, as torchrun's model: every rank runs the same trainer loop on its own session (its own clock and
+memory probe), so nothing is inside an epoch's clock but training and the all-reduces; rank 0's results
+are the run's. Control flow stays in step because every decision the trainer takes (divergence) reads
+all-reduced losses and the evaluation of weights that are identical on every rank. The process group is
 made by the launcher (``running/distributed.py``), which :func:`attach`-es it here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -33,17 +34,7 @@ from minibatch_core.engines.base import (
     evaluate_logits,
     make_model,
 )
-from minibatch_core.engines.ddp_group import (
-    EPOCH,
-    PROFILE,
-    REPORT,
-    SHUTDOWN,
-    START,
-    Group,
-    command,
-    current_group,
-    share,
-)
+from minibatch_core.engines.ddp_group import Group, current_group
 from minibatch_core.engines.membytes import module_memory
 from minibatch_core.engines.reference import make_optimizer
 from minibatch_core.engines.shuffle import LoaderShuffle
@@ -145,20 +136,18 @@ def timed_allreduce(state, bucket):  # no annotations: DDP checks them, and thes
 
 
 class DDPSession:
-    def __init__(self, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int],
-                 *, follower: bool = False) -> None:
+    def __init__(self, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int]) -> None:
         if len(seeds) != 1:
             raise ValueError("the ddp engine trains one seed per run")
         group = current_group()
         self.group, self.world, self.rank = group, group.world, group.rank
-        self.leader = group.rank == 0 and not follower
         self.batch_size = resolve_batch_size(config.batch_size, data.n_samples)
-        if self.leader:
-            if self.batch_size < self.world:
-                raise MinibatchError(f"global batch {self.batch_size} is smaller than the {self.world} "
-                                     "workers: every worker needs at least one row (lower --workers)")
-            command(group, START)
-            share(group, (config, data, list(seeds), device.type))
+        if self.batch_size < self.world:
+            raise MinibatchError(f"global batch {self.batch_size} is smaller than the {self.world} "
+                                 "workers: every worker needs at least one row (lower --workers)")
+        # each rank loaded its data itself: wait for the slowest here, on the control group's long timeout,
+        # so that the training group's first collective (DDP's broadcast of the weights) does not time out
+        dist.barrier(group=group.control)
         self.seeds = list(seeds)
         self.config = config
         self.device = device = rank_device(device, group)
@@ -197,8 +186,6 @@ class DDPSession:
         return loss_sum.detach()
 
     def run_epoch(self) -> EpochOutput:
-        if self.leader:
-            command(self.group, EPOCH)
         self.model.train()
         self._permute()
         self.timer.take()
@@ -213,7 +200,7 @@ class DDPSession:
         return EpochOutput([epoch_loss], len(self.plan), batches)
 
     def evaluate(self) -> list[tuple[float, float]]:
-        """Rank 0 only: the replicas hold identical weights."""
+        """Every rank, on identical weights: the trainer's divergence check then decides alike on all."""
         self.model.eval()
         return [evaluate_logits(self.model, self.X, self.y, self.config.loss)]
 
@@ -223,8 +210,6 @@ class DDPSession:
     def profile(self, steps: int) -> dict[str, float]:
         """Extra steps with a synchronized clock read between phases; backward is split into its own
         compute and the gradient all-reduce (timed by the comm hook) that DDP waits for at its end."""
-        if self.leader:
-            command(self.group, PROFILE, steps)
         totals = dict.fromkeys(PROFILE_PHASES, 0.0)
         sync = self.device
         self.model.train()
@@ -259,55 +244,17 @@ class DDPSession:
         dist.barrier(group=self.group.control)
         return {phase: total / max(1, done) for phase, total in totals.items()}
 
-    def worker_report(self) -> WorkerReport:
-        """Rank 0 only: the other ranks' peak memory (each from its own probe) and the all-reduce times."""
-        command(self.group, REPORT)
+    def worker_report(self, peak_memory_bytes: int) -> WorkerReport:
+        """Every rank gives its own probe's peak; rank 0's report holds the others' (and the all-reduce times)."""
         gathered: list[Any] = [None] * self.world
-        dist.gather_object(None, gathered, dst=0, group=self.group.control)
+        dist.all_gather_object(gathered, int(peak_memory_bytes), group=self.group.control)
         return WorkerReport(
             workers=self.world,
             worker_batch_size=self.worker_batch_size,
-            other_peak_memory_bytes=[int(g["peak"]) for g in gathered[1:]],
+            other_peak_memory_bytes=[int(g) for g in gathered[1:]],
             extra={"backend": self.group.backend, "launcher": self.group.launcher,
                    "allreduce_s": list(self.allreduce_s)},
         )
-
-
-class Probe(Protocol):
-    peak: int
-
-    def start(self) -> None: ...
-
-    def sample(self) -> int: ...
-
-
-def serve(make_probe: Callable[[torch.device], Probe]) -> None:
-    """Ranks other than 0: follow rank 0's commands until it shuts the group down. Each session's peak
-    memory is measured here by the launcher's probe, over the training epochs, as rank 0's trainer does."""
-    group = current_group()
-    session: DDPSession | None = None
-    probe: Probe | None = None
-    while True:
-        code, arg = command(group, 0)
-        if code == SHUTDOWN:
-            return
-        if code == START:
-            session = probe = None  # the previous session (the trainer's pre-warm) is dropped first
-            config, data, seeds, device_type = share(group)
-            device = torch.device(device_type, group.local_rank) if device_type == "cuda" else torch.device("cpu")
-            probe = make_probe(device)
-            probe.start()
-            session = DDPSession(config, data, device, seeds, follower=True)
-        elif code == EPOCH and session is not None and probe is not None:
-            session.run_epoch()
-            probe.sample()
-        elif code == PROFILE and session is not None:
-            session.profile(arg)
-        elif code == REPORT:
-            payload = {"peak": probe.peak if probe is not None else 0}
-            dist.gather_object(payload, None, dst=0, group=group.control)
-        else:
-            raise RuntimeError(f"ddp worker rank {group.rank}: unexpected command {code}")
 
 
 ENGINE = Engine(

@@ -238,7 +238,7 @@ class Run:
         self.finish_epoch()
         memory = self.session.memory()
         # sessions training in several processes report what rank 0's probe cannot see (optional method)
-        report = self.session.worker_report() if hasattr(self.session, "worker_report") else None
+        report = self.session.worker_report(self.probe.peak) if hasattr(self.session, "worker_report") else None
         # a profile times steps on the weights as they are: non-finite ones would time NaN arithmetic
         # one model's parameter count: the session's own, else from the float32 bytes of all replicas
         n_params = int(getattr(self.session, "n_parameters", 0) or memory.parameters // 4 // len(self.seeds))
