@@ -21,35 +21,16 @@ start-up to every worker process.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from minibatch_core.engines.base import (
-    Engine,
-    EpochOutput,
-    MemoryBreakdown,
-    PhaseClock,
-    evaluate_logits,
-    is_mlp_kernel_case,
-)
-from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
-from minibatch_core.engines.segments import SegmentedTraining
-from minibatch_core.engines.shuffle import LoaderShuffle
-from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.engines.base import Engine, EpochOutput, is_mlp_kernel_case
+from minibatch_core.engines.fast_graphs import StepGraphs
+from minibatch_core.engines.flat_mlp import FlatMLPSession, Op
+from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
-from minibatch_core.input.devices import synchronize
-from minibatch_core.input.models import build_mlp
-
-GRAPH_CHUNK = 64  # full-size steps captured in one CUDA graph
-
-
-def batch_plan(n: int, batch_size: int) -> tuple[int, int]:
-    """(full-size steps, size of the last shorter batch or 0), as the DataLoader batches N rows."""
-    full, rest = divmod(n, batch_size)
-    return full, rest
 
 
 class _StepBuffers:
@@ -77,23 +58,13 @@ class _StepBuffers:
         return sum(t.numel() * t.element_size() for t in (*self.hidden, self.logits))
 
 
-class FastSession(SegmentedTraining):
+class FastSession(FlatMLPSession, StepGraphs):
     def __init__(self, config: RunConfig, data: Dataset, device: torch.device, seeds: Sequence[int],
                  *, use_graphs: bool | None = None, indexed: bool | None = None) -> None:
         if len(seeds) != 1:
             raise ValueError("the fast engine trains one seed per run")
-        self.seeds = list(seeds)
-        self.config = config
-        self.device = device
-        n, self.n = data.n_samples, data.n_samples
-        self.batch_size = resolve_batch_size(config.batch_size, n)
-        # the reference engine's order of RNG use: seed, build the model, then the loader's shuffle
-        torch.manual_seed(self.seeds[0])
-        model = build_mlp(data.n_features, config.hidden, data.n_classes)
-        self.shuffle = LoaderShuffle(n)
-        self.params = FlatParams([model], device)
-        self.optimizer = make_flat_optimizer(config.optimizer, self.params, config.lr)
-        self.step_work = step_work(1, self.batch_size, self.params.shapes)
+        self._start(config, data, device, seeds)
+        n = self.n
         p = self.params
         self.W = [w[0] for w in p.weights]
         self.WT = [w.t() for w in self.W]
@@ -102,16 +73,12 @@ class FastSession(SegmentedTraining):
         self.b_hidden, self.WT_hidden = self.b[:-1], self.WT[:-1]
         self.gb = [g[0] for g in p.grad_biases]
 
-        self.X = data.X.to(device)
-        self.y = data.y.to(device)
-        self.neg_onehot = -F.one_hot(self.y, data.n_classes).float()
         # epoch buffers: the permuted copies, and every step's logits (the loss is read from them)
         self.Xp = torch.zeros_like(self.X)
         self.targets = torch.zeros_like(self.neg_onehot)  # -onehot / batch size, permuted
         self.Z = torch.zeros(n, data.n_classes, device=device)
         self.yp = torch.zeros_like(self.y)
-        full, rest = batch_plan(n, self.batch_size)
-        self.full_steps, self.rest = full, rest
+        full, rest = self.full_steps, self.rest
         self.row_scale = torch.full((n, 1), 1.0 / self.batch_size, device=device)
         if rest:
             self.row_scale[full * self.batch_size:] = 1.0 / rest
@@ -187,7 +154,7 @@ class FastSession(SegmentedTraining):
 
     # --- epochs --------------------------------------------------------------------------------
     def _prepare_epoch(self) -> None:
-        perm = self.shuffle.next_permutation().to(self.device)
+        perm = self.shuffles[0].next_permutation().to(self.device)
         torch.index_select(self.X, 0, perm, out=self.Xp)
         torch.index_select(self.neg_onehot, 0, perm, out=self.targets)
         self.targets.mul_(self.row_scale)
@@ -221,10 +188,6 @@ class FastSession(SegmentedTraining):
         self._backward(x, targets, logits, buf)
         self.optimizer.step()
 
-    def run_epoch(self) -> EpochOutput:
-        with threads_for(self.step_work):
-            return self._run_epoch()
-
     def _run_epoch(self) -> EpochOutput:
         self._prepare_epoch()
         if self.graphs:
@@ -257,104 +220,24 @@ class FastSession(SegmentedTraining):
             batch_losses = [means]
         return EpochOutput([loss], steps, batch_losses)
 
-    # --- CUDA graphs ---------------------------------------------------------------------------
-    def _capture(self) -> None:
-        """Capture chunks of the indexed step. Warm-up runs on a side stream (as capture requires)
-        on the real state, which is then restored, so capturing never changes the training.
+    # --- profile and memory ----------------------------------------------------------------------
+    def _step_phases(self, j: int) -> tuple[Op, Op, Op, Op]:
+        """The eager step. On CUDA it gathers its rows as the graphs do (timed as data); replayed graphs
+        run the same kernels without launch overhead, so their step is shorter than these phases' sum."""
+        x, targets, logits, buf = self.plan[j]
 
-        Everything happens with the run's device current and on streams of that device: the side stream,
-        and a capture stream made here. ``torch.cuda.graph``'s own default capture stream is made once, on
-        whichever device was current then (cuda:0); capturing kernels of ``cuda:1`` on it records nothing
-        (they run once, eagerly, during capture) and every replay would be an empty graph."""
-        with torch.cuda.device(self.device):
-            self._capture_on_device()
+        def gather() -> None:
+            self._gather(buf)
+            self.offset.add_(buf.size)
 
-    def _capture_on_device(self) -> None:
-        state = [self.params.param, self.params.grad, *self.optimizer.state, self.Z]
-        saved = [t.clone() for t in state]
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self.offset.zero_()
-                for buf, _count in self._indexed_schedule():
-                    self._indexed_step(buf)  # one step of each size keeps the offset in range
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        with torch.no_grad():
-            for t, v in zip(state, saved, strict=True):
-                t.copy_(v)
-        self.offset.zero_()
-        synchronize(self.device)
-        pool = torch.cuda.graph_pool_handle()
-        capture_stream = torch.cuda.Stream(self.device)
+        data: Op = lambda: None  # noqa: E731 - CPU: the rows are views of the epoch's permuted copy
+        if self.device.type == "cuda":
+            data, x, targets, logits = gather, buf.x, buf.targets, buf.logits
+        return (data, lambda: self._forward(x, logits, buf), lambda: self._backward(x, targets, logits, buf),
+                self.optimizer.step)
 
-        def capture(buf: _StepBuffers, steps: int) -> torch.cuda.CUDAGraph:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool, stream=capture_stream):
-                for _ in range(steps):
-                    self._indexed_step(buf)
-            return graph
-
-        chunk = min(GRAPH_CHUNK, self.full_steps)
-        chunks, single = divmod(self.full_steps, chunk) if chunk else (0, 0)
-        if chunks:
-            self.graphs.append((capture(self.main, chunk), chunks))
-        if single:
-            self.graphs.append((capture(self.main, 1), single))
-        if self.last is not None:
-            self.graphs.append((capture(self.last, 1), 1))
-
-    # --- evaluation, memory, profile -----------------------------------------------------------
-    def evaluate(self) -> list[tuple[float, float]]:
-        return [evaluate_logits(self.params.forward_fn(0), self.X, self.y)]
-
-    def memory(self) -> MemoryBreakdown:
-        p = self.params
-        return MemoryBreakdown(
-            parameters=p.param.numel() * p.param.element_size(),
-            gradients=p.grad.numel() * p.grad.element_size(),
-            optimizer_state=self.optimizer.state_bytes(),
-            activations=self.main.forward_bytes(),
-        )
-
-    def profile(self, steps: int) -> dict[str, float]:
-        with threads_for(self.step_work):
-            return self._profile(steps)
-
-    def _profile(self, steps: int) -> dict[str, float]:
-        """Eager steps with a (synchronized) clock read between phases. ``data`` is the per-epoch
-        permuted copy, spread over the epoch's steps, plus the per-step gather on CUDA. On CUDA the
-        split is of the eager step: replayed graphs run the same kernels without launch overhead,
-        so their step is shorter than the sum of these phases."""
-        phases = PhaseClock()
-        clock, dev = time.perf_counter, self.device
-        gather = self.device.type == "cuda"
-        while phases.steps < steps:
-            t0 = clock()
-            self._prepare_epoch()
-            synchronize(dev)
-            phases.add("data", clock() - t0)
-            for x, targets, logits, buf in self.plan:
-                if phases.steps >= steps:
-                    break
-                t0 = clock()
-                if gather:
-                    self._gather(buf)
-                    x, targets, logits = buf.x, buf.targets, buf.logits
-                    self.offset.add_(buf.size)
-                synchronize(dev)
-                t1 = clock()
-                self._forward(x, logits, buf)
-                synchronize(dev)
-                t2 = clock()
-                self._backward(x, targets, logits, buf)
-                synchronize(dev)
-                t3 = clock()
-                self.optimizer.step()
-                synchronize(dev)
-                t4 = clock()
-                phases.step(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
-        return phases.means()
+    def _activation_bytes(self) -> int:
+        return self.main.forward_bytes()
 
 
 class FastStart(FastSession):

@@ -10,32 +10,16 @@ and all replicas are at the same step, so this is K independent Adams). One pass
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from minibatch_core.engines.base import (
-    EVAL_CHUNK,
-    Engine,
-    EpochOutput,
-    MemoryBreakdown,
-    PhaseClock,
-    evaluate_logits,
-    is_mlp_kernel_case,
-)
-from minibatch_core.engines.fast import batch_plan
-from minibatch_core.engines.flat import FlatParams, make_flat_optimizer, step_work, threads_for
-from minibatch_core.engines.segments import SegmentedTraining
-from minibatch_core.engines.shuffle import LoaderShuffle
-from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.engines.base import EVAL_CHUNK, Engine, EpochOutput, is_mlp_kernel_case
+from minibatch_core.engines.flat_mlp import FlatMLPSession, Op
+from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
-from minibatch_core.input.devices import synchronize
-from minibatch_core.input.models import build_mlp
-
-Op = Callable[[], object]
 
 
 class _StackedBuffers:
@@ -59,35 +43,19 @@ class _StackedBuffers:
         return sum(t.numel() * t.element_size() for t in self.hidden) + logits_per_step
 
 
-class StackedSession(SegmentedTraining):
+class StackedSession(FlatMLPSession):
     def __init__(self, config: RunConfig, data: Dataset, device: torch.device,
                  seeds: Sequence[int]) -> None:
         if not seeds:
             raise ValueError("the stacked engine needs at least one seed")
-        self.seeds = list(seeds)
-        self.config = config
-        self.device = device
-        n, self.n = data.n_samples, data.n_samples
-        k = self.k = len(self.seeds)
-        c = data.n_classes
-        bs = self.batch_size = resolve_batch_size(config.batch_size, n)
-        models, self.shuffles = [], []
-        for seed in self.seeds:  # per replica, the reference engine's order of RNG use
-            torch.manual_seed(seed)
-            models.append(build_mlp(data.n_features, config.hidden, c))
-            self.shuffles.append(LoaderShuffle(n))
-        self.params = FlatParams(models, device)
-        self.optimizer = make_flat_optimizer(config.optimizer, self.params, config.lr)
-        self.step_work = step_work(self.k, self.batch_size, self.params.shapes)
+        self._start(config, data, device, seeds)
+        k, c, bs = self.k, data.n_classes, self.batch_size
         p = self.params
         self.W = p.weights
         self.WT = [w.transpose(1, 2) for w in p.weights]
         self.b = [b.unsqueeze(1) for b in p.biases]  # (K, 1, out): broadcast over the batch rows
 
-        self.X = data.X.to(device)
-        self.y = data.y.to(device)
-        self.neg_onehot = -F.one_hot(self.y, c).float()
-        full, rest = self.full_steps, self.rest = batch_plan(n, bs)
+        full, rest = self.full_steps, self.rest
         # epoch buffers in step-major layout, so that each step's slice is one contiguous block
         self.index_main = torch.zeros(full, k, bs, dtype=torch.int64, device=device)
         self.targets_main = torch.zeros(full, k, bs, c, device=device)  # -onehot / B
@@ -184,10 +152,6 @@ class StackedSession(SegmentedTraining):
             self.targets_last.mul_(1.0 / self.rest)
             torch.index_select(self.y, 0, self.index_last.view(-1), out=self.y_last.view(-1))
 
-    def run_epoch(self) -> EpochOutput:
-        with threads_for(self.step_work):
-            return self._run_epoch()
-
     def _run_epoch(self) -> EpochOutput:
         self._prepare_epoch()
         for op in self.epoch_ops:
@@ -210,9 +174,6 @@ class StackedSession(SegmentedTraining):
         return EpochOutput(losses, len(self.plan), batch_losses)
 
     # --- evaluation, memory, profile -----------------------------------------------------------
-    def evaluate(self) -> list[tuple[float, float]]:
-        return [evaluate_logits(self.params.forward_fn(r), self.X, self.y) for r in range(self.k)]
-
     @torch.no_grad()
     def evaluate_on(self, X: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """(loss, accuracy) per replica on (X, y), every replica in one batched forward pass (a study
@@ -233,42 +194,19 @@ class StackedSession(SegmentedTraining):
             correct += (logits.argmax(2) == target).sum(1)
         return [(float(loss) / n, int(c) / n) for loss, c in zip(losses.tolist(), correct.tolist(), strict=True)]
 
-    def memory(self) -> MemoryBreakdown:
-        p = self.params
+    def _activation_bytes(self) -> int:
         logits = self.Z_main[0]
-        return MemoryBreakdown(
-            parameters=p.param.numel() * p.param.element_size(),
-            gradients=p.grad.numel() * p.grad.element_size(),
-            optimizer_state=self.optimizer.state_bytes(),
-            activations=self.main.forward_bytes(logits.numel() * logits.element_size()),
-        )
+        return self.main.forward_bytes(logits.numel() * logits.element_size())
 
-    def profile(self, steps: int) -> dict[str, float]:
-        with threads_for(self.step_work):
-            return self._profile(steps)
+    def _step_phases(self, j: int) -> tuple[Op, Op, Op, Op]:
+        """Each step's own gather is its data phase (the per-epoch preparation is timed apart)."""
+        gather, forward, backward = (partial(_call_all, ops) for ops in self.plan[j])
+        return gather, forward, backward, self.optimizer.step
 
-    def _profile(self, steps: int) -> dict[str, float]:
-        """Mean seconds per (all-replica) step per phase; ``data`` is the per-epoch index and target
-        preparation spread over the epoch's steps plus each step's gather."""
-        split = PhaseClock()
-        clock, dev = time.perf_counter, self.device
-        while split.steps < steps:
-            t0 = clock()
-            self._prepare_epoch()
-            synchronize(dev)
-            split.add("data", clock() - t0)
-            for phases in self.plan:
-                if split.steps >= steps:
-                    break
-                marks = [clock()]
-                for ops in (*phases, [self.optimizer.step]):
-                    for op in ops:
-                        op()
-                    synchronize(dev)
-                    marks.append(clock())
-                t0, t1, t2, t3, t4 = marks
-                split.step(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
-        return split.means()
+
+def _call_all(ops: Sequence[Op]) -> None:
+    for op in ops:
+        op()
 
 
 class StackedStart(StackedSession):
