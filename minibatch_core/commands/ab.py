@@ -136,10 +136,9 @@ def _write_out(folder: Path, rows: list[ABRow], trials: list[Trial], markdown: s
     frame = pd.DataFrame([{**{k: v for k, v in vars(r).items() if k != "notes"}, "notes": "; ".join(r.notes)}
                           for r in rows])
     atomic_write_text(folder / "ab.csv", frame.to_csv(index=False))
-    atomic_write_text(folder / "trials.csv", pd.DataFrame([{**vars(t), "losses": " ".join(map(repr, t.losses)),
-                                                             "turn_times_s": " ".join(map(repr, t.turn_times_s)),
-                                                             "epoch_times_s": " ".join(map(repr, t.epoch_times_s))}
-                                                           for t in trials]).to_csv(index=False))
+    # a sequence (losses, turn and epoch times) is one cell of its numbers, space-separated, exactly as repr'd
+    cells = [{k: " ".join(map(repr, v)) if isinstance(v, tuple) else v for k, v in vars(t).items()} for t in trials]
+    atomic_write_text(folder / "trials.csv", pd.DataFrame(cells).to_csv(index=False))
     atomic_write_text(folder / "ab.md", markdown)
 
 
@@ -161,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
             specs = (a.spec, b.spec)
     trials = [Trial(version, pair, label(config), float(res["time_s"]), tuple(res["losses"]),
                     float(res["peak_memory_bytes"] if res["peak_memory_bytes"] is not None else math.nan),
-                    float(res.get("median_time_s", math.nan)), int(res.get("timed_epochs", 0)),
-                    tuple(res.get("turn_times_s", ())), tuple(res.get("epoch_times_s", ())))
+                    float(res["median_time_s"]), int(res["timed_epochs"]), tuple(res["turn_times_s"]),
+                    tuple(res["epoch_times_s"]))
               for pair, version, out in raw for config, res in zip(configs, out["results"], strict=True)]
     exact = {label(c): str(c["device"]).startswith("cpu") for c in configs}
     rows = judge(trials, max_slowdown=args.max_slowdown, confidence=args.confidence, exact_loss=exact)

@@ -68,6 +68,11 @@ class FlatMLPSession(SegmentedTraining):
     def _activation_bytes(self) -> int:
         raise NotImplementedError
 
+    def _segment_step(self, j: int) -> None:
+        """Step j of the current epoch, every replica (studies train in segments): its phases in order."""
+        for phase in self._step_phases(j):
+            phase()
+
     def evaluate(self) -> list[tuple[float, float]]:
         return [evaluate_logits(self.params.forward_fn(r), self.X, self.y) for r in range(self.k)]
 

@@ -84,13 +84,6 @@ class StackedSession(FlatMLPSession):
         self.epoch_ops = [op for gather, forward, backward in self.plan
                           for op in (*gather, *forward, *backward, step)]
 
-    def _segment_step(self, j: int) -> None:
-        """Step j of the current epoch, every replica (studies train in segments)."""
-        for ops in self.plan[j]:
-            for op in ops:
-                op()
-        self.optimizer.step()
-
     def _bind_backward(self, buf: _StackedBuffers, n_classes: int) -> None:
         """The backward pass below the logits' gradient, as bound kernel calls on fixed buffers."""
         k = self.k

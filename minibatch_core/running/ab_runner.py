@@ -11,9 +11,9 @@ fastest timed epoch over the trial (warm-up epochs excluded; the engines synchro
 timed regions), with the median epoch, its loss curve and its peak memory beside it.
 
 Why turns within a trial rather than a trial of A, then a trial of B: on this project's shared 2-core VM,
-whole stretches of seconds run slow (the host, not our processes: about a third of 7-s trials measured
-5-15 % slow as a whole, with one core spinning or none), so a trial of A and the trial of B after it often
-saw different machines. Turns a fraction of a second apart see the same one (duet benchmarking's idea,
+with nothing else running, a reference epoch switches between about 3.5 ms and 5.5-6.5 ms in stretches of
+roughly 0.1 to 1 s (the host, not our processes; docs/gates.md), so a trial of A and the trial of B after it
+often saw different machines. Turns a fraction of a second apart see the same one (duet benchmarking's idea,
 Bulej et al. 2020, without sharing the core). Why the fastest epoch: another process sharing the core only
 ever adds time to an epoch (timeit's rule). The epochs per configuration are set once, before the trials,
 from an untimed pilot of A, so that each configuration's timed epochs add up to at least ``min_time_s`` and
@@ -165,7 +165,8 @@ class _Worker:
                                         stdout=subprocess.PIPE, stderr=self.log, text=True, env=_env(version),
                                         cwd=folder)
 
-    def _answer(self) -> dict[str, Any]:
+    def answer(self) -> dict[str, Any]:
+        """Its next line: "ready" after its imports, then one per configuration trained."""
         line = self.process.stdout.readline()
         if not line:
             self.process.wait()
@@ -174,28 +175,26 @@ class _Worker:
             raise MinibatchError(f"a trial of version {self.version.label} ({self.version.spec}) failed: {last}")
         return json.loads(line)
 
-    def ready(self) -> dict[str, Any]:
-        return self._answer()
-
     def train(self, index: int) -> dict[str, Any]:
         try:
             self.process.stdin.write(f"{index}\n")
             self.process.stdin.flush()
         except BrokenPipeError:
-            pass  # it died: _answer says why
-        return self._answer()
+            pass  # it died: answer() says why
+        return self.answer()
 
     def close(self, graceful: bool) -> None:
-        if self.process.poll() is None:
+        """``graceful``: ask it to end and wait a while; else (or if it does not end) kill it."""
+        if graceful and self.process.poll() is None:
             try:
-                if not graceful:
-                    raise OSError
                 self.process.stdin.write("-1\n")
                 self.process.stdin.close()
                 self.process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         self.log.close()
 
 
@@ -212,7 +211,7 @@ def workers(versions: Sequence[Version], configs: Sequence[dict[str, Any]], work
             for version in versions:
                 started[version.label] = _Worker(version, plan, Path(tmp))
             for worker in started.values():
-                worker.ready()
+                worker.answer()
             yield started
             graceful = True
         finally:
