@@ -1,6 +1,4 @@
-import sys
-
-from minibatch_core.cli import main
+from minibatch_core.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -185,7 +185,8 @@ def test_bad_input_fails_before_torch_starts(tmp_path):
     bad = tmp_path / "broken.csv"
     bad.write_text("a,b,t\n1,2,0\n3,x,1\n")
     for argv in (["train", "--engine", "turbo"], ["train", "--device", "tpu"],
-                 ["train", "--dataset", str(bad), "--target", "t"]):
+                 ["train", "--dataset", str(bad), "--target", "t"], ["run", "--seeds", "0-99999"],
+                 ["run", "--epochs", "0"], ["run", "--force"]):
         assert "torch" not in _imports_after(f"from minibatch_core.cli import main; main({argv!r})")
 
 
@@ -229,9 +230,10 @@ def test_duplicate_columns_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_train_leaves_torch_to_its_worker():
-    """`train` reads its result back from the fresh worker without importing torch itself."""
+    """`train` reads its result back from the fresh worker without importing torch itself; it loads the
+    data (scikit-learn) while the worker imports torch."""
     code = "from minibatch_core.cli import main; assert main(['train', '--epochs', '1']) == 0"
-    assert _imports_after(code) == []
+    assert _imports_after(code) == ["pandas", "sklearn"]
 
 
 def test_version_prints_the_installed_version() -> None:
@@ -243,3 +245,15 @@ def test_version_prints_the_installed_version() -> None:
                           timeout=60)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.strip() == f"minibatch-bench {version('minibatch-bench')}"
+
+
+def test_the_script_exits_with_mains_code_after_every_exit_handler():
+    """``entry`` (the script, ``python -m minibatch_core``) skips only the interpreter's teardown: main's exit
+    code, every exit handler and all buffered output remain."""
+    code = ("import atexit, sys; from minibatch_core import cli; "
+            "atexit.register(lambda: print('handler ran')); "
+            "sys.argv = ['minibatch-bench', 'train', '--epochs', '0']; print('x' * 100000); cli.entry()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stdout == "x" * 100000 + "\nhandler ran\n"
+    assert done.stderr.count("\n") == 1 and "error" in done.stderr

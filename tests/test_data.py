@@ -153,3 +153,37 @@ def test_checking_a_file_does_not_import_torch(tmp_path):
             f"t = read_table({str(path)!r}, 't'); print(t.class_names, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "('x', 'y') False"
+
+
+def test_a_table_loads_without_torch_and_becomes_the_lessons_tensors():
+    """`train` loads its data in the command's process, which never imports torch; the worker turns it
+    into exactly the tensors the lesson makes."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_wine
+
+    from minibatch_core.input.data import load_table, to_dataset
+
+    code = ("import sys; from minibatch_core.input.data import load_table; "
+            "t = load_table('wine', scale='standard'); print(t.features.shape, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(178, 13) False"
+    wine = load_wine()
+    ds = to_dataset(load_table("wine"))
+    assert torch.equal(ds.X, torch.tensor(wine.data, dtype=torch.float32))
+    assert torch.equal(ds.y, torch.tensor(wine.target, dtype=torch.long))
+    # scaled: the float32 values the model would see, standardized per feature, rounded to float32 again
+    x32 = wine.data.astype(np.float32).astype(np.float64)
+    expected = (x32 - x32.mean(0)) / x32.std(0)
+    scaled = to_dataset(load_table("wine", scale="standard")).X
+    assert torch.allclose(scaled, torch.tensor(expected, dtype=torch.float32), atol=1e-6)
+    assert torch.equal(scaled, load_dataset("wine", scale="standard").X)
+
+
+def test_a_users_function_has_no_table():
+    from minibatch_core.input.config import RunConfig
+    from minibatch_core.input.data import table_for
+
+    assert table_for(RunConfig(dataset="mine.py:data")) is None
+    assert table_for(RunConfig()).features.shape == (178, 13)

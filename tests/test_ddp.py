@@ -22,7 +22,12 @@ from minibatch_core.running.distributed import DistributedOptions
 from minibatch_core.running.envinfo import cpu_count
 from tests.conftest import requires_cuda
 
-TOL = 1e-5  # relative: the all-reduce's summation order is the only difference from reference
+# Relative: the all-reduce's summation order is the only difference from reference. Measured on an Intel Xeon
+# VM (3 epochs, seed 0): Adam at most 1.5e-7 in every case; SGD 5e-7 to 7e-7, but 1.7e-5 at batch 31, whose
+# unscaled first steps (batch losses near 39) grow float32 rounding. A wrong shard weighting (each rank's
+# mean instead of its share of the global sum) moved the losses by 1.2e-4 with Adam and 0.11 with SGD.
+TOL = 1e-5
+TOL_BY_OPTIMIZER = {"adam": TOL, "sgd": 1e-4}
 requires_two_gpus = pytest.mark.skipif(
     torch.cuda.device_count() < 2,
     reason=f"NCCL with W=2 needs two CUDA GPUs; torch sees {torch.cuda.device_count()} on this machine",
@@ -41,12 +46,13 @@ def test_two_workers_reproduce_reference(batch_size, optimizer):
     config = RunConfig(batch_size=batch_size, epochs=3, seed=0, optimizer=optimizer, record_batches=True)
     reference = train(config, isolate=False)
     ddp = train(config.with_(engine="ddp", workers=2))
-    assert max_rel(ddp.epoch_losses, reference.epoch_losses) < TOL
+    tol = TOL_BY_OPTIMIZER[optimizer]
+    assert max_rel(ddp.epoch_losses, reference.epoch_losses) < tol
     for mine, theirs in zip(ddp.records, reference.records, strict=True):
         assert mine.steps == theirs.steps
-        assert max_rel(mine.batch_losses, theirs.batch_losses) < TOL
+        assert max_rel(mine.batch_losses, theirs.batch_losses) < tol
     # evaluation runs on rank 0's replica: the same weights, so the same eval loss
-    assert ddp.records[-1].eval_loss == pytest.approx(reference.records[-1].eval_loss, rel=TOL)
+    assert ddp.records[-1].eval_loss == pytest.approx(reference.records[-1].eval_loss, rel=tol)
 
 
 def test_records_workers_shards_memory_and_allreduce():

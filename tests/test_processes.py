@@ -108,3 +108,21 @@ def test_no_process_outlives_an_interrupted_run(sig, tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert _left_behind(marker) == []
+
+
+def test_a_forkserver_still_importing_is_ended_with_its_command():
+    """A command that refuses its input right after starting its forkserver must not leave it importing torch
+    for seconds (holding the command's stdout and stderr): the exit handler ends it at once."""
+    code = (
+        "import psutil\n"
+        "from minibatch_core.running import isolation\n"
+        "isolation.start_workers(['reference'])\n"
+        "server = [c for c in psutil.Process().children() if 'multiprocessing.forkserver' in ' '.join(c.cmdline())]\n"
+        "isolation._end_forkservers()  # what the command's exit runs\n"
+        "gone, alive = psutil.wait_procs(server, timeout=30)\n"
+        "print(len(server), [int(p.returncode) for p in gone], len(alive))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    # still importing when ended: killed by the signal, not exited after its imports (which would wait for
+    # this interpreter's exit, long after the 30 s above)
+    assert done.stdout.split("\n")[0] == f"1 [{-int(signal.SIGTERM)}] 0"

@@ -60,7 +60,7 @@ def add_parser(sub) -> None:
 
 
 def sweep_from_args(args: argparse.Namespace, base=None):
-    from minibatch_core.sweep.sweep import SweepConfig, sweep_from_toml
+    from minibatch_core.sweep.sweep_config import SweepConfig, sweep_from_toml
 
     base = sweep_from_toml(args.config, base) if args.config else (base or SweepConfig())
     given = given_axes(args)
@@ -77,26 +77,30 @@ def run(args: argparse.Namespace) -> int:
     if args.datasets and not args.config:  # a broken file named here fails before torch is imported
         for dataset in (d.strip() for d in args.datasets.split(",") if d.strip()):
             check_dataset(dataset, args.target)
+    if args.overwrite and args.resume:
+        raise MinibatchError("--overwrite does not apply to --resume (it adds to the folder's sweep)")
+    if args.force and not args.resume:
+        raise MinibatchError("--force only applies to --resume")
+    sweep = None
+    if not args.resume:  # the settings and the plan's size (no torch needed): checked before anything starts
+        from minibatch_core.sweep.sweep_config import check_plan_size
+
+        sweep = sweep_from_args(args)
+        check_plan_size(sweep, args.yes)  # before the grid is expanded: that alone took minutes for 10**6 runs
     if not args.no_isolate and not args.dry_run:
-        # First, before this process imports anything heavy: the worker forkserver's imports (torch,
+        # Then, before this process imports anything heavy: the worker forkserver's imports (torch,
         # scikit-learn, the engines: about 3 s) are the longest step before the first run can start, and
         # they run on another core while this process plans, probes the machine and loads the plotting
         # libraries (below).
         from minibatch_core.running.isolation import start_workers
 
-        start_workers(_engines_hint(args))
+        start_workers(list(sweep.engines) if sweep is not None else _engines_hint(args))
+    if sweep is None:
+        return _resume(args)
     from minibatch_core.fsio import out_marker
     from minibatch_core.running.envinfo import collect
-    from minibatch_core.sweep.sweep import check_plan_size, plan
+    from minibatch_core.sweep.sweep import plan
 
-    if args.overwrite and args.resume:
-        raise MinibatchError("--overwrite does not apply to --resume (it adds to the folder's sweep)")
-    if args.force and not args.resume:
-        raise MinibatchError("--force only applies to --resume")
-    if args.resume:
-        return _resume(args)
-    sweep = sweep_from_args(args)
-    check_plan_size(sweep, args.yes)  # before the grid is expanded: that alone took minutes for 10**6 runs
     for dataset in sweep.datasets:  # a data file's problems and notes, once, before anything loads it
         for note in check_dataset(dataset, sweep.target):
             print(note, file=sys.stderr)
@@ -133,9 +137,9 @@ def _open(options):
 
 
 def _engines_hint(args: argparse.Namespace) -> list[str]:
-    """The engines the worker forkserver preloads: those named by --engines (read here, before the sweep's
-    settings are parsed and checked), else the default sweep's. A name not known here is left to the
-    sweep's own check; a --config file's engines not preloaded are imported by their first worker."""
+    """The engines the worker forkserver of a resumed sweep preloads: those named by --engines (read here,
+    before the recorded settings are read), else the default sweep's. A name not known here is left to the
+    sweep's own check; engines not preloaded are imported by their first worker."""
     from minibatch_core.engines import default_engine_names, engine_names
 
     named = [e.strip() for e in (args.engines or "").split(",") if e.strip()]

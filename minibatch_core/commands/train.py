@@ -74,11 +74,16 @@ def run(args: argparse.Namespace) -> int:
         trainer.LIVE_EVERY_S = LIVE_EVERY_S  # a long run shows it is alive (stderr; stdout stays the lesson's)
         result = train(config, isolate=False, profile=args.profile)
     else:
+        from minibatch_core.input.data import is_function_dataset, table_for
         from minibatch_core.running.isolation import start_workers
         from minibatch_core.running.oneshot import train_in_worker
 
-        start_workers([config.engine])  # only the worker imports torch and the engine; this process never does
-        result = train_in_worker(config, profile=args.profile, live_every_s=LIVE_EVERY_S)
+        # Only the worker imports torch and the engine; this process never does. It loads the data (with
+        # scikit-learn) meanwhile, on the other core, so that the worker need not import scikit-learn too;
+        # a user's function returns tensors, so the worker loads that itself.
+        start_workers([config.engine], load_data=is_function_dataset(config.dataset))
+        table = table_for(config)
+        result = train_in_worker(config, profile=args.profile, live_every_s=LIVE_EVERY_S, table=table)
     if args.json:
         print(json.dumps(json_ready(result.to_dict()), indent=2, allow_nan=False))
         return 0

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.datafile import read_table
+from minibatch_core.input.datafile import Table, read_table
 
 if TYPE_CHECKING:  # torch is imported where tensors are made, so that checking a file never starts it
     import torch
+
+    from minibatch_core.input.config import RunConfig
 
 BUNDLED = {
     "wine": "load_wine",
@@ -95,50 +97,92 @@ def load_dataset(
     data_seed: int = 0,
 ) -> Dataset:
     """Load a dataset by name. Bundled sets load exactly as the lesson does (float32, unscaled)."""
+    if not is_function_dataset(name):
+        return to_dataset(load_table(name, target=target, scale=scale, n_samples=n_samples, n_features=n_features,
+                                     n_classes=n_classes, data_seed=data_seed))
     import torch
 
-    if name in BUNDLED:
+    from minibatch_core.input.user_data import load_function_dataset
+
+    ds = load_function_dataset(name)
+    if _check_scale(scale) == "none":
+        return ds
+    Xs = _standardized(ds.X.reshape(ds.n_samples, -1).numpy())
+    return Dataset(ds.name, torch.tensor(Xs, dtype=torch.float32).view(ds.X.shape), ds.y, ds.n_classes,
+                   ds.feature_names, ds.class_names, ds.notes)
+
+
+def load_table(
+    name: str,
+    *,
+    target: str | None = None,
+    scale: str = "none",
+    n_samples: int = 1000,
+    n_features: int = 20,
+    n_classes: int = 2,
+    data_seed: int = 0,
+) -> Table:
+    """Every dataset but a user's function, loaded without torch: ``train`` loads it in the command's process
+    while its worker imports torch on another core (scikit-learn's import, about 1.2 s, then costs no wall
+    time). ``to_dataset`` makes it the trainer's ``Dataset``, the same tensors ``load_dataset`` gives."""
+    if name in BUNDLED or name in IMAGE_SETS:
         import sklearn.datasets
 
-        bunch = getattr(sklearn.datasets, BUNDLED[name])()
-        # the lesson: torch.tensor(wine.data, dtype=torch.float32), torch.tensor(wine.target, dtype=long)
-        X = torch.tensor(bunch.data, dtype=torch.float32)
-        y = torch.tensor(bunch.target, dtype=torch.long)
-        features = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
-        classes = tuple(str(c) for c in getattr(bunch, "target_names", ()))
-        ds = Dataset(name, X, y, int(y.max()) + 1, features, classes)
-    elif name in IMAGE_SETS:
-        import sklearn.datasets
-
-        loader, shape = IMAGE_SETS[name]
+        loader, shape = (BUNDLED[name], ()) if name in BUNDLED else IMAGE_SETS[name]
         bunch = getattr(sklearn.datasets, loader)()
-        X = torch.tensor(bunch.data, dtype=torch.float32).view(-1, *shape)
-        y = torch.tensor(bunch.target, dtype=torch.long)
-        ds = Dataset(name, X, y, int(y.max()) + 1, (), tuple(str(c) for c in bunch.target_names))
+        features = bunch.data.reshape(-1, *shape) if shape else bunch.data
+        names = () if shape else tuple(str(f) for f in getattr(bunch, "feature_names", ()))
+        table = Table(name, features, bunch.target.astype(np.int64), names,
+                      tuple(str(c) for c in getattr(bunch, "target_names", ())))
     elif is_function_dataset(name):
-        from minibatch_core.input.user_data import load_function_dataset
-
-        ds = load_function_dataset(name)
+        raise MinibatchError(f"dataset {name!r} is a function: its data comes as tensors (load_dataset)")
     elif name == "synthetic":
-        ds = _synthetic(n_samples, n_features, n_classes, data_seed)
+        table = _synthetic(n_samples, n_features, n_classes, data_seed)
     elif is_file_dataset(name):
-        ds = _from_file(Path(name), target)
+        table = read_table(Path(name), target)
     else:
         raise MinibatchError(f"unknown dataset {name!r}: use {known_datasets()}")
-    if scale == "standard":
-        from sklearn.preprocessing import StandardScaler
-
-        flat = ds.X.reshape(ds.n_samples, -1).numpy().astype(np.float64)  # per input value, any shape
-        Xs = torch.tensor(StandardScaler().fit_transform(flat), dtype=torch.float32).view(ds.X.shape)
-        ds = Dataset(ds.name, Xs, ds.y, ds.n_classes,
-                     ds.feature_names, ds.class_names, ds.notes)
-    elif scale != "none":
-        raise MinibatchError(f"unknown scale {scale!r}: use none or standard")
-    return ds
+    if _check_scale(scale) == "none":
+        return table
+    flat = table.features.reshape(len(table.features), -1)
+    scaled = _standardized(flat.astype(np.float32)).reshape(table.features.shape)
+    return Table(table.name, scaled, table.codes, table.feature_names, table.class_names, table.notes)
 
 
-def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) -> Dataset:
+def table_for(config: RunConfig) -> Table | None:
+    """A run's data without torch (None for a user's function, whose data comes as tensors)."""
+    if is_function_dataset(config.dataset):
+        return None
+    return load_table(config.dataset, target=config.target, scale=config.scale, n_samples=config.n_samples,
+                      n_features=config.n_features, n_classes=config.n_classes, data_seed=config.data_seed)
+
+
+def to_dataset(table: Table) -> Dataset:
+    """The trainer's tensors: as the lesson makes them, torch.tensor(data, dtype=torch.float32) and
+    torch.tensor(target, dtype=torch.long); the class count is the largest class number + 1."""
     import torch
+
+    X = torch.tensor(table.features, dtype=torch.float32)
+    y = torch.tensor(table.codes, dtype=torch.long)
+    n_classes = max(len(table.class_names), int(y.max()) + 1 if len(y) else 0)
+    return Dataset(table.name, X, y, n_classes, table.feature_names, table.class_names, table.notes)
+
+
+def _check_scale(scale: str) -> str:
+    if scale not in ("none", "standard"):
+        raise MinibatchError(f"unknown scale {scale!r}: use none or standard")
+    return scale
+
+
+def _standardized(float32_rows: np.ndarray) -> np.ndarray:
+    """Per input value, over the rows: scikit-learn's StandardScaler on the float32 values the model would
+    see (as float64; the caller rounds the result to float32 again)."""
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit_transform(float32_rows.astype(np.float64))
+
+
+def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) -> Table:
     from sklearn.datasets import make_classification
 
     # make_classification needs n_classes * clusters <= 2**n_informative and informative <= features
@@ -159,26 +203,5 @@ def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) 
         n_clusters_per_class=1,
         random_state=data_seed,
     )
-    return Dataset(
-        "synthetic",
-        torch.tensor(X, dtype=torch.float32),
-        torch.tensor(y, dtype=torch.long),
-        n_classes,
-        tuple(f"x{i}" for i in range(n_features)),
-        tuple(str(c) for c in range(n_classes)),
-    )
-
-
-def _from_file(path: Path, target: str | None) -> Dataset:
-    import torch
-
-    table = read_table(path, target)
-    return Dataset(
-        table.name,
-        torch.tensor(table.features, dtype=torch.float32),
-        torch.tensor(table.codes, dtype=torch.long),
-        len(table.class_names),
-        table.feature_names,
-        table.class_names,
-        table.notes,
-    )
+    return Table("synthetic", X, y.astype(np.int64), tuple(f"x{i}" for i in range(n_features)),
+                 tuple(str(c) for c in range(n_classes)))

@@ -20,10 +20,11 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 @dataclass(frozen=True)
 class Table:
-    """A checked file: finite float64 features, labels encoded 0..k-1 in sorted order of their values."""
+    """Data as NumPy arrays, without torch: a checked file (finite float64 features, labels encoded 0..k-1
+    in sorted order of their values), or a bundled or synthetic set (``data.load_table``)."""
 
     name: str
-    features: np.ndarray  # (N, F) float64, every value finite
+    features: np.ndarray  # (N, F) float64, every value finite; (N, C, H, W) for a bundled image set
     codes: np.ndarray  # (N,) int64
     feature_names: tuple[str, ...]
     class_names: tuple[str, ...]  # class_names[i] is the label value that became class i

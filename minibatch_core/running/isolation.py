@@ -7,6 +7,7 @@ the seconds a ``spawn`` re-import costs. The forkserver is a child of the comman
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import multiprocessing.util
 import os
@@ -27,29 +28,61 @@ from minibatch_core.errors import MinibatchError
 PRELOAD_LAST = "minibatch_core.running.preload"
 
 
-def _context(engines: Iterable[str] | None = None):
+# What a worker needs to load its own data (bundled sets, synthetic data, scaling)
+DATA_MODULES = ("sklearn.datasets", "sklearn.preprocessing")
+
+
+def _context(engines: Iterable[str] | None = None, *, load_data: bool = True):
     """The start method's context. The forkserver (one per process, started on first use) preloads the
-    modules of ``engines`` (default: every registered engine) plus the common imports."""
+    modules of ``engines`` (default: every registered engine), scikit-learn's datasets unless the caller
+    hands its workers their data (``load_data=False``), and the common imports."""
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
     if method == "forkserver":
         names = engine_names() if engines is None else list(engines)
-        ctx.set_forkserver_preload([*(engine_module(n) for n in names), PRELOAD_LAST])
+        data = DATA_MODULES if load_data else ()
+        ctx.set_forkserver_preload([*(engine_module(n) for n in names), *data, PRELOAD_LAST])
     return ctx
 
 
-def start_workers(engines: Iterable[str] | None = None) -> None:
+def start_workers(engines: Iterable[str] | None = None, *, load_data: bool = True) -> None:
     """Start the worker forkserver now, without waiting for it: its imports (torch, scikit-learn, the
     engines: seconds) then run on another core while this process parses and checks its input. Only the
     first call in a process has an effect, and only where the start method is forkserver; a later
-    ``run_isolated`` uses the server started here."""
-    ctx = _context(engines)
+    ``run_isolated`` uses the server started here. ``load_data=False``: this process loads the data and
+    hands it to the workers (``train``), so they need not import scikit-learn's datasets."""
+    ctx = _context(engines, load_data=load_data)
     if ctx.get_start_method() != "forkserver":
         return
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
+    import psutil
+
+    # The server is told apart from the resource tracker by being the one new child, not by its command
+    # line: that reads empty until the kernel has finished exec'ing it, which a quick exit can beat.
+    resource_tracker.ensure_running()
+    before = {child.pid for child in psutil.Process().children()}
     with _main_module_hidden():  # the server imports the caller's __main__ too, see below
         forkserver.ensure_running()
+    _SERVERS.extend(child for child in psutil.Process().children() if child.pid not in before)
+    atexit.unregister(_end_forkservers)  # once, however often this runs
+    atexit.register(_end_forkservers)
+
+
+_SERVERS: list = []  # the forkservers start_workers started (psutil.Process: safe against a reused pid)
+
+
+def _end_forkservers() -> None:
+    """At this command's exit, its forkserver serves no one: end it now. One still importing (a command
+    that refused its input right after starting it) would notice the exit only once its imports were done,
+    seconds later, holding the command's stdout and stderr until then."""
+    import psutil
+
+    for server in _SERVERS:
+        try:
+            server.terminate()
+        except psutil.Error:  # gone meanwhile
+            pass
 
 
 @contextmanager

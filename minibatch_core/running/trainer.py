@@ -14,7 +14,7 @@ import torch
 from minibatch_core.engines import Engine, check_model_facts, check_model_support, get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
-from minibatch_core.input.data import Dataset, load_dataset
+from minibatch_core.input.data import Dataset, Table, load_dataset, to_dataset
 from minibatch_core.input.devices import resolve_device
 from minibatch_core.input.models import check_model_and_data
 from minibatch_core.input.specs import source_hash
@@ -32,7 +32,10 @@ def profile_steps(steps_per_epoch: int) -> int:
     return max(10, min(PROFILE_MAX_STEPS, 2 * steps_per_epoch))
 
 
-def load_for(config: RunConfig) -> Dataset:
+def load_for(config: RunConfig, table: Table | None = None) -> Dataset:
+    """The run's data; ``table``: already loaded for it (``data.table_for``), in a process without torch."""
+    if table is not None:
+        return to_dataset(table)
     return load_dataset(
         config.dataset,
         target=config.target,
@@ -45,17 +48,19 @@ def load_for(config: RunConfig) -> Dataset:
 
 
 def train(config: RunConfig, *, isolate: bool = True, profile: bool = False,
-          distributed: DistributedOptions | None = None, fresh_process: bool = False) -> RunResult:
+          distributed: DistributedOptions | None = None, fresh_process: bool = False,
+          table: Table | None = None) -> RunResult:
     """Train one run. ``isolate`` (default) runs it in a fresh worker process so that its peak
     memory is its own; in-process runs give the same losses (and are what tests of determinism use).
-    Distributed engines always run in fresh processes (``distributed``: backend, oversubscription)."""
+    Distributed engines always run in fresh processes (``distributed``: backend, oversubscription), and
+    their ranks load the data themselves; the others train on ``table`` when given (``data.table_for``)."""
     return train_seeds(config, [config.seed], isolate=isolate, profile=profile, distributed=distributed,
-                       fresh_process=fresh_process)[0]
+                       fresh_process=fresh_process, table=table)[0]
 
 
 def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True,
                 profile: bool = False, distributed: DistributedOptions | None = None,
-                fresh_process: bool = False) -> list[RunResult]:
+                fresh_process: bool = False, table: Table | None = None) -> list[RunResult]:
     """One result per seed. Multi-seed engines train all seeds in one timed pass; the others run
     one fresh process per seed (W processes for a distributed engine). ``fresh_process``: with
     ``isolate=False``, the caller is itself a fresh worker (what the memory method then says)."""
@@ -71,8 +76,8 @@ def train_seeds(config: RunConfig, seeds: Sequence[int], *, isolate: bool = True
         if engine.distributed:
             out += run_distributed(_measure, cfg, group, profile, options=distributed)
         else:
-            out += (run_isolated(_measure, cfg, group, profile) if isolate
-                    else _measure(cfg, group, profile, isolated=fresh_process))
+            out += (run_isolated(_measure, cfg, group, profile, True, table) if isolate
+                    else _measure(cfg, group, profile, isolated=fresh_process, table=table))
     return out
 
 
@@ -102,9 +107,10 @@ def prewarm_engine(engine: Engine, config: RunConfig, data: Dataset, device: tor
     gc.collect()
 
 
-def _measure(config: RunConfig, seeds: list[int], profile: bool, isolated: bool = True) -> list[RunResult]:
+def _measure(config: RunConfig, seeds: list[int], profile: bool, isolated: bool = True,
+             table: Table | None = None) -> list[RunResult]:
     with torch_threads(config.threads):
-        return _measure_run(config, seeds, profile, isolated)
+        return _measure_run(config, seeds, profile, isolated, table)
 
 
 # set by `train` (in its worker): a run longer than this many seconds prints a line on stderr at most this
@@ -112,8 +118,9 @@ def _measure(config: RunConfig, seeds: list[int], profile: bool, isolated: bool 
 LIVE_EVERY_S: float | None = None
 
 
-def _measure_run(config: RunConfig, seeds: list[int], profile: bool, isolated: bool) -> list[RunResult]:
-    run = open_run(config, seeds, isolated=isolated)
+def _measure_run(config: RunConfig, seeds: list[int], profile: bool, isolated: bool,
+                 table: Table | None) -> list[RunResult]:
+    run = open_run(config, seeds, isolated=isolated, table=table)
     started = last = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         run.train_epoch()
@@ -127,13 +134,14 @@ def _measure_run(config: RunConfig, seeds: list[int], profile: bool, isolated: b
     return run.results(profile=profile)
 
 
-def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True, isolated: bool = True) -> Run:
+def open_run(config: RunConfig, seeds: Sequence[int], *, prewarm: bool = True, isolated: bool = True,
+             table: Table | None = None) -> Run:
     """A measured run, driven one epoch at a time (the trainer's loop, and the bench harness, whose
     pytest-benchmark rounds time ``train_epoch``). ``isolated``: whether this process is a fresh worker
     (it only changes what ``memory_method`` says)."""
     engine = get_engine(config.engine)
     device = resolve_device(config.device)
-    data = load_for(config)
+    data = load_for(config, table)
     check_model(config, data)
     if prewarm:
         prewarm_engine(engine, config, data, device, list(seeds))

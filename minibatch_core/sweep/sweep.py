@@ -36,8 +36,15 @@ from minibatch_core.sweep.executors import (
     stopped_status,
     task_resources,
 )
-from minibatch_core.sweep.sweep_config import SweepConfig, load_toml, read_toml, sweep_from_toml
-from minibatch_core.sweep.sweep_plan import Job, Plan, check_plan_size, plan, planned_size
+from minibatch_core.sweep.sweep_config import (
+    SweepConfig,
+    check_plan_size,
+    load_toml,
+    planned_size,
+    read_toml,
+    sweep_from_toml,
+)
+from minibatch_core.sweep.sweep_plan import Job, Plan, plan
 
 # the config's and the plan's names too, where callers have always found them
 __all__ = ["CALIBRATION_JSON", "ENV_JSON", "PROFILE_CSV", "RUNS_CSV", "Job", "Plan", "SweepConfig", "check_plan_size",

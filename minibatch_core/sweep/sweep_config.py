@@ -9,6 +9,7 @@ from typing import Any
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import MAX_SMALL_BYTES, read_bytes_checked
+from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS
 from minibatch_core.records.axes import AXES, AXIS_BY_KEY
 
 
@@ -107,3 +108,27 @@ def sweep_from_toml(path: str | Path, base: SweepConfig | None = None) -> SweepC
             except MinibatchError as one:
                 raise MinibatchError(f"config file {str(path)!r}: {key} = {value!r}: {one}") from None
         raise MinibatchError(f"config file {str(path)!r}: {err}") from None
+
+
+def planned_size(sweep: SweepConfig) -> int:
+    """The runs a sweep plans at most (the product of its axes and seeds), counted without expanding it."""
+    size = len(sweep.seeds)
+    for axis in AXES:
+        if axis.key != "seeds" and axis.multi:
+            size *= max(1, len(sweep.values[axis.key]))
+    return size
+
+
+def check_plan_size(sweep: SweepConfig, confirmed: bool, command: str = "run") -> None:
+    """Refuse, before anything is expanded or loaded, a plan above MAX_RUNS runs or MAX_EPOCHS epochs
+    unless ``confirmed`` (--yes)."""
+    if confirmed:
+        return
+    runs = planned_size(sweep)
+    if runs > MAX_RUNS:
+        raise MinibatchError(f"this plan holds up to {runs:,} runs, above the {MAX_RUNS:,} that `{command}` starts "
+                             "without asking: narrow the lists (seeds, batch sizes, lrs, ...) or add --yes")
+    epochs = sweep.values.get("epochs")
+    if isinstance(epochs, int) and epochs > MAX_EPOCHS:
+        raise MinibatchError(f"epochs {epochs:,} is above the {MAX_EPOCHS:,} that `{command}` trains without "
+                             "asking: give fewer, or add --yes")

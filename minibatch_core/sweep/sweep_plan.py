@@ -9,7 +9,7 @@ from typing import Any
 
 from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
-from minibatch_core.input.config import MAX_EPOCHS, MAX_RUNS, RunConfig, resolve_batch_size
+from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.devices import expand_devices
 from minibatch_core.input.models import check_model_and_data
 from minibatch_core.records.axes import AXES
@@ -97,30 +97,6 @@ def _listed(specs: list[str], shown: int = 6) -> str:
     if len(specs) <= shown:
         return ", ".join(specs)
     return f"{', '.join(specs[:shown - 1])}, ... {specs[-1]} ({len(specs)} in all)"
-
-
-def planned_size(sweep: SweepConfig) -> int:
-    """The runs a sweep plans at most (the product of its axes and seeds), counted without expanding it."""
-    size = len(sweep.seeds)
-    for axis in AXES:
-        if axis.key != "seeds" and axis.multi:
-            size *= max(1, len(sweep.values[axis.key]))
-    return size
-
-
-def check_plan_size(sweep: SweepConfig, confirmed: bool, command: str = "run") -> None:
-    """Refuse, before anything is expanded or loaded, a plan above MAX_RUNS runs or MAX_EPOCHS epochs
-    unless ``confirmed`` (--yes)."""
-    if confirmed:
-        return
-    runs = planned_size(sweep)
-    if runs > MAX_RUNS:
-        raise MinibatchError(f"this plan holds up to {runs:,} runs, above the {MAX_RUNS:,} that `{command}` starts "
-                             "without asking: narrow the lists (seeds, batch sizes, lrs, ...) or add --yes")
-    epochs = sweep.values.get("epochs")
-    if isinstance(epochs, int) and epochs > MAX_EPOCHS:
-        raise MinibatchError(f"epochs {epochs:,} is above the {MAX_EPOCHS:,} that `{command}` trains without "
-                             "asking: give fewer, or add --yes")
 
 
 _SKIP_WHY = {"sklearn": "it trains only the lesson's mlp with cross_entropy",
