@@ -284,3 +284,39 @@ def test_threads_reach_every_run_and_the_records(tmp_path):
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs["torch_threads"]) == {1}
     assert json.loads((out / "env.json").read_text())["torch_threads"] == 1
+
+
+def test_records_file_rewrites_after_each_job_and_ends_in_plan_order(tmp_path):
+    """Each rewrite holds the kept rows, then every completed job's (completion order), with the values a
+    reader of the whole frame gets; the final file is the frames written in the plan's order."""
+    kept = pd.DataFrame({"run_id": ["k"], "loss": [0.5], "note": ["a, quoted"]})
+    jobs = {2: pd.DataFrame({"run_id": ["c", "c"], "loss": [1.25, 1.0], "note": ["", "x"]}),
+            0: pd.DataFrame({"run_id": ["a"], "loss": [float("nan")], "note": ["y\nz"]})}
+    path = tmp_path / "runs.csv"
+    records = sweep_module.RecordsFile(path, kept)
+    seen = [kept]
+    for index, rows in jobs.items():  # completion order: job 2 first
+        records.add(index, rows)
+        records.write_progress()
+        seen.append(rows)
+        pd.testing.assert_frame_equal(pd.read_csv(path), _round_trip(pd.concat(seen, ignore_index=True), tmp_path))
+    records.write_final()
+    expected = tmp_path / "expected.csv"
+    pd.concat([kept, jobs[0], jobs[2]], ignore_index=True).to_csv(expected, index=False)
+    assert path.read_bytes() == expected.read_bytes()
+
+
+def test_records_file_aligns_jobs_with_other_columns(tmp_path):
+    path = tmp_path / "profile.csv"
+    records = sweep_module.RecordsFile(path, None)
+    records.write_progress()
+    assert not path.exists()  # nothing to write yet
+    records.add(0, pd.DataFrame({"a": [1], "b": [2]}))
+    records.add(1, pd.DataFrame({"b": [3], "c": [4]}))
+    records.write_progress()
+    assert pd.read_csv(path).fillna(-1).to_dict("list") == {"a": [1.0, -1.0], "b": [2, 3], "c": [-1.0, 4.0]}
+
+
+def _round_trip(frame: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    frame.to_csv(folder / "whole.csv", index=False)
+    return pd.read_csv(folder / "whole.csv")

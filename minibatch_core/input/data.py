@@ -149,6 +149,12 @@ def load_table(
     return Table(table.name, scaled, table.codes, table.feature_names, table.class_names, table.notes)
 
 
+def data_key(config: RunConfig) -> tuple:
+    """What decides a run's data: runs with equal keys train on the same rows."""
+    return (config.dataset, config.target, config.scale, config.n_samples, config.n_features, config.n_classes,
+            config.data_seed)
+
+
 def table_for(config: RunConfig) -> Table | None:
     """A run's data without torch (None for a user's function, whose data comes as tensors)."""
     if is_function_dataset(config.dataset):

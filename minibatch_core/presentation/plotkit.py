@@ -149,8 +149,10 @@ def tick_overlaps(ax, renderer=None) -> list[tuple[str, str]]:
 def readable_ticks(fig: plt.Figure) -> None:
     """Tick labels that run into each other: labels at chosen places (batch sizes) are turned upright;
     then, on either axis, every other one (every third, ...) is shown until none overlap. Works for any
-    set of batch sizes."""
-    fig.canvas.draw()
+    set of batch sizes. The figure is laid out (``draw_without_rendering``: tick positions and label
+    sizes, no pixels) once: turning or hiding a label changes no tick's position, and a label's box is
+    computed from its own rotation and text."""
+    fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     changed = False
     for ax in fig.axes:
@@ -164,14 +166,12 @@ def readable_ticks(fig: plt.Figure) -> None:
             for t in shown_labels(ax.xaxis):
                 t.set_rotation(90)
                 t.set_horizontalalignment("center")
-            fig.canvas.draw()
         for axis in (ax.xaxis, ax.yaxis):
             step = 2
             labels = shown_labels(axis)
             while _axis_overlaps(axis, renderer) and step < len(labels):
                 for k, t in enumerate(labels):
                     t.set_visible(k % step == 0)
-                fig.canvas.draw()
                 step += 1
     if changed:
         fig.tight_layout()

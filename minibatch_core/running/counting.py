@@ -37,6 +37,7 @@ from typing import Any
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
+from minibatch_core.input.data import data_key
 
 INSTALL_HINT = ("valgrind is not installed (or not on PATH): `minibatch-bench count` runs training under "
                 "valgrind's callgrind; install it with `apt-get install valgrind` (Debian/Ubuntu), "
@@ -111,8 +112,7 @@ def _interpreter() -> tuple[str, list[str]]:
 
 
 def _data_key(config: RunConfig) -> str:
-    return json.dumps([config.dataset, config.target, config.scale, config.n_samples, config.n_features,
-                       config.n_classes, config.data_seed])
+    return json.dumps(list(data_key(config)))
 
 
 def count_instructions(configs: Sequence[RunConfig], *, workdir: str | Path | None = None) -> CountOutcome:
