@@ -121,3 +121,17 @@ def test_a_count_folder_rebuilds_the_configs_it_counted(tmp_path):
               for c, (n, f, k) in zip(asked, shapes, strict=True)]
     instructions.write(tmp_path, CountOutcome(counts, {}))
     assert instructions.configs(instructions.load(tmp_path)) == asked
+
+
+def test_the_data_axes_are_what_loads_a_runs_data():
+    """``load_dataset``'s arguments for a run (what a worker loads, what runs share a table by) are the
+    axes the options group as data: a new data axis that the loader ignored would train every value on the
+    same rows."""
+    from minibatch_core.input.data import data_options
+    from minibatch_core.records.axes import AXES
+
+    config = RunConfig(dataset="synthetic", n_samples=50, n_features=4, n_classes=3, data_seed=7, scale="standard")
+    options = data_options(config)
+    assert {"dataset" if k == "name" else k for k in options} == {a.field for a in AXES if a.group == "data"}
+    assert options == {"name": "synthetic", "target": None, "scale": "standard", "n_samples": 50, "n_features": 4,
+                       "n_classes": 3, "data_seed": 7}

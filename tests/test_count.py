@@ -260,3 +260,17 @@ def test_count_leaves_out_engines_that_train_in_several_processes(capsys):
     if distributed:
         assert main(["count", "--engines", distributed[0]]) == 2
         assert "several processes" in capsys.readouterr().err
+
+
+def test_the_workers_arguments_and_environment_fill_whole_pages():
+    """Wherever it runs (other paths, other variables), the worker's argv and environment take the same
+    room at the top of its stack, so the frames below them are laid out alike and count alike."""
+    from minibatch_core.running.counting import STACK_PAD, _stack_pad
+
+    for argv, env in ((["/usr/bin/python3", "-m", "x"], {"A": "1"}),
+                      (["/a/much/longer/venv/bin/python", "-m", "x", "/tmp/plan.json"],
+                       {"HOME": "/root", "PATH": "/b" * 700})):
+        env = {**env, STACK_PAD: _stack_pad(argv, env)}
+        strings = [*argv, *(f"{k}={v}" for k, v in env.items())]
+        room = sum(len(s.encode()) + 1 for s in strings) + 8 * (len(strings) + 2)
+        assert room % 4096 == 0 and len(env[STACK_PAD]) < 4096

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -149,18 +149,22 @@ def load_table(
     return Table(table.name, scaled, table.codes, table.feature_names, table.class_names, table.notes)
 
 
+def data_options(config: RunConfig) -> dict[str, Any]:
+    """``load_dataset``'s arguments for a run: the settings that decide its data."""
+    return {"name": config.dataset, "target": config.target, "scale": config.scale, "n_samples": config.n_samples,
+            "n_features": config.n_features, "n_classes": config.n_classes, "data_seed": config.data_seed}
+
+
 def data_key(config: RunConfig) -> tuple:
-    """What decides a run's data: runs with equal keys train on the same rows."""
-    return (config.dataset, config.target, config.scale, config.n_samples, config.n_features, config.n_classes,
-            config.data_seed)
+    """Runs with equal keys train on the same rows."""
+    return tuple(data_options(config).values())
 
 
 def table_for(config: RunConfig) -> Table | None:
     """A run's data without torch (None for a user's function, whose data comes as tensors)."""
     if is_function_dataset(config.dataset):
         return None
-    return load_table(config.dataset, target=config.target, scale=config.scale, n_samples=config.n_samples,
-                      n_features=config.n_features, n_classes=config.n_classes, data_seed=config.data_seed)
+    return load_table(**data_options(config))
 
 
 def to_dataset(table: Table) -> Dataset:

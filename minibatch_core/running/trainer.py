@@ -14,7 +14,7 @@ import torch
 from minibatch_core.engines import Engine, check_model_facts, check_model_support, get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
-from minibatch_core.input.data import Dataset, Table, load_dataset, to_dataset
+from minibatch_core.input.data import Dataset, Table, data_options, load_dataset, to_dataset
 from minibatch_core.input.devices import resolve_device
 from minibatch_core.input.models import check_model_and_data
 from minibatch_core.input.specs import source_hash
@@ -34,17 +34,7 @@ def profile_steps(steps_per_epoch: int) -> int:
 
 def load_for(config: RunConfig, table: Table | None = None) -> Dataset:
     """The run's data; ``table``: already loaded for it (``data.table_for``), in a process without torch."""
-    if table is not None:
-        return to_dataset(table)
-    return load_dataset(
-        config.dataset,
-        target=config.target,
-        scale=config.scale,
-        n_samples=config.n_samples,
-        n_features=config.n_features,
-        n_classes=config.n_classes,
-        data_seed=config.data_seed,
-    )
+    return to_dataset(table) if table is not None else load_dataset(**data_options(config))
 
 
 def train(config: RunConfig, *, isolate: bool = True, profile: bool = False,
