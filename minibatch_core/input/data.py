@@ -107,8 +107,7 @@ def load_dataset(
     ds = load_function_dataset(name)
     if _check_scale(scale) == "none":
         return ds
-    Xs = _standardized(ds.X.reshape(ds.n_samples, -1).numpy())
-    return Dataset(ds.name, torch.tensor(Xs, dtype=torch.float32).view(ds.X.shape), ds.y, ds.n_classes,
+    return Dataset(ds.name, torch.tensor(_standardized(ds.X.numpy()), dtype=torch.float32), ds.y, ds.n_classes,
                    ds.feature_names, ds.class_names, ds.notes)
 
 
@@ -144,8 +143,7 @@ def load_table(
         raise MinibatchError(f"unknown dataset {name!r}: use {known_datasets()}")
     if _check_scale(scale) == "none":
         return table
-    flat = table.features.reshape(len(table.features), -1)
-    scaled = _standardized(flat.astype(np.float32)).reshape(table.features.shape)
+    scaled = _standardized(table.features)
     return Table(table.name, scaled, table.codes, table.feature_names, table.class_names, table.notes)
 
 
@@ -184,12 +182,13 @@ def _check_scale(scale: str) -> str:
     return scale
 
 
-def _standardized(float32_rows: np.ndarray) -> np.ndarray:
-    """Per input value, over the rows: scikit-learn's StandardScaler on the float32 values the model would
-    see (as float64; the caller rounds the result to float32 again)."""
+def _standardized(features: np.ndarray) -> np.ndarray:
+    """Per input value (any shape of rows), over the rows: scikit-learn's StandardScaler on the float32
+    values the model would see (as float64; the caller rounds the result to float32 again)."""
     from sklearn.preprocessing import StandardScaler
 
-    return StandardScaler().fit_transform(float32_rows.astype(np.float64))
+    flat = features.reshape(len(features), -1).astype(np.float32).astype(np.float64)
+    return StandardScaler().fit_transform(flat).reshape(features.shape)
 
 
 def _synthetic(n_samples: int, n_features: int, n_classes: int, data_seed: int) -> Table:

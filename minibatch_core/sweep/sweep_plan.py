@@ -4,12 +4,14 @@ trains (``plan``); and the size a plan would have, refused above the limits befo
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
+from minibatch_core.input.data import data_key
 from minibatch_core.input.devices import expand_devices
 from minibatch_core.input.models import check_model_and_data
 from minibatch_core.records.axes import AXES
@@ -55,7 +57,15 @@ def plan(sweep: SweepConfig) -> Plan:
     jobs: list[Job] = []
     merged: dict[tuple[str, int], list[str]] = {}  # (dataset, resolved size) -> the specs that gave it
     left = LeftOutTally()
-    checked: dict[tuple, Any] = {}  # (model, dataset, loss, hidden, data settings) -> the model's facts
+    checked: dict[tuple, Any] = {}  # (model, loss, hidden, data settings) -> the model's facts
+    loaded: dict[tuple, Any] = {}  # data settings (data_key) -> the Dataset, loaded once for the whole plan
+
+    def data_for(config: RunConfig):
+        key = data_key(config)
+        if key not in loaded:
+            loaded[key] = trainer.load_for(config)
+        return loaded[key]
+
     for combination in itertools.product(*choices):
         base = RunConfig(**{a.field: v for a, v in zip(axes, combination, strict=True)}, seed=seeds[0])
         engine = engines[base.engine]
@@ -68,8 +78,8 @@ def plan(sweep: SweepConfig) -> Plan:
         if engine.distributed:
             choose_backend(base, DistributedOptions())  # W above the cores, batch below W: refused up front
         if base.dataset not in n_samples:
-            n_samples[base.dataset] = trainer.load_for(base).n_samples
-        reason = _model_cannot(base, sweep, checked)
+            n_samples[base.dataset] = data_for(base).n_samples
+        reason = _model_cannot(base, sweep, checked, data_for)
         if reason:  # sklearn for a conv net: left out, listed, the rest runs
             left.add(base, reason, len(seeds))
             continue
@@ -103,14 +113,14 @@ _SKIP_WHY = {"sklearn": "it trains only the lesson's mlp with cross_entropy",
              "stacked": "their dropout or buffers cannot be reproduced by stacked replicas"}
 
 
-def _model_cannot(base: RunConfig, sweep: SweepConfig, checked: dict[tuple, Any]) -> str | None:
+def _model_cannot(base: RunConfig, sweep: SweepConfig, checked: dict[tuple, Any],
+                  data_for: Callable[[RunConfig], Any]) -> str | None:
     """Check a configuration's model on its data once (factory, output shape, targets vs loss: a one-line
     error before anything runs). Why the engine cannot train the model (it is then left out of the plan,
     listed), or None; refused outright when that engine is the sweep's only one."""
-    key = (base.model, base.dataset, base.loss, base.hidden, base.target, base.scale, base.n_samples,
-           base.n_features, base.n_classes, base.data_seed)
+    key = (base.model, base.loss, base.hidden, *data_key(base))
     if key not in checked:
-        checked[key] = check_model_and_data(base.model, base.hidden, base.loss, trainer.load_for(base))
+        checked[key] = check_model_and_data(base.model, base.hidden, base.loss, data_for(base))
     facts = checked[key]
     try:
         trainer.check_engine_support(base.engine, base.model, base.loss, facts)
