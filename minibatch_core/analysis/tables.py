@@ -67,7 +67,7 @@ def engine_order(engines: list[str]) -> list[str]:
 def batch_order(frame: pd.DataFrame) -> list[str]:
     """Batch specs from small to large: numbers ascending, then ``full``."""
     specs = frame["batch_spec"].astype(str).unique().tolist()
-    return sorted(specs, key=lambda s: (s == "full", int(s) if s.isdigit() else 0, s))
+    return sorted(specs, key=lambda s: (s == "full", int(s) if s.isdecimal() else 0, s))
 
 
 def _sort(frame: pd.DataFrame) -> pd.DataFrame:

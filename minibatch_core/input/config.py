@@ -80,8 +80,8 @@ def parse_threads(value: Any) -> int | None:
     the worker), so they are refused here, before any worker starts."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and value.strip().isdecimal():
+        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise MinibatchError(f"threads {value!r} is not valid: use an integer >= 1 or auto (torch's default)")
     cores = usable_cores()

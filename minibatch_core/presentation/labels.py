@@ -113,7 +113,7 @@ def batch_label(spec: str, size: int | float | None = None) -> str:
 def batch_sort_key(spec: str) -> tuple:
     """Numbers ascending, then ``full``."""
     spec = str(spec)
-    return (spec == "full", int(spec) if spec.isdigit() else 0, spec)
+    return (spec == "full", int(spec) if spec.isdecimal() else 0, spec)
 
 
 ENGINE_NAMES = {

@@ -56,7 +56,9 @@ def parse_int(name: str, value: Any, minimum: int) -> int:
     elif isinstance(value, float):
         number = int(value) if value.is_integer() else None
     else:
-        number = int(value) if re.fullmatch(r"\s*\d+\s*", str(value)) else None
+        # int() itself refuses some of what \s matches (U+001E), so only the matched digits reach it
+        match = re.fullmatch(r"\s*(\d+)\s*", str(value))
+        number = int(match.group(1)) if match else None
     if number is None or number < minimum:
         raise MinibatchError(f"{name} {value!r} is not valid: use an integer >= {minimum}")
     return number
@@ -110,8 +112,10 @@ def parse_widths(item: Any) -> tuple[int, ...]:
     """``"10,10"``, ``"10-10"``, ``"10x10"`` or ``[10, 10]`` -> (10, 10)."""
     # every separator stands between two widths: "10,x" and "10,,10" are refused, not read as (10,)
     parts: list[Any] = list(item) if isinstance(item, (list, tuple)) else re.split(r"[,x-]", str(item).strip())
+    # stripped before int(), which refuses some characters str.strip() removes (U+001E)
+    parts = [p.strip() if isinstance(p, str) else p for p in parts]
     ok = bool(parts) and all((isinstance(p, int) and not isinstance(p, bool) and p >= 1) or
-                             (isinstance(p, str) and p.strip().isdigit() and int(p) >= 1) for p in parts)
+                             (isinstance(p, str) and p.isdecimal() and int(p) >= 1) for p in parts)
     if not ok:
         raise MinibatchError(f"hidden widths {item!r} are not valid: use positive integers, e.g. 10,10")
     return tuple(int(p) for p in parts)
