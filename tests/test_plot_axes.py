@@ -93,6 +93,33 @@ def test_curves_that_never_share_a_time_are_named() -> None:
     assert overlap_note({"1": (0.1, 2.0), "32": (0.01, 0.125)}) is None
 
 
+@pytest.mark.parametrize("name", ["loss_vs_epoch", "loss_vs_time"])
+def test_a_loss_axis_over_nine_decades_still_has_ticks(name: str) -> None:
+    runs = synthetic_runs()
+    runs.loc[runs["epoch"] == 1, "epoch_loss"] *= 1e9  # an lr whose loss spiked, then came back
+    fig = next(s for s in REGISTRY if s.name == name).draw(PlotData(plotkit.prepare(runs)))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    assert len([t for t in ax.yaxis.get_majorticklocs() if lo <= t <= hi]) >= 2
+    assert all(label.get_text() for label in ax.get_yticklabels() if lo <= label.get_position()[1] <= hi)
+    plt.close(fig)
+
+
+def test_the_no_common_time_note_stands_under_its_panel_clear_of_curves_and_labels() -> None:
+    fig = next(s for s in REGISTRY if s.name == "loss_vs_time").draw(PlotData(plotkit.prepare(synthetic_runs())))
+    fig.canvas.draw()
+    noted = [(ax, t) for ax in fig.axes for t in ax.texts if t.get_text().startswith("no common time")]
+    assert noted  # batch "full" ends before batch 1 starts in every engine of the synthetic runs
+    texts = [t for ax in fig.axes for t in (ax.xaxis.label, *ax.get_xticklabels(), *ax.texts) if t.get_text()]
+    for ax, note in noted:
+        box = note.get_window_extent()
+        assert box.y1 <= ax.get_window_extent().y0  # below the panel: it covers no curve
+        assert box.y0 >= fig.get_window_extent().y0  # and inside the figure
+        assert not any(box.overlaps(t.get_window_extent()) for t in texts if t is not note), ax.get_title()
+    plt.close(fig)
+
+
 @pytest.mark.slow  # draws every registered plot twice
 @pytest.mark.parametrize("frame", ["twelve", "twelve_two_lrs"])
 def test_no_two_tick_labels_overlap_in_any_plot(frame: str) -> None:

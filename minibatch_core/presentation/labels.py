@@ -174,6 +174,14 @@ def seconds_tick(value: float, _pos: object = None) -> str:
     return f"{value:g}"
 
 
+def plain_tick(value: float, _pos: object = None) -> str:
+    """Tick labels for a log axis of plain values: '0.5', '20', '5000', then '1e4', '2e8' (never 1e+06)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def count_tick(value: float, _pos: object = None) -> str:
     """Tick labels for counts: '500', '20k', '1.5M' (never 2e+06)."""
     for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):

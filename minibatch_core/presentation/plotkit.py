@@ -193,17 +193,36 @@ def _axis_overlaps(axis, renderer) -> bool:
     return any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
 
 
+class SpanLogLocator(LogLocator):
+    """Log ticks at ``subs`` (1-2-5, 1-3), or at whole decades when those leave the axis without two ticks:
+    given several subs over more decades than the axis has room for, matplotlib's LogLocator places none
+    (a learning rate whose loss spiked to 1e9 left its panel with a blank y axis)."""
+
+    def __init__(self, subs: tuple[float, ...]) -> None:
+        super().__init__(base=10, subs=subs)
+        self.fine_subs = subs
+
+    def tick_values(self, vmin: float, vmax: float):
+        self.set_params(subs=self.fine_subs)
+        ticks = super().tick_values(vmin, vmax)
+        lo, hi = sorted((vmin, vmax))
+        if ((ticks >= lo) & (ticks <= hi)).sum() >= 2:
+            return ticks
+        self.set_params(subs=(1.0,))
+        return super().tick_values(vmin, vmax)
+
+
 def plain_log_y(ax, counts: bool = False) -> None:
     """Log y axis with plain numbers (0.5, 1, 2; or 20k, 1M for counts) rather than 5x10^-1."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(L.count_tick if counts else lambda v, _: f"{v:g}"))
+    ax.yaxis.set_major_locator(SpanLogLocator((1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(L.count_tick if counts else L.plain_tick))
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def seconds_log_x(ax) -> None:
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    ax.xaxis.set_major_locator(SpanLogLocator((1.0, 3.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(L.seconds_tick))
     ax.xaxis.set_minor_formatter(NullFormatter())
 

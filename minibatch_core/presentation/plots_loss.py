@@ -137,9 +137,9 @@ def loss_vs_time(data: PlotData) -> plt.Figure:
                 extra = _seed_proxy("band: lowest–highest seed", band=True)
         _mark_diverged(ax, part, styles, x="time")
         note = overlap_note(spans)
-        if note:
-            ax.text(0.02, 0.03, note, transform=ax.transAxes, ha="left", va="bottom", fontsize=7.5,
-                    color="dimgray", bbox={"facecolor": "white", "edgecolor": "lightgray", "alpha": 0.9})
+        if note:  # under the panel's x label: inside the panel it covered curves wherever it stood
+            ax.annotate(note, xy=(0.5, 0), xycoords=ax.xaxis.label, xytext=(0, -3), textcoords="offset points",
+                        ha="center", va="top", fontsize=7.5, color="dimgray")
         if finite.empty:
             ax.set_yticks([])
             K.note(ax, "every run diverged:\nno finite loss to draw")

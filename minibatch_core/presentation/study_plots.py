@@ -15,10 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from minibatch_core.fsio import atomic_write_bytes  # noqa: E402
-from minibatch_core.presentation.plotkit import readable_ticks  # noqa: E402
+from minibatch_core.presentation.plotkit import plain_log_y, readable_ticks  # noqa: E402
 
 DPI = 110
 PANEL_W, PANEL_H = 5.6, 4.2
@@ -135,10 +134,7 @@ def plot_time_to_target(best: pd.DataFrame, study: pd.DataFrame, path: Path) -> 
             budget = _censored_level(study, key, "train_time_s") * 1e3
             ax.scatter(censored["batch_size"], [budget.get(bs, np.nan) for bs in censored["batch_size"]],
                        marker="^", s=70, facecolors="none", edgecolors="C3", label="not reached (at budget)")
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        plain_log_y(ax)
         _batch_axis(ax, sizes)
         ax.set_ylabel("training time to target (ms)")
         ax.set_title(_title(key), fontsize=10)
