@@ -2,7 +2,8 @@
 --dataset file.csv``): never a traceback (cli.main turns one into "internal error", which fails here),
 never exit 0 on a corrupted *current* side unless the corruption left a valid, complete results file.
 
-Seeded, so a failure reproduces: the failing case prints its seed and kind. The quick version runs a
+Seeded, and a failing case prints its seed, kind and the line it changed: the valid results file is made by a
+real run, so its times (and the bytes a seed corrupts) differ from machine to machine. The quick version runs a
 couple of hundred cases; ``-m slow`` adds the big one.
 """
 
@@ -108,6 +109,16 @@ CORRUPTIONS = {"truncate": _truncate, "flip": _flip, "drop-column": _drop_column
                "lines": _lines}
 
 
+def _changed(original: bytes, corrupted: bytes) -> str:
+    """The first line the corruption changed, as repr: the valid file's times differ from machine to machine,
+    so a seed alone does not give another machine the same bytes, and a failure must show them."""
+    before, after = original.splitlines(), corrupted.splitlines()
+    for n, (a, b) in enumerate(zip(before, after, strict=False), start=1):
+        if a != b:
+            return f"line {n} was {a!r}, now {b!r}"
+    return f"{len(before)} lines, now {len(after)}"
+
+
 def _cases(n: int, seed: int):
     rng = random.Random(seed)
     kinds = sorted(CORRUPTIONS)
@@ -142,7 +153,7 @@ def _fuzz_compare(valid: Path, tmp_path: Path, n: int, seed: int, capsys) -> dic
         shutil.copytree(valid, current)
         corrupted = CORRUPTIONS[kind](data, rng)
         (current / "runs.csv").write_bytes(corrupted)
-        case = f"case {i} (seed {seed}, {kind})"
+        case = f"case {i} (seed {seed}, {kind}; {_changed(data, corrupted)})"
         code = main(["compare", str(valid), str(current), "--bootstrap", "100"])
         err = capsys.readouterr().err
         assert "internal error" not in err and "Traceback" not in err, f"{case}: {err}"
@@ -174,11 +185,12 @@ def test_compare_survives_corrupted_env_and_calibration(valid: Path, tmp_path: P
         shutil.rmtree(current, ignore_errors=True)
         shutil.copytree(valid, current)
         name = "env.json" if i % 2 else "calibration.json"
-        (current / name).write_bytes(_flip((current / name).read_bytes(), rng) if kind != "truncate"
-                                     else _truncate((current / name).read_bytes(), rng))
+        before = (current / name).read_bytes()
+        after = _flip(before, rng) if kind != "truncate" else _truncate(before, rng)
+        (current / name).write_bytes(after)
         code = main(["compare", str(valid), str(current), "--bootstrap", "100", "--normalize", "calibration"])
         err = capsys.readouterr().err
-        assert "internal error" not in err and code in (0, 1, 2), f"case {i}: {err}"
+        assert "internal error" not in err and code in (0, 1, 2), f"case {i} ({name}: {_changed(before, after)}): {err}"
 
 
 # --- the data loader through train ----------------------------------------------------------------------
@@ -188,11 +200,12 @@ def _fuzz_data(wine_csv: Path, tmp_path: Path, n: int, seed: int, capsys) -> dic
     outcomes: dict[str, int] = {}
     path = tmp_path / "data.csv"
     for i, kind, rng in _cases(n, seed):
-        path.write_bytes(CORRUPTIONS[kind](data, rng))
+        corrupted = CORRUPTIONS[kind](data, rng)
+        path.write_bytes(corrupted)
         code = main(["train", "--dataset", str(path), "--target", "target", "--epochs", "1", "--batch-size",
                      "full", "--no-isolate"])
         err = capsys.readouterr().err
-        case = f"case {i} (seed {seed}, {kind})"
+        case = f"case {i} (seed {seed}, {kind}; {_changed(data, corrupted)})"
         assert "internal error" not in err and "Traceback" not in err, f"{case}: {err}"
         assert code in (0, 2), case
         if code == 2:
