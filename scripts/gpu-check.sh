@@ -9,4 +9,6 @@
 # PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the checkout's package, installed or not (python puts scripts/, not the root, on sys.path)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 exec "${PYTHON:-python3}" scripts/gpu_check.py "$@"

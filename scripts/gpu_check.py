@@ -6,7 +6,9 @@
    without CUDA graphs against ``reference`` on that device and on the CPU: losses close, graphs
    non-empty (a replay moves the weights), epochs > 0 s, the project's timer beside CUDA events;
 5. peak memory of reference / fast / stacked with the cuBLAS workspace share, each in a fresh worker;
-6. ddp over NCCL at one worker (and two where two GPUs exist) against reference.
+6. the generic engines (any nn.Module: the built-in cnn and examples/models.py's conv net on digits-images):
+   fast and stacked against reference on that device and on the CPU, through the trainer;
+7. ddp over NCCL at one worker (and two where two GPUs exist) against reference.
 Without a GPU: one line, exit 0. Exit 1 when a check fails.
 """
 
@@ -175,6 +177,26 @@ def check_memory(device_name: str) -> list[Verdict]:
     return out
 
 
+def check_generic_on(device_name: str, model: str) -> Verdict:
+    """The generic paths (any nn.Module): fast and stacked against reference on this device and reference
+    on the CPU, each through the trainer (a fresh worker, memory breakdown and profile included)."""
+    from minibatch_core.input.config import RunConfig
+    from minibatch_core.running.trainer import train
+
+    config = RunConfig(dataset="digits-images", model=model, batch_size=32, epochs=EPOCHS, seed=0,
+                       device=device_name)
+    losses = {engine: train(config.with_(engine=engine), profile=True).epoch_losses
+              for engine in ("reference", "fast", "stacked")}
+    cpu = train(config.with_(device="cpu")).epoch_losses
+    problems = [f"{engine} vs reference {worst_rel(losses[engine], losses['reference']):.1e}"
+                for engine in ("fast", "stacked") if worst_rel(losses[engine], losses["reference"]) > CURVE_REL]
+    if worst_rel(losses["reference"], cpu) > CURVE_REL:
+        problems.append(f"reference vs cpu {worst_rel(losses['reference'], cpu):.1e}")
+    detail = "; ".join(f"{e} {v[-1]:.6g}" for e, v in losses.items()) + f"; cpu {cpu[-1]:.6g}"
+    return Verdict(f"generic fast/stacked vs reference | {model} | {device_name}", not problems,
+                   "; ".join(problems) + (" -- " if problems else "") + detail)
+
+
 def check_ddp(workers: int) -> Verdict:
     from minibatch_core.input.config import RunConfig
     from minibatch_core.running.distributed import DistributedOptions
@@ -228,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in batch_sizes(load_dataset("wine").n_samples):
             checks.append((f"fast | {device} | batch {size}", lambda d=device, s=size: check_fast_on(d, s)))
         checks.append((f"peak memory | {device}", lambda d=device: check_memory(d)))
+        for model in ("cnn", "examples/models.py:small_convnet"):
+            checks.append((f"generic | {model} | {device}", lambda d=device, m=model: check_generic_on(d, m)))
     checks.append(("ddp over NCCL | 1 worker", lambda: check_ddp(1)))
     if len(devices) >= 2:
         checks.append(("ddp over NCCL | 2 workers", lambda: check_ddp(2)))

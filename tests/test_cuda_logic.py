@@ -189,3 +189,18 @@ def test_the_ddp_backward_window_reads_the_clock_the_all_reduce_was_timed_with(m
     with BackwardWindow(cuda=False) as window:
         pass
     assert window.seconds(host_s=9.0) == 9.0
+
+
+def test_activation_bytes_runs_the_forward_on_the_models_device():
+    # stacked's example model stays on the CPU while its data is on the GPU: on the first H200 run every
+    # stacked job of a conv net failed with "Input type (torch.cuda.FloatTensor) and weight type
+    # (torch.FloatTensor)". A model on the meta device stands in for one on another device here.
+    from minibatch_core.engines.membytes import activation_bytes
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 8 * 8, 3))
+    x = torch.randn(5, 1, 8, 8)
+    on_cpu = activation_bytes(net, x)
+    assert on_cpu == 5 * (4 * 8 * 8 * 4 * 3 + 3 * 4)  # conv, relu, flatten outputs (float32), then the logits
+    assert activation_bytes(net.to("meta"), x) == on_cpu

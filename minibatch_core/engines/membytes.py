@@ -17,8 +17,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of every module output for one forward pass of ``x`` (hooks on leaf modules, no grad)."""
+    """Bytes of every module output for one forward pass of ``x`` (hooks on leaf modules, no grad), on the
+    model's device: stacked keeps its example model on the CPU while its data sits on the GPU."""
     total = 0
+    x = x.to(next((p.device for p in model.parameters()), x.device))
 
     def hook(_module, _inputs, output):
         nonlocal total
