@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from minibatch_core.input.config import batch_sort_key
 from minibatch_core.records.identity import IDENTITY_COLUMNS
 from minibatch_core.records.io import check_runs, load_runs
 from minibatch_core.running.measurement import Measurement, timed_rows
@@ -67,7 +68,7 @@ def engine_order(engines: list[str]) -> list[str]:
 def batch_order(frame: pd.DataFrame) -> list[str]:
     """Batch specs from small to large: numbers ascending, then ``full``."""
     specs = frame["batch_spec"].astype(str).unique().tolist()
-    return sorted(specs, key=lambda s: (s == "full", int(s) if s.isdecimal() else 0, s))
+    return sorted(specs, key=batch_sort_key)
 
 
 def _sort(frame: pd.DataFrame) -> pd.DataFrame:

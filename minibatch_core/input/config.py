@@ -51,6 +51,12 @@ def resolve_batch_size(spec: int | str, n_samples: int) -> int:
     return n_samples if spec == "full" else min(int(spec), n_samples)
 
 
+def batch_sort_key(spec: int | str) -> tuple:
+    """Batch specs from small to large: numbers ascending, then ``full``."""
+    spec = str(spec)
+    return (spec == "full", int(spec) if spec.isdecimal() else 0, spec)
+
+
 def check_lr(value: Any, *, plural: bool = False) -> float:
     """A learning rate: a positive number that float32 (the models' dtype) can hold. 1e300 would pass a
     float64 check and then overflow to inf inside the optimizer; 1e-50 would round to 0 and never train."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from minibatch_core.input.config import batch_sort_key as batch_sort_key  # the one order of batch specs
+
 MISSING = "–"  # not available: not measured, not applicable
 DIVERGED = "diverged"  # measured, and the loss became non-finite: a result, not a gap
 
@@ -108,12 +110,6 @@ def batch_label(spec: str, size: int | float | None = None) -> str:
     if spec == "full":
         return f"full ({size})"
     return spec if spec == str(size) else f"{spec} ({size})"
-
-
-def batch_sort_key(spec: str) -> tuple:
-    """Numbers ascending, then ``full``."""
-    spec = str(spec)
-    return (spec == "full", int(spec) if spec.isdecimal() else 0, spec)
 
 
 ENGINE_NAMES = {
