@@ -101,3 +101,33 @@ def test_workers_start_from_a_frozen_heap():
     assert run_isolated(gc.get_freeze_count) > 10_000
     assert train(RunConfig(batch_size="full", epochs=2)).epoch_losses == train(
         RunConfig(batch_size="full", epochs=2), isolate=False).epoch_losses
+
+
+SLOW_EXIT_HELPER = textwrap.dedent("""
+    import os, threading, time
+
+    def pid_with_a_slow_exit():
+        threading.Thread(target=time.sleep, args=(1.0,)).start()  # not a daemon: the exit waits for it
+        return os.getpid()
+""")
+
+
+def test_a_worker_is_gone_before_the_next_one_starts(tmp_path, monkeypatch):
+    """run_isolated returns once the result is back, while the worker may still be exiting (tearing down its
+    copy of the forkserver's heap takes about 7 ms); it is reaped before the next worker starts, so no exit
+    overlaps another run (here a worker whose exit takes a second), and reap_workers leaves none behind."""
+    import os
+
+    import psutil
+
+    from minibatch_core.running.isolation import reap_workers
+
+    (tmp_path / "slow_exit_helper.py").write_text(SLOW_EXIT_HELPER)
+    monkeypatch.syspath_prepend(str(tmp_path))  # workers take this process's sys.path
+    from slow_exit_helper import pid_with_a_slow_exit
+
+    first = run_isolated(pid_with_a_slow_exit)
+    assert run_isolated(psutil.pid_exists, first) is False  # asked from inside the next worker
+    second = run_isolated(os.getpid)
+    reap_workers()
+    assert not psutil.pid_exists(second)

@@ -22,17 +22,6 @@ DATASET_HELP = (f"{', '.join(BUNDLED_DATASETS)} (bundled with scikit-learn, noth
                 "package.module:function / file.py:function returning (X, y) or a torch Dataset")
 
 
-def seed_arg(text: str) -> int:
-    """argparse type of a seed: checked when the command line is parsed (torch takes 0 to 2**63-1)."""
-    from minibatch_core.input.config import check_seed
-
-    try:
-        return check_seed(int(text.strip()))
-    except ValueError as err:  # int() of a non-number, or check_seed's MinibatchError (a ValueError)
-        raise argparse.ArgumentTypeError(str(err) if isinstance(err, MinibatchError) else
-                                         f"{text!r} is not an integer seed") from None
-
-
 def add_axis_option(group: argparse._ActionsContainer, axis: Axis) -> None:
     """``--<field>``: one value of the axis, default the lesson's. A choice lists its choices and an integer
     is checked as the command line is parsed; any other value is text, read by ``config_from_args`` with
@@ -76,14 +65,6 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     for axis in AXES:
         if axis.group == "data" and not axis.multi:
-            add_axis_option(g, axis)
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The model and optimizer axes, one value each."""
-    g = parser.add_argument_group(GROUPS["model"])
-    for axis in AXES:
-        if axis.group == "model":
             add_axis_option(g, axis)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from minibatch_core.errors import MinibatchError
@@ -207,8 +207,3 @@ class RunConfig:
         if "hidden" in d:
             d["hidden"] = tuple(d["hidden"])
         return cls(**d)
-
-
-def config_defaults() -> dict[str, Any]:
-    """Every RunConfig field's default: the one place the CLI and the sweep take them from."""
-    return {f.name: f.default for f in fields(RunConfig)}
