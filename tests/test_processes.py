@@ -117,7 +117,16 @@ def test_a_forkserver_still_importing_is_ended_with_its_command():
         "import psutil\n"
         "from minibatch_core.running import isolation\n"
         "isolation.start_workers(['reference'])\n"
-        "server = [c for c in psutil.Process().children() if 'multiprocessing.forkserver' in ' '.join(c.cmdline())]\n"
+        # a new child's command line reads empty until the kernel has exec'd it: wait for it (milliseconds,
+        # against the seconds its imports take)
+        "import time\n"
+        "deadline = time.monotonic() + 10\n"
+        "while True:\n"
+        "    server = [c for c in psutil.Process().children()\n"
+        "              if 'multiprocessing.forkserver' in ' '.join(c.cmdline())]\n"
+        "    if server or time.monotonic() > deadline:\n"
+        "        break\n"
+        "    time.sleep(0.005)\n"
         "isolation._end_forkservers()  # what the command's exit runs\n"
         "gone, alive = psutil.wait_procs(server, timeout=30)\n"
         "print(len(server), [int(p.returncode) for p in gone], len(alive))\n"
