@@ -4,6 +4,7 @@ an interruption says what it left and how to finish it."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -101,6 +102,10 @@ def _progress():
 
     # the remaining time comes from the sweep's own estimate (per configuration, from its first run:
     # sweep/eta.py), not from rich's average speed, which mixes batch 1 with batch full
+    # a log (stderr not a terminal) gets the bar's last state only, at rich's 80 columns unless COLUMNS says
+    # otherwise: too narrow for the elapsed time and the closing description, which it cut ("0:0…")
+    wide = sys.stderr.isatty() or "COLUMNS" in os.environ
+    console = Console(stderr=True) if wide else Console(stderr=True, width=120)
     return Progress(TextColumn("[bold]runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                     TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.description}"),
-                    console=Console(stderr=True), transient=False)
+                    console=console, transient=False)
