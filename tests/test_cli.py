@@ -257,3 +257,14 @@ def test_the_script_exits_with_mains_code_after_every_exit_handler():
     assert done.returncode == 2
     assert done.stdout == "x" * 100000 + "\nhandler ran\n"
     assert done.stderr.count("\n") == 1 and "error" in done.stderr
+
+
+def test_run_progress_in_a_log_is_wide_enough_for_its_last_line(monkeypatch):
+    """Piped to a log, rich draws at 80 columns, which cut the elapsed time of run's closing progress line."""
+    from minibatch_core.commands import run_execute
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    progress = run_execute._progress()  # pytest's stderr is not a terminal
+    assert progress.console.width == 120
+    monkeypatch.setenv("COLUMNS", "90")
+    assert run_execute._progress().console.width == 90
