@@ -160,6 +160,15 @@ def read_json_checked(path: str | os.PathLike, *, what: str = "JSON file",
     return value
 
 
+def read_json_if_present(path: str | os.PathLike, *, what: str = "record",
+                         expect: type | tuple[type, ...] | None = None) -> Any:
+    """``read_json_checked``, or None where nothing is at ``path`` (an optional record of a results folder);
+    a file that is there but unreadable is refused like any other."""
+    if not os.path.lexists(path):
+        return None
+    return read_json_checked(path, what=what, expect=expect)
+
+
 _JSON_NAMES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
                type(None): "null"}
 

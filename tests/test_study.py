@@ -250,6 +250,15 @@ def test_unreachable_target_writes_the_folder_and_says_so(tmp_path, capsys):
     critical = json.loads((out / "critical_batch.json").read_text())
     assert critical[0]["b_crit"] is None and critical[0]["batch_sizes_none_reached"] == [16, 142]
     assert (out / "report.html").exists() and (out / "plots" / "steps_to_target.png").exists()
+    # `report` rebuilds it; a damaged record is refused in one line (it was read as absent: a report with
+    # no critical batch and no word why), a missing one is left out
+    capsys.readouterr()
+    (out / "critical_batch.json").write_text('[{"b_crit": ')
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "critical_batch.json" in err and "unreadable JSON" in err and len(err.strip().splitlines()) == 1
+    (out / "critical_batch.json").unlink()
+    assert main(["report", str(out)]) == 0
 
 
 def test_small_study_end_to_end(tmp_path):

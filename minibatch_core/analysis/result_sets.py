@@ -73,11 +73,6 @@ def load_results(path: str | Path) -> ResultSet:
     raise MinibatchError(f"{path}: not a results folder, runs.csv or pytest-benchmark .json file")
 
 
-def _read_json(path: Path, expect: type | tuple | None = None) -> Any:
-    """Bounded (fsio's limit for JSON), a regular file only, and of the ``expect`` type where given."""
-    return read_json_checked(path, what="JSON file", expect=expect)
-
-
 def _find(d: Any, names: tuple[str, ...]) -> Any:
     """First non-dict value under any of ``names``, searching nested dicts breadth-first (env layouts
     vary: ``{"torch": "2.13.0"}``, ``{"versions": {"torch": ...}}``, pytest-benchmark's ``cpu.brand_raw``)."""
@@ -155,9 +150,9 @@ def _load_folder(folder: Path, runs: Path | None = None) -> ResultSet:
         raise MinibatchError(f"{folder}: no runs.csv here (give a results folder or a pytest-benchmark JSON)")
     frame = load_runs(runs)
     env_path = folder / "env.json"
-    env_data = _read_json(env_path, dict) if env_path.is_file() else {}
+    env_data = read_json_checked(env_path, expect=dict) if env_path.is_file() else {}
     cal_path = folder / "calibration.json"
-    calibration = _calibration_entries(_read_json(cal_path, (list, dict))) if cal_path.is_file() else {}
+    calibration = _calibration_entries(read_json_checked(cal_path, expect=(list, dict))) if cal_path.is_file() else {}
     if "calibration_step_s" in frame.columns:
         # runs.csv's column is the contract; calibration.json only adds the repeats behind it
         for device, steps in frame.groupby("device")["calibration_step_s"]:
@@ -197,7 +192,7 @@ def _frame_from_benchmark_json(data: dict, source: str) -> tuple[pd.DataFrame, l
 
 
 def _load_benchmark_json(path: Path) -> ResultSet:
-    data = _read_json(path)
+    data = read_json_checked(path, expect=None)
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise MinibatchError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
     frame, notes = _frame_from_benchmark_json(data, str(path))

@@ -8,7 +8,6 @@ code. The report opens with the answer (``presentation.answer``), then one table
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from minibatch_core.analysis import learning, outcomes, tables
 from minibatch_core.analysis.contention import Contention, contention
 from minibatch_core.analysis.scaling import scaling
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import atomic_write_csv, atomic_write_text, read_json_checked
+from minibatch_core.fsio import atomic_write_csv, atomic_write_text, read_json_if_present
 from minibatch_core.presentation import findings, scaling_plot, summary_tables
 from minibatch_core.presentation import plots as plotting
 from minibatch_core.presentation.answer import answer_paragraphs, headline_groups
@@ -45,12 +44,6 @@ SCALING_CSV = "scaling.csv"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
-
-
-def _read_json(path: Path) -> Any:
-    if not os.path.lexists(path):
-        return None
-    return read_json_checked(path, what="record", expect=None)  # bounded: a regular file of at most 16 MiB
 
 
 def setup_items(runs: pd.DataFrame, env: dict[str, Any]) -> list[str]:
@@ -129,11 +122,11 @@ def build(folder: str | Path) -> dict[str, Path]:
         raise MinibatchError(f"{str(folder)!r} has no {RUNS_CSV}: give a sweep's output folder")
     runs = tables.read_runs(folder / RUNS_CSV)
     profile = load_profile(folder / PROFILE_CSV)
-    env = _read_json(folder / ENV_JSON) or {}
+    env = read_json_if_present(folder / ENV_JSON) or {}
     if not isinstance(env, dict):
         raise MinibatchError(f"{folder / ENV_JSON}: holds a JSON {type(env).__name__}, not the object a sweep "
                              "writes: a damaged file")
-    calibration = check_calibration(_read_json(folder / CALIBRATION_JSON), str(folder / CALIBRATION_JSON))
+    calibration = check_calibration(read_json_if_present(folder / CALIBRATION_JSON), str(folder / CALIBRATION_JSON))
     check_against_settings(runs, env, str(folder / RUNS_CSV))
     machine = describe_machine(env)
     warn = contention(runs, env)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from minibatch_core.analysis.study import best_lrs
 from minibatch_core.errors import MinibatchError
-from minibatch_core.fsio import MAX_RESULTS_BYTES, atomic_write_text, read_bytes_checked, read_json_checked
+from minibatch_core.fsio import MAX_RESULTS_BYTES, atomic_write_text, read_bytes_checked, read_json_if_present
 from minibatch_core.presentation import study_plots
 from minibatch_core.presentation.labels import fmt_seconds
 from minibatch_core.presentation.report import Bullets, Heading, Image, Para, Table, render_html, render_markdown
@@ -28,13 +28,6 @@ BEST_LR_CSV = "best_lr.csv"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 PLOTS_DIR = "plots"
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return read_json_checked(path, what="record", expect=None)
-    except MinibatchError:
-        return None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -189,8 +182,8 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     if not (folder / STUDY_CSV).exists():
         raise MinibatchError(f"{str(folder)!r} holds no {STUDY_CSV}: not a study folder")
     study = split_by_hardware(_read_csv(folder / STUDY_CSV))
-    meta = _read_json(folder / STUDY_JSON) or {}
-    critical = _read_json(folder / CRITICAL_JSON) or []
+    meta = read_json_if_present(folder / STUDY_JSON) or {}
+    critical = read_json_if_present(folder / CRITICAL_JSON) or []
     best = best_lrs(study)
     plots = folder / PLOTS_DIR
     written: dict[str, Path] = {
