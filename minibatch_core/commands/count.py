@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from minibatch_core.commands.options import DATASET_HELP, add_data_options
@@ -107,24 +106,16 @@ def configs_from_args(args: argparse.Namespace) -> list:
 
 
 def choose_folder(out: str | None, overwrite: bool) -> Path:
+    from minibatch_core.commands.run_folder import claim_folder
     from minibatch_core.records import instructions
     from minibatch_core.records.instructions import INSTRUCTIONS_CSV
 
-    if out is None:
-        return Path("results") / ("instructions-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    from minibatch_core.fsio import claim_out_folder
-
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise MinibatchError(f"--out {out!r} exists and is not a folder")
-    if (folder / "runs.csv").exists():
+    if out and (Path(out) / "runs.csv").exists():
         raise MinibatchError(f"--out {out!r} holds a sweep (runs.csv): give count a folder of its own")
-    if (folder / INSTRUCTIONS_CSV).exists() and not overwrite:
-        raise MinibatchError(f"--out {out!r} already holds {INSTRUCTIONS_CSV}; refusing to overwrite it: choose a "
-                             "new folder, or add --overwrite")
     # instructions.write replaces count's two files whole; a user's other files stay
-    return claim_out_folder(folder, "count", marker_files=(instructions.ENV_JSON,), overwrite=overwrite,
-                            legacy=lambda env: env.get("kind") == instructions.KIND)
+    return claim_folder(out, "count", result=INSTRUCTIONS_CSV, holding=INSTRUCTIONS_CSV,
+                        marker_files=(instructions.ENV_JSON,), legacy=lambda env: env.get("kind") == instructions.KIND,
+                        overwrite=overwrite, prefix="instructions-")[0]
 
 
 def run(args: argparse.Namespace) -> int:

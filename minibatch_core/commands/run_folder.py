@@ -1,5 +1,5 @@
-"""Where ``run`` writes: the output folder it claims (a new timestamped one by default, or --out), what it
-may replace there, and the ``results/latest`` link."""
+"""Where a command writes: the output folder it claims (a new timestamped one by default, or --out), what
+``run`` may replace there, and its ``results/latest`` link."""
 
 from __future__ import annotations
 
@@ -27,25 +27,39 @@ def _legacy_run_folder(env: dict) -> bool:
     return isinstance(env.get("sweep"), dict) and "argv" in env and "kind" not in env and "study" not in env
 
 
-def choose_folder(out: str | None, overwrite: bool = False) -> tuple[Path, bool]:
-    """The folder to write (not yet created) and whether it is the default, timestamped one."""
+def claim_folder(out: str | os.PathLike | None, command: str, *, result: str, holding: str,
+                 marker_files: tuple[str, ...], legacy, overwrite: bool = False, prefix: str = "",
+                 hint: str = "") -> tuple[Path, bool]:
+    """The folder ``command`` writes (not yet created) and whether it is the default, timestamped one
+    (``results/PREFIXSTAMP``): ``--out`` must not hold the command's ``result`` file already (that is
+    ``holding``) unless ``overwrite``, nor anything ``fsio.claim_out_folder`` refuses; either folder must be
+    writable. Checked before anything trains."""
     from minibatch_core.fsio import claim_out_folder
 
     if out:
-        folder = Path(out)
-        if (folder / "runs.csv").exists() and not overwrite:
-            raise MinibatchError(f"--out {out!r} already holds a sweep (runs.csv); refusing to overwrite it: "
-                                 f"choose a new folder, finish it with --resume {out}, or add --overwrite")
-        claim_out_folder(folder, "run", marker_files=("env.json",), overwrite=overwrite, legacy=_legacy_run_folder)
-        _check_writable(folder, f"--out {out!r}")
+        folder, shown = Path(out), str(out)
+        if folder.exists() and not folder.is_dir():
+            raise MinibatchError(f"--out {shown!r} exists and is not a folder")
+        if (folder / result).exists() and not overwrite:
+            raise MinibatchError(f"--out {shown!r} already holds {holding}; refusing to overwrite it: choose a new "
+                                 f"folder{hint}, or add --overwrite")
+        claim_out_folder(folder, command, marker_files=marker_files, overwrite=overwrite, legacy=legacy)
+        _check_writable(folder, f"--out {shown!r}")
         return folder, False
     _check_writable(DEFAULT_ROOT, f"the default output folder {str(DEFAULT_ROOT)!r} (in {Path.cwd()})")
-    stamp = _timestamp()
+    stamp = prefix + _timestamp()
     folder, n = DEFAULT_ROOT / stamp, 1
-    while folder.exists():  # two sweeps in the same second: never share a folder
+    while folder.exists():  # two commands in the same second: never share a folder
         n += 1
         folder = DEFAULT_ROOT / f"{stamp}-{n}"
     return folder, True
+
+
+def choose_folder(out: str | None, overwrite: bool = False) -> tuple[Path, bool]:
+    """``run``'s folder (see ``claim_folder``)."""
+    return claim_folder(out, "run", result="runs.csv", holding="a sweep (runs.csv)", marker_files=("env.json",),
+                        legacy=_legacy_run_folder, overwrite=overwrite,
+                        hint=f", finish it with --resume {out}" if out else "")
 
 
 def _check_writable(folder: Path, what: str) -> None:

@@ -13,15 +13,12 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from minibatch_core.commands.executor_options import add_executor_options, executor_from_args
 from minibatch_core.commands.options import DATASET_HELP, add_data_options
 from minibatch_core.errors import MinibatchError
-
-DEFAULT_ROOT = Path("results")
 
 
 @dataclass
@@ -139,21 +136,11 @@ OWN_FILES = ("study.csv", "runs.csv", "checks.csv", "best_lr.csv", "noise.csv", 
 
 
 def choose_folder(out: str | Path | None, overwrite: bool = False) -> Path:
-    from minibatch_core.fsio import claim_out_folder
+    from minibatch_core.commands.run_folder import claim_folder
 
-    if out:
-        folder = Path(out)
-        if (folder / "study.csv").exists() and not overwrite:
-            raise MinibatchError(f"--out {str(out)!r} already holds a study (study.csv); refusing to overwrite "
-                                 "it: choose a new folder, or add --overwrite")
-        return claim_out_folder(folder, "study", marker_files=("study.json",), overwrite=overwrite,
-                                legacy=lambda meta: isinstance(meta.get("study"), dict))
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    folder, n = DEFAULT_ROOT / f"study-{stamp}", 1
-    while folder.exists():
-        n += 1
-        folder = DEFAULT_ROOT / f"study-{stamp}-{n}"
-    return folder
+    return claim_folder(out, "study", result="study.csv", holding="a study (study.csv)", marker_files=("study.json",),
+                        legacy=lambda meta: isinstance(meta.get("study"), dict), overwrite=overwrite,
+                        prefix="study-")[0]
 
 
 def run_study(study, out: str | Path | None = None, *, on_progress=None, on_plan=None,
