@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Sequence
 from importlib import import_module
 
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.errors import MinibatchError
 
 # subcommand name -> module with add_parser(subparsers) and run(args) -> int
@@ -27,21 +28,6 @@ COMMANDS = {
     "gate": "minibatch_core.commands.gate",
     "ab": "minibatch_core.commands.ab",
 }
-# The one-line help of each subcommand, as its module's add_parser gives it (a test keeps them equal):
-# the top-level --help lists them without importing the modules, some of which need pandas.
-SUMMARIES = {
-    "train": "train once and print the lesson's per-epoch lines and a run summary",
-    "run": "sweep batch size x device x seeds x datasets x engines; write runs.csv, tables, plots, report",
-    "report": "rebuild summary, plots and report of a sweep folder from its runs.csv (no training)",
-    "compare": "compare a current result set with a baseline; exit 1 on a regression",
-    "baseline": "manage the committed baseline that `compare` checks against (see `baseline update`)",
-    "study": "tune the learning rate per batch size, count steps/time to a validation target, fit the "
-    "critical batch",
-    "count": "count the CPU instructions of training per configuration under valgrind (instructions.csv)",
-    "gate": "the CI regression gate: instruction counts vs a committed baseline, plus wall time",
-    "ab": "A/B: two code versions measured interleaved on this machine; exit 1 on a slowdown",
-}
-
 EXIT_BAD_INPUT = 2
 
 

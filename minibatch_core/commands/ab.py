@@ -12,6 +12,7 @@ from pathlib import Path
 
 from minibatch_core.analysis.ab import DEFAULT_MAX_SLOWDOWN, ABRow, Trial, judge
 from minibatch_core.analysis.compare_options import REGRESSED
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_text
 
@@ -23,7 +24,7 @@ COLUMNS = ("configuration", "A", "B", "ratio", "interval", "verdict", "loss", "m
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "ab", help="A/B: two code versions measured interleaved on this machine; exit 1 on a slowdown",
+        "ab", help=SUMMARIES["ab"],
         description="Measure two versions of the project (git revisions, or paths to checkouts; CURRENT "
         "defaults to the working tree) in interleaved trial pairs: a fresh worker of each version (one torch "
         "thread), alive together, taking turns in a random order to train each configuration of the grid, "

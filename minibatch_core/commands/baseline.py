@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.errors import MinibatchError
 
 DEFAULT_CONFIG = Path("bench") / "quick-sweep.toml"
@@ -31,7 +32,7 @@ GATE_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "baseline",
-        help="manage the committed baseline that `compare` checks against (see `baseline update`)",
+        help=SUMMARIES["baseline"],
         description="Manage the committed baseline under results/baseline/.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))

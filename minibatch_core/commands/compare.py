@@ -13,6 +13,7 @@ from minibatch_core.analysis.compare_instructions import compare_counts
 from minibatch_core.analysis.compare_options import DEFAULT_MAX_GROWTH, LOSS_MODES, CompareOptions, InstructionOptions
 from minibatch_core.analysis.gate_policy import confirmed
 from minibatch_core.analysis.result_sets import load_results
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text, file_problem
 from minibatch_core.presentation.compare_render import confirmation_markdown, print_comparison, to_markdown
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
     d = CompareOptions()
     p = sub.add_parser(
         "compare",
-        help="compare a current result set with a baseline; exit 1 on a regression",
+        help=SUMMARIES["compare"],
         description="Compare two result sets configuration by configuration (matched on engine, dataset, "
         "device, batch size, seeds and epochs, plus lr/optimizer/hidden when both record them) for speed, "
         "convergence and memory. Each side is a results folder (runs.csv, env.json, calibration.json) or a "

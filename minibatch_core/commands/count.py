@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.commands.options import DATASET_HELP, add_data_options
 from minibatch_core.engines import engine_names
 from minibatch_core.errors import MinibatchError
@@ -28,7 +29,7 @@ _FLAG_FIELDS = {
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "count",
-        help="count the CPU instructions of training per configuration under valgrind (instructions.csv)",
+        help=SUMMARIES["count"],
         description="Count the CPU instructions each configuration executes in a fixed amount of training, "
         "under valgrind's callgrind: per configuration one warm-up epoch, then --epochs counted epochs, on "
         "one torch thread; all configurations in one valgrind process (importing torch under valgrind costs "

@@ -28,6 +28,7 @@ from minibatch_core.analysis.compare_instructions import compare_counts
 from minibatch_core.analysis.compare_options import DEFAULT_MAX_GROWTH, CompareOptions, InstructionOptions
 from minibatch_core.analysis.gate_policy import PARTS_ALL, PARTS_EXACT, WALL_TIME_MODES, confirmed, failing_rows
 from minibatch_core.analysis.result_sets import load_results
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import atomic_write_text
 from minibatch_core.presentation import compare_render
@@ -44,7 +45,7 @@ GATE_MAX_SLOWDOWN = 350.0
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "gate",
-        help="the CI regression gate: instruction counts vs a committed baseline, plus wall time",
+        help=SUMMARIES["gate"],
         description="Count the instructions of every configuration in the instruction baseline again (valgrind) "
         "and fail when one grows by more than --max-instruction-growth; then (--wall-time ab, the default) run "
         "`minibatch-bench ab` of the baseline revision (--ab-base, results/ab-base.txt, or the merge base with "

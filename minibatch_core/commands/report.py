@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from minibatch_core.commands import SUMMARIES
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="rebuild summary, plots and report of a sweep folder from its runs.csv (no training)",
+        help=SUMMARIES["report"],
         description="Read DIR/runs.csv (and profile.csv, env.json, calibration.json when present) and rewrite "
         "summary.csv, summary.md, plots/*.png, report.md and report.html. Nothing is trained.",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.commands.executor_options import add_executor_options, executor_from_args, executor_from_toml
 from minibatch_core.commands.options import add_axis_options, given_axes
 from minibatch_core.commands.run_execute import execute_and_report
@@ -23,7 +24,7 @@ from minibatch_core.errors import MinibatchError
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "run",
-        help="sweep batch size x device x seeds x datasets x engines; write runs.csv, tables, plots, report",
+        help=SUMMARIES["run"],
         description="Measure every combination of the lists below, one timed run at a time, into a results "
         "folder: runs.csv (one row per run x epoch), profile.csv, calibration.json, env.json, summary.csv/.md, "
         "plots/*.png, report.md and a self-contained report.html. Lists are comma-separated.",

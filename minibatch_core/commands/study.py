@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.commands.executor_options import add_executor_options, executor_from_args
 from minibatch_core.commands.options import DATASET_HELP, add_data_options
 from minibatch_core.errors import MinibatchError
@@ -32,8 +33,7 @@ class StudyOutcome:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "study",
-        help="tune the learning rate per batch size, count steps/time to a validation target, fit the "
-        "critical batch",
+        help=SUMMARIES["study"],
         description="For every batch size, train a grid of learning rates x seeds until a validation target "
         "is met (checked within epochs), pick the best rate by median steps to target, fit the critical batch "
         "(McCandlish et al. 2018) and predict it from the gradient noise scale. Writes study.csv, runs.csv, "

@@ -8,6 +8,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
+from minibatch_core.commands import SUMMARIES
 from minibatch_core.commands.options import add_one_value_options, config_values
 from minibatch_core.engines import is_distributed
 from minibatch_core.errors import MinibatchError
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # torch comes with these; run() imports them only once the in
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train once and print the lesson's per-epoch lines and a run summary",
+        help=SUMMARIES["train"],
         description="Train the lesson's MLP once. Prints 'Epoch [e/E] Average Loss: x' per epoch (the "
         "lesson's epoch loss: sum of batch loss x batch size over N) and a summary of time and memory.",
     )
