@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from minibatch_core.analysis.tables import summarize, time_to_target
+from minibatch_core.analysis.tables import summarize
 from minibatch_core.cli import main
 from minibatch_core.presentation.plots import REGISTRY
 
@@ -90,15 +90,6 @@ def test_summary_ratios_and_speedups() -> None:
     assert s.loc[("stacked", "1"), "model_samples_per_s_median"] == pytest.approx(2 * N / 0.2)
     assert "speedup_vs_sklearn" not in s.columns  # only for engines in the sweep
     assert (s["n_seeds"] == 2).all() and (s["n_timed_epochs"] == 4).all()
-
-
-def test_time_to_target() -> None:
-    runs = synthetic_runs()
-    target = time_to_target(runs)
-    ref = target[target["engine"] == "reference"].set_index("batch_spec")
-    assert ref["target_loss"].unique().tolist() == pytest.approx([np.mean([4.0 / 3, 4.1 / 3])])
-    assert ref.loc["1", "epoch_reached"] == 1 and ref.loc["1", "time_to_target_s"] == pytest.approx(1.2)
-    assert ref.loc["32", "epoch_reached"] == 2 and ref.loc["32", "time_to_target_s"] == pytest.approx(0.4)
 
 
 def _section(md: str, title: str) -> str:

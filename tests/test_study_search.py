@@ -20,16 +20,16 @@ def test_median_steps_counts_a_failed_seed_as_infinite():
 
 
 def test_an_edge_optimum_extends_the_grid_on_that_side():
-    search = LrSearch(tried=[0.001, 0.01, 0.1])
+    search = LrSearch()
     rates, reason = search.next_round({0.001: 50.0, 0.01: 30.0, 0.1: 20.0})
     assert rates == [pytest.approx(1.0)] and "high end" in reason and search.extensions == 1
-    low = LrSearch(tried=[0.001, 0.01, 0.1])
+    low = LrSearch()
     rates, reason = low.next_round({0.001: 10.0, 0.01: 30.0, 0.1: math.inf})
     assert rates == [pytest.approx(1e-4)] and "low end" in reason
 
 
 def test_an_interior_optimum_is_refined_not_extended_and_then_the_search_ends():
-    search = LrSearch(tried=[0.001, 0.01, 0.1])
+    search = LrSearch()
     rates, reason = search.next_round({0.001: 50.0, 0.01: 20.0, 0.1: 40.0})
     assert search.extensions == 0 and search.outcome == "interior" and reason.startswith("refine")
     assert rates == [pytest.approx(math.sqrt(1e-5), rel=1e-3), pytest.approx(math.sqrt(1e-3), rel=1e-3)]
@@ -38,7 +38,7 @@ def test_an_interior_optimum_is_refined_not_extended_and_then_the_search_ends():
 
 
 def test_a_bound_stops_the_extension_and_says_which():
-    search = LrSearch(tried=[1.0, 3.0])
+    search = LrSearch()
     rates, _ = search.next_round({1.0: 40.0, 3.0: 20.0})  # 9 is allowed, 27 is not
     assert rates == [9.0]
     rates, reason = search.next_round({1.0: 40.0, 3.0: 20.0, 9.0: 15.0})
@@ -47,10 +47,10 @@ def test_a_bound_stops_the_extension_and_says_which():
 
 
 def test_a_policy_factor_bounds_the_rate_used_and_no_reach_ends_the_search():
-    search = LrSearch(factor=4.0, tried=[1.0, 2.0])  # rates used 4 and 8; the next, 16, is above the bound
+    search = LrSearch(factor=4.0)  # rates used 4 and 8; the next, 16, is above the bound
     search.next_round({1.0: 30.0, 2.0: 20.0})
     assert "16" in search.outcome
-    none = LrSearch(tried=[0.1])
+    none = LrSearch()
     assert none.next_round({0.1: math.inf}) is None and "no rate reached" in none.outcome
 
 

@@ -169,24 +169,6 @@ def _add_engine_speedups(summary: pd.DataFrame) -> pd.DataFrame:
 
 # --- questions the report answers -------------------------------------------------------------------------
 
-def time_to_target(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per group of batch sizes: the target is the highest of their final mean epoch losses (a loss every
-    batch size reached); for each, the wall time (median over seeds) at the first epoch whose mean loss
-    across seeds is at or below it."""
-    runs = with_defaults(runs)
-    group_keys = ["engine", *MATCH_KEYS]
-    # "mean_loss", not "loss": the loss function is an identity column (cross_entropy, mse)
-    curve = _by(runs, CONFIG_KEYS + ["epoch"]).agg(
-        mean_loss=("epoch_loss", "mean"), time_s=("cumulative_time_s", "median")).reset_index()
-    final = curve[curve["epoch"] == _by(curve, CONFIG_KEYS)["epoch"].transform("max")]
-    targets = _by(final, group_keys)["mean_loss"].max().rename("target_loss").reset_index()
-    curve = curve.merge(targets, on=group_keys)
-    reached = curve[curve["mean_loss"] <= curve["target_loss"]]
-    first = reached[reached["epoch"] == _by(reached, CONFIG_KEYS)["epoch"].transform("min")]
-    out = first.rename(columns={"epoch": "epoch_reached", "time_s": "time_to_target_s"})
-    return _sort(out[CONFIG_KEYS + ["target_loss", "epoch_reached", "time_to_target_s"]])
-
-
 def profile_split(profile: pd.DataFrame) -> pd.DataFrame:
     """profile.csv long -> one row per configuration with ``<phase>_s`` (mean s/step) and
     ``<phase>_share`` per phase, and ``total_step_s``."""

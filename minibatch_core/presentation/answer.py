@@ -108,7 +108,7 @@ def _why(group: pd.DataFrame, loss_best: pd.Series, time_best: pd.Series) -> str
             f"{L.fmt_seconds_short(tw['epoch_time_s'])}).")
 
 
-def _other_engines(frame: pd.DataFrame, headline: str, head_time: pd.Series | None) -> str:
+def _other_engines(frame: pd.DataFrame, headline: str) -> str:
     winners: dict[str, list[str]] = {}
     ratios: dict[str, float] = {}
     for engine, group in frame.groupby("engine", sort=False):
@@ -196,7 +196,7 @@ def answer_paragraphs(configs: pd.DataFrame, ttl: pd.DataFrame, n_samples: dict[
             loss_best = ok.loc[ok["final_loss_median"].idxmin()]
             if loss_best["batch_spec"] != time_best["batch_spec"] and np.isfinite(loss_best["epoch_time_s"]):
                 sentences.append(_why(group, loss_best, time_best))
-        sentences.append(_other_engines(part, headline, time_best))
+        sentences.append(_other_engines(part, headline))
         out.append(" ".join(s for s in sentences if s))
     seeds = int(frame["n_seeds"].max())
     if seeds > 1:

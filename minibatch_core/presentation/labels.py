@@ -112,14 +112,6 @@ def batch_label(spec: str, size: int | float | None = None) -> str:
     return spec if spec == str(size) else f"{spec} ({size})"
 
 
-ENGINE_NAMES = {
-    "reference": "reference (the lesson's loop)",
-    "fast": "fast",
-    "stacked": "stacked (seeds in one pass)",
-    "sklearn": "sklearn (MLPClassifier)",
-}
-
-
 PHASE_NAMES = {"data": "data loading", "forward": "forward", "backward": "backward",
                "allreduce": "gradient all-reduce", "optimizer": "optimizer step"}
 

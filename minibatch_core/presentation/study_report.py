@@ -50,10 +50,6 @@ def _steps(x: float | None) -> str:
     return f"{x:,.0f}" if x >= 100 or float(x).is_integer() else f"{x:.1f}"
 
 
-def _rows(n: int) -> str:
-    return f"{n:,}"
-
-
 def _batch(row: pd.Series) -> str:
     return f"{row['batch_spec']} ({int(row['batch_size'])})" if row["batch_spec"] == "full" else str(row["batch_spec"])
 

@@ -171,7 +171,7 @@ def execute(the_plan: StudyPlan, out_dir: str | Path, env: dict[str, Any], *,
             unit = [replace(job, step_budget=budget, budget_rule=rule) for job in unit]
             results = train(unit)
             factor = policy_factor(study.lr_policy, first.batch_size)
-            search = LrSearch(factor=factor, tried=list(study.lrs))
+            search = LrSearch(factor=factor)
             while study.lr_search:
                 step = search.next_round(median_steps(results))
                 if step is None:

@@ -43,10 +43,10 @@ def median_steps(results: list[tuple[float, bool, float | None]]) -> dict[float,
 
 @dataclass
 class LrSearch:
-    """The search state of one batch size: every base rate tried, and what was added when and why."""
+    """The search state of one batch size: what was added when and why (the rates tried are the keys of
+    the medians each round is given)."""
 
     factor: float = 1.0  # the policy's multiplier: rate used = base rate x factor
-    tried: list[float] = field(default_factory=list)
     extensions: int = 0
     refined: bool = False
     outcome: str = ""  # why the search stopped
@@ -101,7 +101,6 @@ class LrSearch:
         return None
 
     def _add(self, rates: list[float], reason: str, kind: str) -> tuple[list[float], str]:
-        self.tried += rates
         self.rounds.append({"round": len(self.rounds) + 1, "kind": kind,
                             "lrs": [r * self.factor for r in rates], "base_lrs": rates, "reason": reason})
         return rates, reason
