@@ -33,3 +33,14 @@ def test_an_earlier_result_is_kept_without_overwrite(choose, result, says, tmp_p
     with pytest.raises(MinibatchError, match=r"refusing to overwrite it") as err:
         choose(str(out))
     assert says in str(err.value) and (out / result).read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("command", ["study", "count"])
+def test_study_and_count_refuse_a_folder_they_cannot_write_before_training(command, tmp_path, capsys):
+    from minibatch_core.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([command, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
