@@ -100,12 +100,12 @@ def _progress():
         TimeElapsedColumn,
     )
 
-    # the remaining time comes from the sweep's own estimate (per configuration, from its first run:
-    # sweep/eta.py), not from rich's average speed, which mixes batch 1 with batch full
     # a log (stderr not a terminal) gets the bar's last state only, at rich's 80 columns unless COLUMNS says
     # otherwise: too narrow for the elapsed time and the closing description, which it cut ("0:0…")
     wide = sys.stderr.isatty() or "COLUMNS" in os.environ
     console = Console(stderr=True) if wide else Console(stderr=True, width=120)
+    # the remaining time comes from the sweep's own estimate (per configuration, from its first run:
+    # sweep/eta.py), not from rich's average speed, which mixes batch 1 with batch full
     return Progress(TextColumn("[bold]runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                     TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.description}"),
                     console=console, transient=False)

@@ -38,8 +38,6 @@ def claim_folder(out: str | os.PathLike | None, command: str, *, result: str, ho
 
     if out:
         folder, shown = Path(out), str(out)
-        if folder.exists() and not folder.is_dir():
-            raise MinibatchError(f"--out {shown!r} exists and is not a folder")
         if (folder / result).exists() and not overwrite:
             raise MinibatchError(f"--out {shown!r} already holds {holding}; refusing to overwrite it: choose a new "
                                  f"folder{hint}, or add --overwrite")
@@ -59,7 +57,7 @@ def choose_folder(out: str | None, overwrite: bool = False) -> tuple[Path, bool]
     """``run``'s folder (see ``claim_folder``)."""
     return claim_folder(out, "run", result="runs.csv", holding="a sweep (runs.csv)", marker_files=("env.json",),
                         legacy=_legacy_run_folder, overwrite=overwrite,
-                        hint=f", finish it with --resume {out}" if out else "")
+                        hint=f", finish it with --resume {out}")
 
 
 def _check_writable(folder: Path, what: str) -> None:
