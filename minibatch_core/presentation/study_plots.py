@@ -104,7 +104,7 @@ def plot_steps_to_target(best: pd.DataFrame, study: pd.DataFrame, critical: list
             ys = [budget.get(bs, np.nan) for bs in censored["batch_size"]]
             ax.scatter(censored["batch_size"], ys, marker="^", s=70, facecolors="none", edgecolors="C3",
                        zorder=3, label="no rate reached the target (marker at the budget)")
-        ax.set_yscale("log")
+        plain_log_y(ax, counts=True)  # steps often span less than a decade: 2, 5, 10, not a lone 10^0
         _batch_axis(ax, sizes)
         ax.set_ylabel("steps to target")
         ax.set_title(_title(key), fontsize=10)
