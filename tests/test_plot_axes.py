@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
@@ -155,3 +157,21 @@ def test_profile_bars_and_rows_name_the_learning_rate() -> None:
     table = display_profile(split)
     assert table["lr"].tolist().count("0.01") == 3
     plt.close(fig)
+
+
+@pytest.mark.parametrize(("lo", "hi", "expected"), [
+    (0.3, 40.0, [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]),  # 1-2-5 where they give two ticks
+    (1e-3, 1e9, None),  # twelve decades: whole decades (1-2-5 there gave none at all)
+    (0.65, 1.6, [0.7, 0.8, 0.9, 1.0]),  # narrower than 1 to 2: every integer multiple (gave 1 alone)
+])
+def test_a_log_axis_gets_two_ticks_at_least(lo, hi, expected):
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    plotkit.plain_log_y(ax)
+    ticks = [t for t in ax.get_yticks() if lo <= t <= hi]
+    plt.close(fig)
+    if expected is None:
+        assert len(ticks) >= 2 and all(math.log10(t) == pytest.approx(round(math.log10(t))) for t in ticks)
+    else:
+        assert ticks == pytest.approx(expected)

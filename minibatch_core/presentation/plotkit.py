@@ -194,22 +194,23 @@ def _axis_overlaps(axis, renderer) -> bool:
 
 
 class SpanLogLocator(LogLocator):
-    """Log ticks at ``subs`` (1-2-5, 1-3), or at whole decades when those leave the axis without two ticks:
-    given several subs over more decades than the axis has room for, matplotlib's LogLocator places none
-    (a learning rate whose loss spiked to 1e9 left its panel with a blank y axis)."""
+    """Log ticks at ``subs`` (1-2-5, 1-3), else at whole decades, else at every integer multiple of a decade:
+    the first of these that puts two ticks on the axis. Given several subs over more decades than the axis
+    has room for, matplotlib's LogLocator places none (a learning rate whose loss spiked to 1e9 left its panel
+    with a blank y axis); an axis narrower than the gap between two subs (0.65 to 1.6 ms) had one tick."""
 
     def __init__(self, subs: tuple[float, ...]) -> None:
         super().__init__(base=10, subs=subs)
         self.fine_subs = subs
 
     def tick_values(self, vmin: float, vmax: float):
-        self.set_params(subs=self.fine_subs)
-        ticks = super().tick_values(vmin, vmax)
         lo, hi = sorted((vmin, vmax))
-        if ((ticks >= lo) & (ticks <= hi)).sum() >= 2:
-            return ticks
-        self.set_params(subs=(1.0,))
-        return super().tick_values(vmin, vmax)
+        for subs in (self.fine_subs, (1.0,), tuple(float(k) for k in range(1, 10))):
+            self.set_params(subs=subs)
+            ticks = super().tick_values(vmin, vmax)
+            if ((ticks >= lo) & (ticks <= hi)).sum() >= 2:
+                return ticks
+        return ticks
 
 
 def plain_log_y(ax, counts: bool = False) -> None:
