@@ -217,6 +217,17 @@ def test_html_is_self_contained(folder: Path) -> None:
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_SIGNATURE
 
 
+def test_a_sentence_in_a_table_wraps_and_figures_stay_on_one_line() -> None:
+    from minibatch_core.presentation.document import render_html
+    from minibatch_core.presentation.report import Table
+
+    why = "1: 0.0003 (best rate 0.003 at the low end of the rates tried: extend to 0.0003)"
+    frame = pd.DataFrame({"batch": ["32"], "time": ["45.54 ms (34.47 ms–56.62 ms)"], "rates added": [why]})
+    cells = render_html([Table(frame)], "t").split("<tbody>")[1]
+    assert "<td>32</td><td>45.54 ms (34.47 ms–56.62 ms)</td>" in cells
+    assert f'<td class="prose">{why}</td>' in cells
+
+
 def test_report_bad_folder_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(tmp_path)]) == 2  # a folder without runs.csv

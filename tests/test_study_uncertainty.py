@@ -9,6 +9,7 @@ import pytest
 from minibatch_core.analysis.study import best_lrs, critical_batch
 from minibatch_core.analysis.study_bootstrap import MIN_SEEDS, batch_grids, bootstrap_fit
 from minibatch_core.analysis.study_noise import noise_summary
+from minibatch_core.presentation.study_report import critical_tables
 
 S_MIN, E_MIN = 20.0, 2000.0  # B_crit = 100
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
@@ -70,6 +71,22 @@ def test_critical_batch_json_keys_and_the_best_rate_is_reselected_per_draw():
         assert low <= entry[f"{name}_median"] <= high
     assert entry["confidence_level"] == 0.9 and entry["bootstrap_seeds"] == 4
     assert entry["b_crit_interval"][0] <= entry["b_crit"] <= entry["b_crit_interval"][1]
+
+
+@pytest.mark.parametrize("seeds", [MIN_SEEDS - 1, 4])
+def test_the_report_tables_show_each_figure_with_its_interval_or_none(seeds):
+    frame = synthetic_study(seeds=seeds)
+    entry = critical_batch(best_lrs(frame), {}, frame)[0]
+    measured, predicted = critical_tables([entry])
+    cell, interval = measured.loc[0, "B_crit (measured)"], measured.loc[0, "interval"]
+    assert cell.startswith(f"{entry['b_crit']:.3g} [")
+    if seeds < MIN_SEEDS:
+        assert cell.endswith("[none]") and interval == f"none: {seeds} seed(s) < {MIN_SEEDS}"
+    else:
+        low, high = entry["b_crit_interval"]
+        assert cell.endswith(f"[{low:.3g}, {high:.3g}]") and interval == "90%, bootstrap over 4 seeds"
+    # the noise scale was not measured here: its table still has the row, with no figure and no interval
+    assert list(predicted["dataset"]) == ["d"] and predicted.loc[0, "noise cost"] == "–"
 
 
 def test_a_censored_seed_moves_the_best_rate_in_some_draws():

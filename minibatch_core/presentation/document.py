@@ -69,6 +69,8 @@ def render_markdown(blocks: list[Block], folder: Path) -> str:
     return "\n\n".join(out) + "\n"
 
 
+PROSE_CHARS = 40
+
 # Wide tables scroll inside their own box with the first column pinned, so no column is ever hidden
 # and the page itself never scrolls sideways; cells may wrap so most tables fit without scrolling.
 CSS = """
@@ -84,6 +86,7 @@ th, td { border-bottom: 1px solid #ddd; border-right: 1px solid #eee; padding: 4
          vertical-align: top; }
 th { background: #f4f4f4; position: sticky; top: 0; white-space: normal; max-width: 12em; }
 td { white-space: nowrap; }
+td.prose { white-space: normal; text-align: left; min-width: 18em; max-width: 36em; }
 th:first-child, td:first-child { position: sticky; left: 0; background: #fff; text-align: left;
                                   white-space: normal; min-width: 7em; z-index: 1; box-shadow: 1px 0 0 #ccc; }
 th:first-child { background: #f4f4f4; z-index: 2; }
@@ -98,6 +101,14 @@ code { background: #f4f4f4; padding: 0 .25em; border-radius: 3px; }
 
 def _inline_html(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _cell(value: object) -> str:
+    # Numbers and short labels stay on one line so columns line up; a sentence (a study's learning-rate
+    # rounds, a verdict) wraps in its own column instead of pushing the table past the page.
+    text = str(value)
+    prose = len(text) > PROSE_CHARS and " " in text
+    return f'<td class="prose">{html.escape(text)}</td>' if prose else f"<td>{html.escape(text)}</td>"
 
 
 def render_html(blocks: list[Block], title: str) -> str:
@@ -118,7 +129,7 @@ def render_html(blocks: list[Block], title: str) -> str:
             out.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.frame.columns)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+            rows = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>"
                            for row in b.frame.itertuples(index=False))
             out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
                        "</table></div>")

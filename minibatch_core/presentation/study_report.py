@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from minibatch_core.analysis.study import best_lrs
+from minibatch_core.analysis.study_bootstrap import MIN_SEEDS
 from minibatch_core.errors import MinibatchError
 from minibatch_core.fsio import MAX_RESULTS_BYTES, atomic_write_text, read_bytes_checked, read_json_if_present
 from minibatch_core.presentation import study_plots
@@ -77,41 +78,55 @@ def best_table(best: pd.DataFrame) -> pd.DataFrame:
 
 
 def with_interval(c: dict[str, Any], name: str, digits: int = 3) -> str:
-    """``133 [95–156]`` (the figure, then its bootstrap interval), ``133 [interval: too few seeds]`` when
-    the study has fewer seeds than the bootstrap needs, the figure alone for records without intervals."""
+    """``133 [95, 156]`` (the figure, then its bootstrap interval), ``133 [none]`` when none could be
+    estimated (the table's ``interval`` column says why, once per row), the figure alone for records
+    without intervals."""
     value = _g(c.get(name), digits)
     if f"{name}_interval" not in c:
         return value
     band = c.get(f"{name}_interval")
     if band:
         return f"{value} [{_g(band[0], digits)}, {_g(band[1], digits)}]"
-    return f"{value} [no interval: {c.get('bootstrap_seeds', '?')} seeds]" if value != "–" else value
+    return f"{value} [none]" if value != "–" else value
 
 
-def critical_table(critical: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = []
+def _interval_column(c: dict[str, Any]) -> str:
+    level, seeds = c.get("confidence_level"), c.get("bootstrap_seeds")
+    if not level:
+        return "–"
+    if seeds is not None and seeds < MIN_SEEDS:
+        return f"none: {seeds} seed(s) < {MIN_SEEDS}"  # the method section says why
+    return f"{level:.0%}, bootstrap over {seeds} seeds"
+
+
+def critical_tables(critical: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two tables, so each fits a page: the critical batch measured (the fit to steps vs batch size) and
+    predicted (the gradient noise scale). Each row says its intervals' level or why there are none."""
+    measured, predicted = [], []
     for c in critical:
         fit, noise = c.get("fit", {}), c.get("noise", {})
         sl = c.get("slopes", {})
         slopes = {"slope_small": c.get("slope_small", sl.get("small")),
                   "slope_large": c.get("slope_large", sl.get("large"))}
-        level = c.get("confidence_level")
-        rows.append({
-            "dataset": c["dataset"], "engine": c["engine"], "device": c["device"],
-            "B_crit (measured)": with_interval(c, "b_crit"), "S_min": with_interval(c, "s_min"),
+        key = {"dataset": c["dataset"], "engine": c["engine"], "device": c["device"]}
+        measured.append({
+            **key, "B_crit (measured)": with_interval(c, "b_crit"), "S_min": with_interval(c, "s_min"),
             "E_min": with_interval(c, "e_min"),
             "fit R² (log)": _g(fit.get("r2_log")), "rms log resid.": _g(fit.get("rms_log_residual"), 2),
             "points": fit.get("n_points", 0),
             "slope small B": with_interval({**c, **slopes}, "slope_small"),
             "slope large B": with_interval({**c, **slopes}, "slope_large"),
-            "B_simple (predicted: before target)": with_interval(c, "b_simple"),
+            "interval": _interval_column(c),
+        })
+        predicted.append({
+            **key, "B_simple (predicted: before target)": with_interval(c, "b_simple"),
             "B_simple at start": with_interval(c, "b_simple_start"),
             "B_simple at target": with_interval(c, "b_simple_at_target"),
             "B_simple / B_crit": with_interval(c, "ratio_b_simple_over_b_crit"),
-            "interval": f"{level:.0%}, bootstrap over {c.get('bootstrap_seeds')} seeds" if level else "–",
+            "interval": _interval_column(c),
             "noise cost": fmt_seconds(noise.get("measure_s")) if noise else "–",
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(measured), pd.DataFrame(predicted)
 
 
 def search_table(search: list[dict[str, Any]]) -> pd.DataFrame:
@@ -168,7 +183,8 @@ def method_items(meta: dict[str, Any], study: pd.DataFrame) -> list[str]:
         "model trained in the reference loop, one measuring run per seed.",
         "Intervals: bootstrap over seeds (each batch size's seeds resampled with replacement, the best rate "
         "reselected and the curve refitted, 1,000 times; the measuring runs resampled likewise for B_simple); "
-        "central 90% percentile interval. With fewer than 3 seeds no interval is estimated.",
+        f"central 90% percentile interval. With fewer than {MIN_SEEDS} seeds no interval is estimated: a "
+        "resample of one or two values only reshuffles them.",
     ]
     return items
 
@@ -204,7 +220,7 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     search = search_table(meta.get("lr_search") or [])
     if not search.empty:
         blocks += [Heading(2, "Learning-rate search and step budgets"), Table(search)]
-    blocks += [Heading(2, "Critical batch: measured and predicted"), Table(critical_table(critical))]
+    blocks += [Heading(2, "Critical batch: measured and predicted"), *map(Table, critical_tables(critical))]
     for c in critical:
         for note in (c.get("fit", {}).get("note"), c.get("slopes", {}).get("note")):
             if note:
