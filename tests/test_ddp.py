@@ -18,6 +18,7 @@ import torch
 from minibatch_core import RunConfig, train
 from minibatch_core.cli import main
 from minibatch_core.engines.ddp import shard_bounds
+from minibatch_core.running import distributed
 from minibatch_core.running.distributed import DistributedOptions
 from minibatch_core.running.envinfo import cpu_count
 from tests.conftest import requires_cuda
@@ -76,6 +77,18 @@ def test_records_workers_shards_memory_and_allreduce():
     frame = result.to_frame()
     assert (frame["workers"] == 2).all() and (frame["worker_batch_size"] == 17).all()
     assert list(frame["allreduce_time_s"]) == result.allreduce_time_s
+
+
+@pytest.mark.parametrize("threads, ranks_here, expected", [(None, 2, 4), (None, 3, 2), (None, 16, 1), (1, 2, 7)])
+def test_ranks_share_the_cores_unless_threads_are_given(monkeypatch, threads, ranks_here, expected):
+    monkeypatch.setattr(distributed, "cpu_count", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(7)
+        distributed.share_cores(RunConfig(engine="ddp", threads=threads), ranks_here)
+        assert torch.get_num_threads() == expected  # a given --threads is the trainer's to set: untouched
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_single_process_engines_record_one_worker():

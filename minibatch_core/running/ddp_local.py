@@ -20,14 +20,18 @@ from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any
 
-import torch
 import torch.distributed as dist
 
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.devices import resolve_device
-from minibatch_core.running.distributed import DistributedOptions, WorkerFailed, join_group, leave_group
-from minibatch_core.running.envinfo import cpu_count
+from minibatch_core.running.distributed import (
+    DistributedOptions,
+    WorkerFailed,
+    join_group,
+    leave_group,
+    share_cores,
+)
 from minibatch_core.running.isolation import _context, _main_module_hidden
 
 GRACE_S = 5.0  # for the other ranks to report after a failure, and to exit after terminate()
@@ -47,16 +51,11 @@ def _follow_supervisor(lifeline) -> None:
     threading.Thread(target=watch, name="ddp-lifeline", daemon=True).start()
 
 
-def _rank_threads(config: RunConfig) -> int:
-    """Intra-op threads per rank: as asked, else the cores shared out, so W ranks do not oversubscribe."""
-    return config.threads or max(1, cpu_count() // config.workers)
-
-
 def _rank_main(rank: int, host: str, port: int, backend: str, timeout_s: float, conn, lifeline,
                fn: Callable[..., Any], args: tuple) -> None:
     _follow_supervisor(lifeline)
     config: RunConfig = args[0]
-    torch.set_num_threads(_rank_threads(config))
+    share_cores(config, config.workers)
     try:
         store = dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
         # one process per GPU: rank r on cuda:r (W=1 keeps the GPU the user named)

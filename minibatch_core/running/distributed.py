@@ -135,6 +135,14 @@ def leave_group() -> None:
         dist.destroy_process_group()
 
 
+def share_cores(config: RunConfig, ranks_here: int) -> None:
+    """A rank's intra-op threads when ``--threads`` is not given: this machine's cores shared out among the
+    ranks on it, so W ranks do not oversubscribe it (torch's default gives every rank every core). A given
+    ``--threads`` is set around the run by the trainer, as for every run."""
+    if config.threads is None:
+        torch.set_num_threads(max(1, cpu_count() // ranks_here))
+
+
 # --- torchrun: this process is one rank -------------------------------------------------------------
 
 def _join_torchrun(fn: Callable[..., Any], args: tuple, config: RunConfig, backend: str,
@@ -143,8 +151,7 @@ def _join_torchrun(fn: Callable[..., Any], args: tuple, config: RunConfig, backe
     if world != config.workers:
         raise MinibatchError(f"--workers {config.workers} does not match torchrun's world size {world}: "
                              f"pass --workers {world}")
-    if config.threads is None and config.device == "cpu":
-        torch.set_num_threads(max(1, cpu_count() // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    share_cores(config, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     join_group(backend, rank, world, int(os.environ.get("LOCAL_RANK", 0)), options.timeout_s,
                 launcher="torchrun")
     try:
