@@ -18,6 +18,7 @@ from minibatch_core import RunConfig
 from minibatch_core.engines import engine_names, get_engine
 from minibatch_core.engines.base import PROFILE_PHASES
 from minibatch_core.engines.fast import FastSession
+from minibatch_core.engines.flat import SMALL_STEP_WORK, threads_for
 from minibatch_core.engines.reference import ReferenceSession
 from minibatch_core.engines.shuffle import LoaderShuffle
 from minibatch_core.engines.sklearn_peer import SklearnSession, make_classifier
@@ -281,3 +282,20 @@ def test_stacked_and_reference_on_cuda(wine):
     ref = run(ReferenceSession(config, wine, cuda, [1]), 2)
     for s, r in zip(stacked, ref, strict=True):
         assert_close(s.losses[1], r.losses[0], 1e-3)
+
+
+def test_tiny_steps_run_on_one_thread_and_the_callers_setting_comes_back():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with threads_for(SMALL_STEP_WORK - 1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with threads_for(SMALL_STEP_WORK):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), threads_for(1):
+            raise RuntimeError("a failed epoch")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+

@@ -11,12 +11,13 @@ block is contiguous, so the per-layer views are contiguous too (``bmm(out=...)``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minibatch_core.input.devices import torch_threads
 from minibatch_core.input.models import linear_layers
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults, which the lesson uses
@@ -156,23 +157,14 @@ def flat_optimizer(name: str, param: torch.Tensor, grad: torch.Tensor, lr: float
 SMALL_STEP_WORK = 32768
 
 
-@contextmanager
-def threads_for(step_work: int):
-    """Run a region of tiny steps on one intra-op thread, restoring the setting after.
+def threads_for(step_work: int) -> AbstractContextManager[None]:
+    """A region of tiny steps runs on one intra-op thread, the setting restored after.
 
     Why: below torch's grain size a parallel region costs more than it saves, and on a shared machine
     a step that waits for a descheduled second thread stalls for a whole time slice (measured here:
     a median epoch 4x slower with 2 threads on a loaded 2-core machine). Larger steps keep the
     process's thread count."""
-    before = torch.get_num_threads()
-    if step_work >= SMALL_STEP_WORK or before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1 if step_work < SMALL_STEP_WORK else None)
 
 
 def step_work(replicas: int, batch_size: int, shapes: Sequence[tuple[int, int]]) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from minibatch_core.errors import MinibatchError
@@ -70,3 +72,22 @@ def synchronize(device: torch.device) -> None:
         import torch
 
         torch.cuda.synchronize(device)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block; None, or the count already set, leaves
+    torch's setting alone (no call per epoch). The caller's setting comes back after: in-process runs must
+    not leak it. Every timed workload (runs, study passes, the calibration, the noise measurement) sets
+    ``RunConfig.threads`` here, and the MLP engines their one-thread scope for tiny steps."""
+    import torch
+
+    previous = torch.get_num_threads() if threads is not None else None
+    if previous is None or previous == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from minibatch_core.input.devices import resolve_device, synchronize
-from minibatch_core.running.measure import torch_threads
+from minibatch_core.input.devices import resolve_device, synchronize, torch_threads
 
 WORKLOAD = "mlp-13-64-64-3 adam, batch 32, 200 steps, fixed data; median of 7 repeats after 1 warm-up"
 

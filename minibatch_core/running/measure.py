@@ -8,7 +8,6 @@ from __future__ import annotations
 import platform
 import resource
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,22 +33,6 @@ class Stopwatch:
         finally:
             synchronize(self.device)
             self.elapsed_s = time.perf_counter() - start
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` (a ``RunConfig.threads``) for the block; None leaves
-    torch's own setting. The caller's setting comes back after: in-process runs must not leak it. Every
-    timed workload (runs, study passes, the calibration, the noise measurement) sets its threads here."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # --- process memory (CPU) -------------------------------------------------------------------------

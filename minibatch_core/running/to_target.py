@@ -29,9 +29,9 @@ from minibatch_core.engines import get_engine
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
-from minibatch_core.input.devices import resolve_device
+from minibatch_core.input.devices import resolve_device, torch_threads
 from minibatch_core.running.isolation import run_isolated
-from minibatch_core.running.measure import Stopwatch, torch_threads
+from minibatch_core.running.measure import Stopwatch
 from minibatch_core.running.trainer import prewarm_engine, start_session
 
 CHECKS_PER_EPOCH = 8

@@ -15,12 +15,12 @@ from minibatch_core.engines import Engine, check_model_facts, check_model_suppor
 from minibatch_core.errors import MinibatchError
 from minibatch_core.input.config import RunConfig, resolve_batch_size
 from minibatch_core.input.data import Dataset, Table, data_options, load_dataset, to_dataset
-from minibatch_core.input.devices import resolve_device
+from minibatch_core.input.devices import resolve_device, torch_threads
 from minibatch_core.input.models import check_model_and_data
 from minibatch_core.input.specs import source_hash
 from minibatch_core.running.distributed import DistributedOptions, run_distributed
 from minibatch_core.running.isolation import run_isolated
-from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name, torch_threads
+from minibatch_core.running.measure import MemoryProbe, Stopwatch, device_name
 from minibatch_core.running.results import EpochRecord, RunResult
 
 PROFILE_MAX_STEPS = 200

@@ -28,13 +28,13 @@ from minibatch_core.engines import get_engine
 from minibatch_core.fsio import atomic_write_csv, atomic_write_text
 from minibatch_core.input.config import RunConfig
 from minibatch_core.input.data import Dataset
-from minibatch_core.input.devices import resolve_device
+from minibatch_core.input.devices import resolve_device, torch_threads
 from minibatch_core.input.split import Split
 from minibatch_core.records.study_axes import policy_factor, resolve_study_batches
 from minibatch_core.records.study_rows import CHECKS_CSV, RUNS_CSV, STUDY_CSV, check_rows, epoch_rows, study_rows
 from minibatch_core.running import trainer
 from minibatch_core.running.envinfo import load_average
-from minibatch_core.running.measure import device_name, torch_threads
+from minibatch_core.running.measure import device_name
 from minibatch_core.running.to_target import Target, ToTargetRun, train_pass
 from minibatch_core.sweep.executors import (
     Executor,
