@@ -32,7 +32,7 @@ from minibatch_core.running.distributed import (
     leave_group,
     share_cores,
 )
-from minibatch_core.running.isolation import _context, _main_module_hidden
+from minibatch_core.running.isolation import main_module_hidden, worker_context
 
 GRACE_S = 5.0  # for the other ranks to report after a failure, and to exit after terminate()
 
@@ -94,10 +94,10 @@ def _host_store(timeout_s: float) -> tuple[dist.TCPStore, str]:
 def launch_local(fn: Callable[..., Any], args: tuple, config: RunConfig, backend: str,
                   options: DistributedOptions) -> Any:
     store, host = _host_store(options.timeout_s)
-    ctx = _context()
+    ctx = worker_context()
     procs, pipes, lifelines = [], [], []
     try:
-        with _main_module_hidden():
+        with main_module_hidden():
             for rank in range(config.workers):
                 reader, writer = ctx.Pipe(duplex=False)
                 life_r, life_w = ctx.Pipe(duplex=False)

@@ -19,6 +19,7 @@ import traceback
 import types
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from minibatch_core.engines import engine_module, engine_names
@@ -32,7 +33,7 @@ PRELOAD_LAST = "minibatch_core.running.preload"
 DATA_MODULES = ("sklearn.datasets", "sklearn.preprocessing")
 
 
-def _context(engines: Iterable[str] | None = None, *, load_data: bool = True):
+def worker_context(engines: Iterable[str] | None = None, *, load_data: bool = True) -> BaseContext:
     """The start method's context. The forkserver (one per process, started on first use) preloads the
     modules of ``engines`` (default: every registered engine), scikit-learn's datasets unless the caller
     hands its workers their data (``load_data=False``), and the common imports."""
@@ -51,7 +52,7 @@ def start_workers(engines: Iterable[str] | None = None, *, load_data: bool = Tru
     first call in a process has an effect, and only where the start method is forkserver; a later
     ``run_isolated`` uses the server started here. ``load_data=False``: this process loads the data and
     hands it to the workers (``train``), so they need not import scikit-learn's datasets."""
-    ctx = _context(engines, load_data=load_data)
+    ctx = worker_context(engines, load_data=load_data)
     if ctx.get_start_method() != "forkserver":
         return
     from multiprocessing import forkserver, resource_tracker
@@ -62,7 +63,7 @@ def start_workers(engines: Iterable[str] | None = None, *, load_data: bool = Tru
     # line: that reads empty until the kernel has finished exec'ing it, which a quick exit can beat.
     resource_tracker.ensure_running()
     before = {child.pid for child in psutil.Process().children()}
-    with _main_module_hidden():  # the server imports the caller's __main__ too, see below
+    with main_module_hidden():  # the server imports the caller's __main__ too, see below
         forkserver.ensure_running()
     _SERVERS.extend(child for child in psutil.Process().children() if child.pid not in before)
     atexit.unregister(_end_forkservers)  # once, however often this runs
@@ -87,7 +88,7 @@ def _end_forkservers() -> None:
 
 
 @contextmanager
-def _main_module_hidden() -> Iterator[None]:
+def main_module_hidden() -> Iterator[None]:
     """multiprocessing re-imports the caller's ``__main__`` in every non-fork child. For a user's
     script without an ``if __name__ == "__main__"`` guard that would train again inside the worker
     (or fail outright for code read from stdin or a notebook). The worker needs nothing from
@@ -184,13 +185,13 @@ def run_isolated(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` in a fresh process, a child of this command's forkserver; its result (picklable) or its
     exception comes back. The worker may still be exiting when this returns (``reap_workers``)."""
     reap_workers()
-    ctx = _context()
+    ctx = worker_context()
     parent, child = ctx.Pipe(duplex=False)
     # the pymp-* folder multiprocessing keeps this process's sockets in (created here if not yet): the
     # worker removes it if this process is killed before its exit handler can
     temp_dir = mp.util.get_temp_dir()
     proc = ctx.Process(target=_child, args=(child, fn, args, os.getpid(), temp_dir), daemon=True)
-    with _main_module_hidden():
+    with main_module_hidden():
         proc.start()
     child.close()
     try:
