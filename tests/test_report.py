@@ -222,9 +222,11 @@ def test_a_sentence_in_a_table_wraps_and_figures_stay_on_one_line() -> None:
     from minibatch_core.presentation.report import Table
 
     why = "1: 0.0003 (best rate 0.003 at the low end of the rates tried: extend to 0.0003)"
-    frame = pd.DataFrame({"batch": ["32"], "time": ["45.54 ms (34.47 ms–56.62 ms)"], "rates added": [why]})
+    frame = pd.DataFrame({"batch": ["32"], "time": ["45.54 ms (34.47 ms–56.62 ms)"], "rates added": [why],
+                          "B_crit": ["14.7 [0.465, 23.5]"]})
     cells = render_html([Table(frame)], "t").split("<tbody>")[1]
     assert "<td>32</td><td>45.54 ms (34.47 ms–56.62 ms)</td>" in cells
+    assert "<td>14.7<br>[0.465, 23.5]</td>" in cells  # a figure above its interval: half the width
     assert f'<td class="prose">{why}</td>' in cells
 
 

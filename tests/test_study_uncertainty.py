@@ -9,7 +9,7 @@ import pytest
 from minibatch_core.analysis.study import best_lrs, critical_batch
 from minibatch_core.analysis.study_bootstrap import MIN_SEEDS, batch_grids, bootstrap_fit
 from minibatch_core.analysis.study_noise import noise_summary
-from minibatch_core.presentation.study_report import critical_tables
+from minibatch_core.presentation.study_report import critical_notes, critical_tables
 
 S_MIN, E_MIN = 20.0, 2000.0  # B_crit = 100
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
@@ -80,13 +80,17 @@ def test_the_report_tables_show_each_figure_with_its_interval_or_none(seeds):
     measured, predicted = critical_tables([entry])
     cell, interval = measured.loc[0, "B_crit (measured)"], measured.loc[0, "interval"]
     assert cell.startswith(f"{entry['b_crit']:.3g} [")
+    reason = f"an interval cannot be estimated from {seeds} seeds: the bootstrap over seeds needs at least 3"
     if seeds < MIN_SEEDS:
-        assert cell.endswith("[none]") and interval == f"none: {seeds} seed(s) < {MIN_SEEDS}"
+        assert cell.endswith("[none]") and interval == "none (note below)"
+        assert critical_notes(entry).count(reason) == 1  # the reason, said once below the tables
     else:
         low, high = entry["b_crit_interval"]
-        assert cell.endswith(f"[{low:.3g}, {high:.3g}]") and interval == "90%, bootstrap over 4 seeds"
+        assert cell.endswith(f"[{low:.3g}, {high:.3g}]") and interval == "90% over 4 seeds"
+        assert reason not in critical_notes(entry)
     # the noise scale was not measured here: its table still has the row, with no figure and no interval
     assert list(predicted["dataset"]) == ["d"] and predicted.loc[0, "noise cost"] == "–"
+    assert predicted.loc[0, "interval"] == "–"
 
 
 def test_a_censored_seed_moves_the_best_rate_in_some_draws():

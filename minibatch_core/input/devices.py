@@ -82,8 +82,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     ``RunConfig.threads`` here, and the MLP engines their one-thread scope for tiny steps."""
     import torch
 
-    previous = torch.get_num_threads() if threads is not None else None
-    if previous is None or previous == threads:
+    previous = None if threads is None else torch.get_num_threads()
+    if previous in (None, threads):
         yield
         return
     torch.set_num_threads(threads)

@@ -103,12 +103,20 @@ def _inline_html(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
+# a figure and its interval, ``14.7 [0.465, 23.5]``: the interval goes on a line of its own
+_WITH_BAND = re.compile(r"(\S+) (\[[^\]]*\])")
+
+
 def _cell(value: object) -> str:
     # Numbers and short labels stay on one line so columns line up; a sentence (a study's learning-rate
     # rounds, a verdict) wraps in its own column instead of pushing the table past the page.
     text = str(value)
-    prose = len(text) > PROSE_CHARS and " " in text
-    return f'<td class="prose">{html.escape(text)}</td>' if prose else f"<td>{html.escape(text)}</td>"
+    if len(text) > PROSE_CHARS and " " in text:
+        return f'<td class="prose">{html.escape(text)}</td>'
+    band = _WITH_BAND.fullmatch(text)
+    if band:
+        return f"<td>{html.escape(band[1])}<br>{html.escape(band[2])}</td>"
+    return f"<td>{html.escape(text)}</td>"
 
 
 def render_html(blocks: list[Block], title: str) -> str:

@@ -79,8 +79,8 @@ def best_table(best: pd.DataFrame) -> pd.DataFrame:
 
 def with_interval(c: dict[str, Any], name: str, digits: int = 3) -> str:
     """``133 [95, 156]`` (the figure, then its bootstrap interval), ``133 [none]`` when none could be
-    estimated (the table's ``interval`` column says why, once per row), the figure alone for records
-    without intervals."""
+    estimated (the row's ``interval`` column says so and a note below the table why), the figure alone for
+    records without intervals."""
     value = _g(c.get(name), digits)
     if f"{name}_interval" not in c:
         return value
@@ -90,18 +90,27 @@ def with_interval(c: dict[str, Any], name: str, digits: int = 3) -> str:
     return f"{value} [none]" if value != "–" else value
 
 
-def _interval_column(c: dict[str, Any]) -> str:
-    level, seeds = c.get("confidence_level"), c.get("bootstrap_seeds")
-    if not level:
-        return "–"
-    if seeds is not None and seeds < MIN_SEEDS:
-        return f"none: {seeds} seed(s) < {MIN_SEEDS}"  # the method section says why
-    return f"{level:.0%}, bootstrap over {seeds} seeds"
+def _interval_column(c: dict[str, Any], note_key: str, over: str) -> str:
+    """The level of a row's intervals and what the bootstrap resampled, or ``none`` where the analysis recorded why
+    there are none (``critical_notes`` prints that reason below the table)."""
+    if c.get(note_key):
+        return "none (note below)"
+    level = c.get("confidence_level")
+    return f"{level:.0%} over {over}" if level else "–"  # the method section: a bootstrap, and how
+
+
+def critical_notes(c: dict[str, Any]) -> list[str]:
+    """What the analysis recorded about a row of the critical-batch tables (the fit, the slopes, why an
+    interval is missing), each said once."""
+    notes = (c.get("fit", {}).get("note"), c.get("slopes", {}).get("note"), c.get("interval_note"),
+             c.get("b_simple_interval_note"))
+    return list(dict.fromkeys(n for n in notes if n))
 
 
 def critical_tables(critical: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Two tables, so each fits a page: the critical batch measured (the fit to steps vs batch size) and
-    predicted (the gradient noise scale). Each row says its intervals' level or why there are none."""
+    predicted (the gradient noise scale). Each row says its intervals' level, or ``none`` (the reason is
+    among ``critical_notes``)."""
     measured, predicted = [], []
     for c in critical:
         fit, noise = c.get("fit", {}), c.get("noise", {})
@@ -116,14 +125,15 @@ def critical_tables(critical: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Da
             "points": fit.get("n_points", 0),
             "slope small B": with_interval({**c, **slopes}, "slope_small"),
             "slope large B": with_interval({**c, **slopes}, "slope_large"),
-            "interval": _interval_column(c),
+            "interval": _interval_column(c, "interval_note", f"{c.get('bootstrap_seeds')} seeds"),
         })
         predicted.append({
             **key, "B_simple (predicted: before target)": with_interval(c, "b_simple"),
             "B_simple at start": with_interval(c, "b_simple_start"),
             "B_simple at target": with_interval(c, "b_simple_at_target"),
             "B_simple / B_crit": with_interval(c, "ratio_b_simple_over_b_crit"),
-            "interval": _interval_column(c),
+            "interval": _interval_column(c, "b_simple_interval_note",
+                                         f"{c.get('b_simple_runs', 1)} runs") if noise else "–",
             "noise cost": fmt_seconds(noise.get("measure_s")) if noise else "–",
         })
     return pd.DataFrame(measured), pd.DataFrame(predicted)
@@ -221,10 +231,8 @@ def build_study_report(folder: str | Path) -> dict[str, Path]:
     if not search.empty:
         blocks += [Heading(2, "Learning-rate search and step budgets"), Table(search)]
     blocks += [Heading(2, "Critical batch: measured and predicted"), *map(Table, critical_tables(critical))]
-    for c in critical:
-        for note in (c.get("fit", {}).get("note"), c.get("slopes", {}).get("note")):
-            if note:
-                blocks.append(Para(f"{c['dataset']} · {c['engine']} · {c['device']}: {note}."))
+    blocks += [Para(f"{c['dataset']} · {c['engine']} · {c['device']}: {note}.")
+               for c in critical for note in critical_notes(c)]
     blocks.append(Image(written["time"], "Time to target vs batch size",
                         "Training wall time to the target at each batch size's best learning rate (median, "
                         "range over seeds). " + (warning or "Load during the study: see the setup below.")))
